@@ -1,0 +1,35 @@
+//! # sched-core
+//!
+//! The backend-agnostic core of sched: place bursts of containers onto workers with one atomic
+//! capacity update per worker, no locks, no double-booking and no lost capacity.
+//!
+//! * [`Resources`], [`Worker`], [`ContainerRequest`] and the reservation types;
+//! * [`WorkerRepository`], the async, object-safe trait every backend implements;
+//! * [`WorkerStateCache`], lock-free snapshots of worker state (`arc-swap`);
+//! * [`affinity`], sha256-based spreading of containers across equal workers;
+//! * [`Scheduler`], which plans a whole burst against one snapshot and commits it with one
+//!   `reserve_batch` call.
+//!
+//! Pick a backend by depending on its crate: `sched-memory`, `sched-redis` or `sched-postgres`.
+
+pub mod counters;
+mod error;
+pub mod locks;
+mod repository;
+mod request;
+mod reservation;
+mod resources;
+pub mod validate;
+mod worker;
+
+pub use counters::{BackendCounters, CounterSnapshot};
+pub use error::{BoxError, InvalidInput, RepoError};
+pub use locks::{LockToken, WorkerLocks};
+pub use repository::WorkerRepository;
+pub use request::{ContainerRequest, ANY_GPU};
+pub use reservation::{
+    AuditReport, CapacityReservation, CommitMode, Committed, Drift, Rejection, ReleaseOutcome,
+    Released, ReservationRecord, ResourceReservation, WorkerOutcome, WorkerResult,
+};
+pub use resources::{ResourceError, ResourceKind, Resources};
+pub use worker::{Worker, WorkerSpec, WorkerStatus};

@@ -1,0 +1,37 @@
+//! # sched-memory
+//!
+//! [`MemoryRepository`]: an in-process [`WorkerRepository`] that is atomic per worker, fast, and
+//! passes the shared conformance suite. It doubles as a test double for code that depends on
+//! sched: seed workers in one line and inject faults (failures, conflicts, latency, lost replies)
+//! to exercise retry paths.
+//!
+//! ```
+//! # tokio_test_block(async {
+//! use sched_core::{CapacityReservation, CommitMode, Resources, ResourceReservation, WorkerRepository};
+//! use sched_memory::MemoryRepository;
+//!
+//! let repo = MemoryRepository::builder()
+//!     .cpu_workers(3, Resources::cpu_mem(4000, 8192))
+//!     .build()
+//!     .await;
+//! let out = repo
+//!     .reserve_batch(
+//!         &[CapacityReservation::new("worker-0", vec![ResourceReservation::new("c1", Resources::cpu_mem(500, 512))])],
+//!         CommitMode::AllOrNothing,
+//!     )
+//!     .await
+//!     .unwrap();
+//! assert!(out[0].outcome.is_ok());
+//! # });
+//! # fn tokio_test_block(f: impl std::future::Future<Output = ()>) {
+//! #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+mod faults;
+mod locks;
+mod store;
+
+pub use faults::{Fault, FaultPlan};
+pub use locks::MemoryLocks;
+pub use store::{MemoryRepository, MemoryRepositoryBuilder};
