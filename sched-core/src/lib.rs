@@ -12,6 +12,8 @@
 //!
 //! Pick a backend by depending on its crate: `sched-memory`, `sched-redis` or `sched-postgres`.
 
+pub mod affinity;
+pub mod cache;
 pub mod counters;
 mod error;
 pub mod locks;
@@ -19,9 +21,11 @@ mod repository;
 mod request;
 mod reservation;
 mod resources;
+pub mod scheduler;
 pub mod validate;
 mod worker;
 
+pub use cache::{CacheConfig, CacheStats, WorkerStateCache};
 pub use counters::{BackendCounters, CounterSnapshot};
 pub use error::{BoxError, InvalidInput, RepoError};
 pub use locks::{LockToken, WorkerLocks};
@@ -32,4 +36,5 @@ pub use reservation::{
     Released, ReservationRecord, ResourceReservation, WorkerOutcome, WorkerResult,
 };
 pub use resources::{ResourceError, ResourceKind, Resources};
+pub use scheduler::{Placement, ScheduleError, Scheduler, SchedulerConfig, SchedulerStats};
 pub use worker::{Worker, WorkerSpec, WorkerStatus};

@@ -21,8 +21,11 @@ pub struct LockToken {
 #[async_trait]
 pub trait WorkerLocks: Send + Sync {
     /// Tries once to take the worker's lock for at most `ttl`. `Ok(None)` when someone holds it.
-    async fn try_lock(&self, worker_id: &str, ttl: Duration)
-        -> Result<Option<LockToken>, RepoError>;
+    async fn try_lock(
+        &self,
+        worker_id: &str,
+        ttl: Duration,
+    ) -> Result<Option<LockToken>, RepoError>;
 
     /// Gives the lock back. Unlocking a lock that expired or was taken over is a no-op.
     async fn unlock(&self, token: LockToken) -> Result<(), RepoError>;

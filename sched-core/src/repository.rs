@@ -62,8 +62,10 @@ pub trait WorkerRepository: Send + Sync {
     /// Releases containers by id and returns one outcome per id, in input order. Idempotent:
     /// a container not held returns nothing, so capacity comes back at most once and free never
     /// exceeds total.
-    async fn release_batch(&self, container_ids: &[String])
-        -> Result<Vec<ReleaseOutcome>, RepoError>;
+    async fn release_batch(
+        &self,
+        container_ids: &[String],
+    ) -> Result<Vec<ReleaseOutcome>, RepoError>;
 
     /// Where a container is held, if anywhere.
     async fn find_reservation(

@@ -218,7 +218,10 @@ mod tests {
     #[test]
     fn shortfall_names_first_short_kind() {
         let free = Resources::new(1000, 512, 1);
-        assert_eq!(free.first_shortfall(&Resources::new(500, 1024, 2)), Some(ResourceKind::Memory));
+        assert_eq!(
+            free.first_shortfall(&Resources::new(500, 1024, 2)),
+            Some(ResourceKind::Memory)
+        );
         assert_eq!(free.first_shortfall(&Resources::new(500, 256, 1)), None);
     }
 

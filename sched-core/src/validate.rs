@@ -139,38 +139,65 @@ mod tests {
 
     #[test]
     fn rejects_bad_ids() {
-        assert!(matches!(validate_id("worker", ""), Err(InvalidInput::EmptyId { .. })));
+        assert!(matches!(
+            validate_id("worker", ""),
+            Err(InvalidInput::EmptyId { .. })
+        ));
         let long = "x".repeat(10 * 1024);
-        assert!(matches!(validate_id("worker", &long), Err(InvalidInput::IdTooLong { .. })));
-        assert!(matches!(validate_id("worker", "a\0b"), Err(InvalidInput::ControlCharacter { .. })));
+        assert!(matches!(
+            validate_id("worker", &long),
+            Err(InvalidInput::IdTooLong { .. })
+        ));
+        assert!(matches!(
+            validate_id("worker", "a\0b"),
+            Err(InvalidInput::ControlCharacter { .. })
+        ));
         assert!(validate_id("worker", "{w}:1 'x\"; DROP TABLE--é").is_ok());
     }
 
     #[test]
     fn rejects_duplicates_and_zero() {
         let b = vec![CapacityReservation::new("w", vec![res("c"), res("c")])];
-        assert!(matches!(validate_batch(&b), Err(InvalidInput::DuplicateContainer { .. })));
+        assert!(matches!(
+            validate_batch(&b),
+            Err(InvalidInput::DuplicateContainer { .. })
+        ));
         let b = vec![
             CapacityReservation::new("w", vec![res("a")]),
             CapacityReservation::new("w", vec![res("b")]),
         ];
-        assert!(matches!(validate_batch(&b), Err(InvalidInput::DuplicateWorker { .. })));
+        assert!(matches!(
+            validate_batch(&b),
+            Err(InvalidInput::DuplicateWorker { .. })
+        ));
         let b = vec![CapacityReservation::new(
             "w",
             vec![ResourceReservation::new("z", Resources::ZERO)],
         )];
-        assert!(matches!(validate_batch(&b), Err(InvalidInput::ZeroResources { .. })));
+        assert!(matches!(
+            validate_batch(&b),
+            Err(InvalidInput::ZeroResources { .. })
+        ));
         let b = vec![CapacityReservation::new(
             "w",
-            vec![ResourceReservation::new("z", Resources::new(u64::MAX, 1, 0))],
+            vec![ResourceReservation::new(
+                "z",
+                Resources::new(u64::MAX, 1, 0),
+            )],
         )];
-        assert!(matches!(validate_batch(&b), Err(InvalidInput::TooLarge { .. })));
+        assert!(matches!(
+            validate_batch(&b),
+            Err(InvalidInput::TooLarge { .. })
+        ));
     }
 
     #[test]
     fn rejects_oversized_batch() {
         let rs = (0..=MAX_BATCH).map(|i| res(&i.to_string())).collect();
         let b = vec![CapacityReservation::new("w", rs)];
-        assert!(matches!(validate_batch(&b), Err(InvalidInput::BatchTooLarge { .. })));
+        assert!(matches!(
+            validate_batch(&b),
+            Err(InvalidInput::BatchTooLarge { .. })
+        ));
     }
 }

@@ -49,7 +49,10 @@ impl FaultPlan {
     }
 
     pub(crate) fn next(&self) -> Option<Fault> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
     }
 
     pub(crate) fn latency(&self) -> Duration {

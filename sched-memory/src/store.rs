@@ -5,9 +5,9 @@ use crate::{Fault, FaultPlan};
 use async_trait::async_trait;
 use sched_core::validate::{validate_batch, validate_id, validate_release, validate_spec};
 use sched_core::{
-    AuditReport, BackendCounters, CapacityReservation, CommitMode, Committed, RepoError,
-    Rejection, ReleaseOutcome, Released, ReservationRecord, ResourceReservation, Resources,
-    Worker, WorkerRepository, WorkerResult, WorkerSpec,
+    AuditReport, BackendCounters, CapacityReservation, CommitMode, Committed, Rejection,
+    ReleaseOutcome, Released, RepoError, ReservationRecord, ResourceReservation, Resources, Worker,
+    WorkerRepository, WorkerResult, WorkerSpec,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -59,17 +59,17 @@ impl MemoryRepositoryBuilder {
     /// Adds `n` available CPU-only workers `worker-0 .. worker-{n-1}` with the same total.
     pub fn cpu_workers(mut self, n: usize, total: Resources) -> Self {
         let start = self.specs.len();
-        self.specs.extend(
-            (start..start + n).map(|i| WorkerSpec::new(format!("worker-{i}"), total)),
-        );
+        self.specs
+            .extend((start..start + n).map(|i| WorkerSpec::new(format!("worker-{i}"), total)));
         self
     }
 
     /// Adds `n` GPU workers `gpu-worker-0 ..` of one GPU type.
     pub fn gpu_workers(mut self, n: usize, gpu_type: &str, total: Resources) -> Self {
-        self.specs.extend(
-            (0..n).map(|i| WorkerSpec::new(format!("gpu-worker-{i}"), total).with_gpu_type(gpu_type)),
-        );
+        self.specs
+            .extend((0..n).map(|i| {
+                WorkerSpec::new(format!("gpu-worker-{i}"), total).with_gpu_type(gpu_type)
+            }));
         self
     }
 
@@ -247,7 +247,8 @@ fn ledger_sum(entry: &Entry) -> Resources {
     // Amounts are bounded by MAX_AMOUNT and the count by memory, so this cannot overflow u64
     // in practice; saturate rather than panic if it ever did.
     entry.ledger.values().fold(Resources::ZERO, |acc, h| {
-        acc.checked_add(&h.resources).unwrap_or(Resources::new(u64::MAX, u64::MAX, u64::MAX))
+        acc.checked_add(&h.resources)
+            .unwrap_or(Resources::new(u64::MAX, u64::MAX, u64::MAX))
     })
 }
 

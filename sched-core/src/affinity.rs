@@ -1,0 +1,163 @@
+//! Worker affinity: spread containers across equally good workers, deterministically.
+//!
+//! * [`hash_container_id`]: the first 8 bytes of sha256(container id), big-endian.
+//! * [`apply_worker_affinity`]: rotate candidates by `hash mod n` inside each tier of equal
+//!   priority (the original design's spreading, now tier-preserving).
+//! * [`rendezvous_score`]: highest-random-weight hashing, stable when workers join or leave.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// How the scheduler spreads containers within a priority tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AffinityMode {
+    /// No spreading: candidates in id order, so a burst piles onto the first workers.
+    Off,
+    /// Rotate each tier by `hash_container_id(id) mod tier length`.
+    #[default]
+    Rotate,
+    /// Rendezvous (highest-random-weight) hashing over the tier.
+    Rendezvous,
+}
+
+/// The first 8 bytes of sha256(`container_id`), read as a big-endian `u64`.
+///
+/// ```
+/// let h = sched_core::affinity::hash_container_id("container-1");
+/// assert_eq!(h, sched_core::affinity::hash_container_id("container-1"));
+/// ```
+pub fn hash_container_id(container_id: &str) -> u64 {
+    let digest = Sha256::digest(container_id.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// Rotates `candidates` left by `hash_container_id(container_id) mod len` inside each run of
+/// equal `tier(c)`, so that tier order (e.g. priority) is kept. Candidates must already be sorted
+/// by tier.
+///
+/// ```
+/// use sched_core::affinity::apply_worker_affinity;
+/// let mut v = vec![(2, "a"), (2, "b"), (2, "c"), (1, "d")];
+/// apply_worker_affinity(&mut v, "some-container", |c| c.0);
+/// assert_eq!(v[3], (1, "d")); // the lower tier stays last
+/// ```
+pub fn apply_worker_affinity<T, K: PartialEq>(
+    candidates: &mut [T],
+    container_id: &str,
+    tier: impl Fn(&T) -> K,
+) {
+    let h = hash_container_id(container_id);
+    let mut start = 0;
+    while start < candidates.len() {
+        let key = tier(&candidates[start]);
+        let mut end = start + 1;
+        while end < candidates.len() && tier(&candidates[end]) == key {
+            end += 1;
+        }
+        let run = &mut candidates[start..end];
+        let n = run.len() as u64;
+        // n >= 1 here, so the modulo is safe.
+        run.rotate_left((h % n) as usize);
+        start = end;
+    }
+}
+
+/// The rotation offset [`apply_worker_affinity`] uses for a tier of `len` candidates.
+pub fn rotation_offset(container_hash: u64, len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        (container_hash % len as u64) as usize
+    }
+}
+
+/// A stable per-worker hash for [`rendezvous_score`] (first 8 bytes of sha256(worker id)).
+pub fn hash_worker_id(worker_id: &str) -> u64 {
+    hash_container_id(worker_id)
+}
+
+/// Rendezvous weight of a (container, worker) pair; the candidate with the highest weight wins.
+/// Mixes the two sha256-derived hashes with splitmix64, so scoring n workers costs n cheap mixes.
+pub fn rendezvous_score(container_hash: u64, worker_hash: u64) -> u64 {
+    let mut z = container_hash ^ worker_hash.rotate_left(32);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Sorts `candidates` inside each tier by descending rendezvous score for `container_id`.
+pub fn apply_rendezvous<T, K: PartialEq>(
+    candidates: &mut [T],
+    container_id: &str,
+    tier: impl Fn(&T) -> K,
+    worker_id: impl Fn(&T) -> &str,
+) {
+    let h = hash_container_id(container_id);
+    let mut start = 0;
+    while start < candidates.len() {
+        let key = tier(&candidates[start]);
+        let mut end = start + 1;
+        while end < candidates.len() && tier(&candidates[end]) == key {
+            end += 1;
+        }
+        candidates[start..end].sort_by_cached_key(|c| {
+            std::cmp::Reverse(rendezvous_score(h, hash_worker_id(worker_id(c))))
+        });
+        start = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_sha256_prefix_big_endian() {
+        // sha256("") = e3b0c44298fc1c14...
+        assert_eq!(hash_container_id(""), 0xe3b0_c442_98fc_1c14);
+    }
+
+    #[test]
+    fn rotation_keeps_tiers() {
+        let mut v: Vec<(i32, usize)> = (0..5)
+            .map(|i| (9, i))
+            .chain((5..8).map(|i| (1, i)))
+            .collect();
+        apply_worker_affinity(&mut v, "abc", |c| c.0);
+        assert!(v[..5].iter().all(|c| c.0 == 9));
+        assert!(v[5..].iter().all(|c| c.0 == 1));
+        let off = rotation_offset(hash_container_id("abc"), 5);
+        assert_eq!(v[0].1, off);
+    }
+
+    #[test]
+    fn rotation_spreads_many_containers() {
+        let mut counts = [0usize; 20];
+        for i in 0..2000 {
+            counts[rotation_offset(hash_container_id(&format!("c-{i}")), 20)] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 50), "{counts:?}");
+    }
+
+    #[test]
+    fn rendezvous_is_stable_when_a_worker_leaves() {
+        let workers: Vec<String> = (0..10).map(|i| format!("w{i}")).collect();
+        let best = |ws: &[String], c: &str| {
+            let mut v = ws.to_vec();
+            apply_rendezvous(&mut v, c, |_| 0, |w| w.as_str());
+            v[0].clone()
+        };
+        let fewer: Vec<String> = workers.iter().filter(|w| *w != "w3").cloned().collect();
+        for i in 0..200 {
+            let c = format!("c{i}");
+            let before = best(&workers, &c);
+            if before != "w3" {
+                assert_eq!(before, best(&fewer, &c), "container {c} moved");
+            }
+        }
+    }
+}

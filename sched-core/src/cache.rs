@@ -1,0 +1,547 @@
+//! [`WorkerStateCache`]: lock-free snapshots of all workers, refreshed at most once at a time.
+//!
+//! Readers load an `Arc<Snapshot>` through [`arc_swap::ArcSwapOption`] and never block on each
+//! other. When the snapshot is older than the TTL, or was invalidated, one reader refreshes it
+//! (single flight); the others keep using the current snapshot if it is merely old, or wait for
+//! that one refresh if it was invalidated. The scheduler writes its own committed results
+//! through, so its own writes never make the cache stale.
+
+use crate::{RepoError, Resources, Worker, WorkerRepository};
+use arc_swap::ArcSwapOption;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Cache settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// How long a snapshot is served without refresh. Zero disables the cache (read-through).
+    pub ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            ttl: Duration::from_millis(500),
+        }
+    }
+}
+
+/// An immutable view of all workers at one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    workers: Vec<Arc<Worker>>,
+    index: HashMap<String, usize>,
+    taken_at: Instant,
+    generation: u64,
+}
+
+impl Snapshot {
+    fn new(workers: Vec<Worker>, generation: u64) -> Self {
+        let workers: Vec<Arc<Worker>> = workers.into_iter().map(Arc::new).collect();
+        let index = workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.id.clone(), i))
+            .collect();
+        Snapshot {
+            workers,
+            index,
+            taken_at: Instant::now(),
+            generation,
+        }
+    }
+
+    /// All workers, ordered as the repository listed them (by id).
+    pub fn workers(&self) -> &[Arc<Worker>] {
+        &self.workers
+    }
+
+    /// One worker by id.
+    pub fn get(&self, worker_id: &str) -> Option<&Arc<Worker>> {
+        self.index.get(worker_id).map(|&i| &self.workers[i])
+    }
+
+    /// When the underlying read was taken (write-through does not change it).
+    pub fn taken_at(&self) -> Instant {
+        self.taken_at
+    }
+
+    /// Age of the read.
+    pub fn age(&self) -> Duration {
+        self.taken_at.elapsed()
+    }
+}
+
+/// Cache counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct CacheStats {
+    /// Reads served from a snapshot without going to the repository.
+    pub hits: u64,
+    /// Reads that went to the repository (including read-through with TTL 0).
+    pub misses: u64,
+    /// Full or partial refreshes performed.
+    pub refreshes: u64,
+    /// Results written through.
+    pub write_throughs: u64,
+    /// Age of the current snapshot, in seconds (0 when there is none).
+    pub age_secs: f64,
+}
+
+impl CacheStats {
+    /// `hits / (hits + misses)`, or 0 with no reads.
+    pub fn hit_rate(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Dirty {
+    all: bool,
+    workers: HashSet<String>,
+}
+
+/// Lock-free cache of worker state. See the [module docs](self).
+#[derive(Debug)]
+pub struct WorkerStateCache {
+    config: CacheConfig,
+    current: ArcSwapOption<Snapshot>,
+    refresh: tokio::sync::Mutex<()>,
+    dirty: Mutex<Dirty>,
+    generation: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    refreshes: AtomicU64,
+    write_throughs: AtomicU64,
+}
+
+impl WorkerStateCache {
+    /// An empty cache.
+    pub fn new(config: CacheConfig) -> Self {
+        WorkerStateCache {
+            config,
+            current: ArcSwapOption::const_empty(),
+            refresh: tokio::sync::Mutex::new(()),
+            dirty: Mutex::new(Dirty::default()),
+            generation: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
+            write_throughs: AtomicU64::new(0),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> CacheConfig {
+        self.config
+    }
+
+    fn dirty(&self) -> std::sync::MutexGuard<'_, Dirty> {
+        self.dirty.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_dirty(&self) -> bool {
+        let d = self.dirty();
+        d.all || !d.workers.is_empty()
+    }
+
+    fn fresh(&self, s: &Snapshot) -> bool {
+        s.age() < self.config.ttl
+    }
+
+    /// A snapshot no older than the TTL that reflects every invalidation made before the call.
+    /// With TTL 0, always reads the repository.
+    pub async fn snapshot<R: WorkerRepository + ?Sized>(
+        &self,
+        repo: &R,
+    ) -> Result<Arc<Snapshot>, RepoError> {
+        if self.config.ttl.is_zero() {
+            self.count_miss();
+            let workers = repo.list_workers(None).await?;
+            let g = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            return Ok(Arc::new(Snapshot::new(workers, g)));
+        }
+        let seen = self.current.load_full();
+        if let Some(s) = &seen {
+            if self.fresh(s) && !self.is_dirty() {
+                self.count_hit();
+                return Ok(Arc::clone(s));
+            }
+        }
+        // Needs a refresh. Only one at a time.
+        let guard = match self.refresh.try_lock() {
+            Ok(g) => g,
+            Err(_) => {
+                // Someone is refreshing. If we only have an old (not invalidated) snapshot, use it.
+                if let Some(s) = &seen {
+                    if !self.is_dirty() {
+                        self.count_hit();
+                        return Ok(Arc::clone(s));
+                    }
+                }
+                let g = self.refresh.lock().await;
+                // Did that refresh produce what we need?
+                if let Some(s) = self.current.load_full() {
+                    let newer = seen
+                        .as_ref()
+                        .is_none_or(|old| s.generation > old.generation);
+                    if newer && self.fresh(&s) && !self.is_dirty() {
+                        self.count_hit();
+                        return Ok(s);
+                    }
+                }
+                g
+            }
+        };
+        let out = self.refresh_locked(repo).await;
+        drop(guard);
+        out
+    }
+
+    async fn refresh_locked<R: WorkerRepository + ?Sized>(
+        &self,
+        repo: &R,
+    ) -> Result<Arc<Snapshot>, RepoError> {
+        // Another refresher may have finished between our check and taking the lock.
+        if let Some(s) = self.current.load_full() {
+            if self.fresh(&s) && !self.is_dirty() {
+                self.count_hit();
+                return Ok(s);
+            }
+        }
+        self.count_miss();
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        let (all, workers) = {
+            let mut d = self.dirty();
+            let all = d.all;
+            d.all = false;
+            (all, std::mem::take(&mut d.workers))
+        };
+        let current = self.current.load_full();
+        let partial = match &current {
+            Some(s) if !all && self.fresh(s) && !workers.is_empty() && workers.len() <= 8 => {
+                Some(s)
+            }
+            _ => None,
+        };
+        let result = match partial {
+            Some(s) => {
+                let reads = futures::future::join_all(
+                    workers.iter().map(|id| repo.get_worker(id.as_str())),
+                )
+                .await;
+                let mut list: Vec<Worker> = s.workers.iter().map(|w| (**w).clone()).collect();
+                let mut fetched = HashMap::new();
+                for (id, r) in workers.iter().zip(reads) {
+                    fetched.insert(id.clone(), r?);
+                }
+                list.retain(|w| !matches!(fetched.get(&w.id), Some(None)));
+                for w in &mut list {
+                    if let Some(Some(new)) = fetched.get(&w.id) {
+                        *w = new.clone();
+                    }
+                }
+                for (id, w) in &fetched {
+                    if let Some(w) = w {
+                        if !s.index.contains_key(id) {
+                            list.push(w.clone());
+                        }
+                    }
+                }
+                list.sort_by(|a, b| a.id.cmp(&b.id));
+                let g = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+                let mut snap = Snapshot::new(list, g);
+                snap.taken_at = s.taken_at; // the rest of the data is as old as before
+                Ok(snap)
+            }
+            None => repo.list_workers(None).await.map(|list| {
+                let g = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+                Snapshot::new(list, g)
+            }),
+        };
+        match result {
+            Ok(snap) => {
+                // Keep anything written through while we were reading: per worker, the higher
+                // version wins.
+                let snap = Arc::new(snap);
+                let merged = self
+                    .current
+                    .rcu(|cur| Some(Arc::new(merge_newer(&snap, cur.as_deref()))));
+                drop(merged);
+                let snap = self.current.load_full().unwrap_or(snap);
+                metrics::gauge!("sched_cache_age_seconds").set(0.0);
+                Ok(snap)
+            }
+            Err(e) => {
+                // Put the invalidations back so the next reader retries them.
+                let mut d = self.dirty();
+                d.all |= all;
+                d.workers.extend(workers);
+                Err(e)
+            }
+        }
+    }
+
+    /// The current snapshot, if any, without refreshing or counting.
+    pub fn peek(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    /// Forces the next read to refresh everything.
+    pub fn invalidate(&self) {
+        self.dirty().all = true;
+    }
+
+    /// Forces the next read to re-read this worker.
+    pub fn invalidate_worker(&self, worker_id: &str) {
+        self.dirty().workers.insert(worker_id.to_owned());
+    }
+
+    /// Writes committed results through: for each `(worker_id, free, version)`, updates the
+    /// cached worker if `version` is newer than the cached one. Unknown workers are ignored.
+    pub fn write_through(&self, updates: &[(String, Resources, u64)]) {
+        if updates.is_empty() || self.config.ttl.is_zero() {
+            return;
+        }
+        self.current.rcu(|cur| {
+            let s = cur.as_ref()?;
+            let mut next = Snapshot::clone(s);
+            for (id, free, version) in updates {
+                if let Some(&i) = next.index.get(id) {
+                    let w = &next.workers[i];
+                    if *version > w.resource_version {
+                        let mut nw = Worker::clone(w);
+                        nw.free = *free;
+                        nw.resource_version = *version;
+                        next.workers[i] = Arc::new(nw);
+                    }
+                }
+            }
+            Some(Arc::new(next))
+        });
+        self.write_throughs
+            .fetch_add(updates.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Counters and the current snapshot's age.
+    pub fn stats(&self) -> CacheStats {
+        let age = self
+            .current
+            .load()
+            .as_ref()
+            .map(|s| s.age().as_secs_f64())
+            .unwrap_or(0.0);
+        metrics::gauge!("sched_cache_age_seconds").set(age);
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            refreshes: self.refreshes.load(Ordering::Relaxed),
+            write_throughs: self.write_throughs.load(Ordering::Relaxed),
+            age_secs: age,
+        }
+    }
+
+    fn count_hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("sched_cache_hits_total").increment(1);
+    }
+
+    fn count_miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("sched_cache_misses_total").increment(1);
+    }
+}
+
+/// `fresh` with, per worker, any newer version found in `cur`.
+fn merge_newer(fresh: &Snapshot, cur: Option<&Snapshot>) -> Snapshot {
+    let mut out = fresh.clone();
+    if let Some(cur) = cur {
+        for (i, w) in out.workers.iter_mut().enumerate() {
+            let _ = i;
+            if let Some(c) = cur.get(&w.id) {
+                if c.resource_version > w.resource_version {
+                    *w = Arc::clone(c);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::*;
+    use async_trait::async_trait;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A repository that only answers list/get and counts them.
+    #[derive(Default)]
+    struct Fake {
+        workers: Mutex<Vec<Worker>>,
+        lists: AtomicUsize,
+        gets: AtomicUsize,
+        delay: Duration,
+    }
+
+    #[async_trait]
+    impl WorkerRepository for Fake {
+        fn backend_name(&self) -> &str {
+            "fake"
+        }
+        async fn register_worker(&self, _: &WorkerSpec) -> Result<Worker, RepoError> {
+            unimplemented!()
+        }
+        async fn remove_worker(&self, _: &str) -> Result<bool, RepoError> {
+            unimplemented!()
+        }
+        async fn get_worker(&self, id: &str) -> Result<Option<Worker>, RepoError> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            Ok(self
+                .workers
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|w| w.id == id)
+                .cloned())
+        }
+        async fn list_workers(&self, _: Option<&str>) -> Result<Vec<Worker>, RepoError> {
+            self.lists.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            Ok(self.workers.lock().unwrap().clone())
+        }
+        async fn reserve_batch(
+            &self,
+            _: &[CapacityReservation],
+            _: CommitMode,
+        ) -> Result<Vec<WorkerResult>, RepoError> {
+            unimplemented!()
+        }
+        async fn release_batch(&self, _: &[String]) -> Result<Vec<ReleaseOutcome>, RepoError> {
+            unimplemented!()
+        }
+        async fn find_reservation(&self, _: &str) -> Result<Option<ReservationRecord>, RepoError> {
+            unimplemented!()
+        }
+        async fn list_reservations(&self, _: &str) -> Result<Vec<ReservationRecord>, RepoError> {
+            unimplemented!()
+        }
+        async fn audit(&self, _: &str) -> Result<AuditReport, RepoError> {
+            unimplemented!()
+        }
+        async fn reconcile(&self, _: &str) -> Result<AuditReport, RepoError> {
+            unimplemented!()
+        }
+    }
+
+    fn fake(n: usize) -> Fake {
+        Fake {
+            workers: Mutex::new(
+                (0..n)
+                    .map(|i| {
+                        Worker::from_spec(
+                            &WorkerSpec::new(format!("w{i}"), Resources::cpu_mem(1000, 1000)),
+                            1,
+                        )
+                    })
+                    .collect(),
+            ),
+            ..Fake::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn ttl_serves_hits_then_refreshes() {
+        let repo = fake(3);
+        let cache = WorkerStateCache::new(CacheConfig {
+            ttl: Duration::from_millis(50),
+        });
+        cache.snapshot(&repo).await.unwrap();
+        cache.snapshot(&repo).await.unwrap();
+        assert_eq!(repo.lists.load(Ordering::SeqCst), 1);
+        let st = cache.stats();
+        assert_eq!((st.hits, st.misses), (1, 1));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        cache.snapshot(&repo).await.unwrap();
+        assert_eq!(repo.lists.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn ttl_zero_reads_through() {
+        let repo = fake(2);
+        let cache = WorkerStateCache::new(CacheConfig {
+            ttl: Duration::ZERO,
+        });
+        for _ in 0..3 {
+            cache.snapshot(&repo).await.unwrap();
+        }
+        assert_eq!(repo.lists.load(Ordering::SeqCst), 3);
+        assert_eq!(cache.stats().hits, 0);
+    }
+
+    #[tokio::test]
+    async fn one_refresh_in_flight() {
+        let mut repo = fake(2);
+        repo.delay = Duration::from_millis(30);
+        let repo = Arc::new(repo);
+        let cache = Arc::new(WorkerStateCache::new(CacheConfig::default()));
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (c, r) = (Arc::clone(&cache), Arc::clone(&repo));
+                tokio::spawn(async move { c.snapshot(&*r).await.map(|s| s.workers().len()) })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), 2);
+        }
+        assert_eq!(
+            repo.lists.load(Ordering::SeqCst),
+            1,
+            "readers must share one refresh"
+        );
+    }
+
+    #[tokio::test]
+    async fn invalidate_worker_rereads_only_that_worker() {
+        let repo = fake(4);
+        let cache = WorkerStateCache::new(CacheConfig::default());
+        cache.snapshot(&repo).await.unwrap();
+        repo.workers.lock().unwrap()[1].free = Resources::cpu_mem(1, 1);
+        repo.workers.lock().unwrap()[1].resource_version = 2;
+        cache.invalidate_worker("w1");
+        let s = cache.snapshot(&repo).await.unwrap();
+        assert_eq!(s.get("w1").unwrap().free, Resources::cpu_mem(1, 1));
+        assert_eq!(repo.lists.load(Ordering::SeqCst), 1);
+        assert_eq!(repo.gets.load(Ordering::SeqCst), 1);
+        cache.invalidate();
+        cache.snapshot(&repo).await.unwrap();
+        assert_eq!(repo.lists.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn write_through_keeps_newest_version() {
+        let repo = fake(2);
+        let cache = WorkerStateCache::new(CacheConfig::default());
+        cache.snapshot(&repo).await.unwrap();
+        cache.write_through(&[("w0".into(), Resources::cpu_mem(10, 10), 5)]);
+        cache.write_through(&[("w0".into(), Resources::cpu_mem(20, 20), 4)]); // older: ignored
+        let s = cache.snapshot(&repo).await.unwrap();
+        let w = s.get("w0").unwrap();
+        assert_eq!(
+            (w.free, w.resource_version),
+            (Resources::cpu_mem(10, 10), 5)
+        );
+        // A later full refresh that read older data keeps the written-through version.
+        cache.invalidate();
+        let s = cache.snapshot(&repo).await.unwrap();
+        assert_eq!(s.get("w0").unwrap().resource_version, 5);
+    }
+}

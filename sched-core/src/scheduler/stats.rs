@@ -1,0 +1,96 @@
+//! Scheduler counters, kept as atomics for reports and mirrored to the `metrics` facade.
+
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    batches: AtomicU64,
+    requests: AtomicU64,
+    reserve_calls: AtomicU64,
+    atomic_sections: AtomicU64,
+    placements: AtomicU64,
+    conflicts: AtomicU64,
+    retries: AtomicU64,
+    ambiguous: AtomicU64,
+    resolved: AtomicU64,
+    no_capacity: AtomicU64,
+}
+
+/// A copy of a scheduler's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SchedulerStats {
+    /// `schedule_batch` runs (group commits count once).
+    pub batches: u64,
+    /// Requests received.
+    pub requests: u64,
+    /// `reserve_batch` calls made.
+    pub reserve_calls: u64,
+    /// Per-worker atomic sections requested (worker parts across all calls).
+    pub atomic_sections: u64,
+    /// Containers placed.
+    pub placements: u64,
+    /// Worker parts (or remainders) rejected.
+    pub conflicts: u64,
+    /// Container re-plans after a rejection or failure.
+    pub retries: u64,
+    /// Commits whose outcome was unknown (lost reply).
+    pub ambiguous: u64,
+    /// Containers found already placed when resolving a lost reply.
+    pub resolved: u64,
+    /// Containers that found no capacity.
+    pub no_capacity: u64,
+}
+
+impl Counters {
+    pub(super) fn batch(&self, n: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(n as u64, Ordering::Relaxed);
+        metrics::counter!("sched_requests_total").increment(n as u64);
+    }
+    pub(super) fn reserve_call(&self, sections: usize) {
+        self.reserve_calls.fetch_add(1, Ordering::Relaxed);
+        self.atomic_sections
+            .fetch_add(sections as u64, Ordering::Relaxed);
+        metrics::counter!("sched_reserve_batch_calls_total").increment(1);
+        metrics::counter!("sched_atomic_sections_total").increment(sections as u64);
+    }
+    pub(super) fn placed(&self, worker_id: &str) {
+        self.placements.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("sched_placements_total", "worker" => worker_id.to_owned()).increment(1);
+    }
+    pub(super) fn conflict(&self, kind: &'static str) {
+        self.conflicts.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("sched_conflicts_total", "kind" => kind).increment(1);
+    }
+    pub(super) fn retries(&self, n: usize) {
+        self.retries.fetch_add(n as u64, Ordering::Relaxed);
+        metrics::counter!("sched_retries_total").increment(n as u64);
+    }
+    pub(super) fn ambiguous(&self) {
+        self.ambiguous.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("sched_ambiguous_commits_total").increment(1);
+    }
+    pub(super) fn resolved(&self) {
+        self.resolved.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(super) fn no_capacity(&self) {
+        self.no_capacity.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("sched_no_capacity_total").increment(1);
+    }
+    pub(super) fn snapshot(&self) -> SchedulerStats {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SchedulerStats {
+            batches: l(&self.batches),
+            requests: l(&self.requests),
+            reserve_calls: l(&self.reserve_calls),
+            atomic_sections: l(&self.atomic_sections),
+            placements: l(&self.placements),
+            conflicts: l(&self.conflicts),
+            retries: l(&self.retries),
+            ambiguous: l(&self.ambiguous),
+            resolved: l(&self.resolved),
+            no_capacity: l(&self.no_capacity),
+        }
+    }
+}
