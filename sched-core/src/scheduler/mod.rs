@@ -51,6 +51,9 @@ pub struct SchedulerConfig {
     pub cpu_on_gpu_workers: bool,
     /// Coalesce concurrent [`Scheduler::schedule`] calls into shared batches (group commit).
     pub batching: bool,
+    /// With batching, how long the caller that holds the commit turn waits for more callers
+    /// before closing the batch. Zero (default) only yields to already-runnable tasks.
+    pub group_commit_window: Duration,
     /// Send `expected_version` with each worker's part. Off by default: the backends check
     /// capacity atomically, so a version check only adds conflicts when other schedulers commit
     /// to the same worker; turn it on when a plan depends on more than capacity.
@@ -73,6 +76,7 @@ impl Default for SchedulerConfig {
             best_fit: false,
             cpu_on_gpu_workers: false,
             batching: true,
+            group_commit_window: Duration::ZERO,
             version_checks: false,
             commit_mode: CommitMode::Partial,
             max_attempts: 5,
@@ -258,6 +262,14 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
                 Ok(r) => return r,
                 Err(oneshot::error::TryRecvError::Closed) => return Err(lost()),
                 Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            // Let callers that are already running join this batch before we close it.
+            if self.inner.config.group_commit_window.is_zero() {
+                for _ in 0..4 {
+                    tokio::task::yield_now().await;
+                }
+            } else {
+                tokio::time::sleep(self.inner.config.group_commit_window).await;
             }
             let queued =
                 std::mem::take(&mut *self.inner.queue.lock().unwrap_or_else(|e| e.into_inner()));
