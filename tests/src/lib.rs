@@ -3,6 +3,54 @@
 //! One shared suite for every [`WorkerRepository`](sched_core::WorkerRepository) backend, in the
 //! style of `object_store`'s integration module: plain `pub async fn check_*` functions that take
 //! a `&dyn WorkerRepository`, plus proptest-based property tests. Each backend crate's own tests
-//! call them. Every check works in its own random id namespace, so checks can share one store.
+//! call them.
+//!
+//! * [`conformance`]: one `check_*` per rule of the trait contract, [`conformance::run_all`],
+//!   [`conformance::run_all_concurrently`] and the [`conformance_tests!`] macro, which generates
+//!   one `#[tokio::test]` per check so a failure names its rule.
+//! * [`ns`]: random id namespaces. Every check and every property case works in its own, never
+//!   assumes the store is empty, and removes its workers at the end, so everything can share one
+//!   Redis or Postgres database with other tests running at the same time.
+//! * [`env`]: select the server from an environment variable (skip locally, fail under CI).
+//!
+//! ## Wiring a backend
+//!
+//! In `sched-<backend>/Cargo.toml`: `[dev-dependencies] sched-tests.workspace = true` and
+//! `tokio` (with `macros`, `rt-multi-thread`). Then, in `sched-<backend>/tests/conformance.rs`
+//! (shown here with the memory backend; replace `connect` with yours):
+//!
+//! ```no_run
+//!
+//! // Returns None (and prints why) when the server is not configured; panics under CI=true.
+//! async fn connect(test: &str) -> Option<sched_memory::MemoryRepository> {
+//!     // let url = sched_tests::env::require_url("SCHED_REDIS_URL", test)?;
+//!     // Some(sched_redis::RedisRepository::connect(&url).await.expect("connect"))
+//!     let _ = test;
+//!     Some(sched_memory::MemoryRepository::new())
+//! }
+//!
+//! // One #[tokio::test] per conformance check (named like the check), all on the shared store.
+//! mod each_check {
+//!     sched_tests::conformance_tests!(async { super::connect("conformance").await });
+//! }
+//!
+//! // Every check at once, on one connection: exercises interleaved traffic.
+//! #[tokio::test]
+//! async fn conformance_concurrently() {
+//!     if let Some(repo) = connect("conformance_concurrently").await {
+//!         sched_tests::conformance::run_all_concurrently(&repo).await;
+//!     }
+//! }
+//!
+//! # fn main() {}
+//! ```
+//!
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// This crate *is* test code: its checks report contract violations by panicking, as `assert!`
+// does, so unwrap/expect/panic are the intended behaviour here.
 
+pub mod conformance;
 pub mod env;
+pub mod faults;
+pub mod ns;
+pub mod proxy;
