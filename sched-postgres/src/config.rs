@@ -1,0 +1,299 @@
+//! [`PostgresConfig`]: where the store lives and how the pool behaves.
+
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Schema used when none is configured.
+pub const DEFAULT_SCHEMA: &str = "sched";
+
+/// A configuration value is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The connection URL could not be parsed. The URL itself is not repeated (it may hold a
+    /// password).
+    #[error("invalid PostgreSQL URL: {0}")]
+    InvalidUrl(String),
+    /// The schema name is not a plain lower-case SQL identifier.
+    #[error("invalid schema name {name:?}: {reason}")]
+    InvalidSchema {
+        /// The rejected name.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Another setting is out of range.
+    #[error("invalid setting: {0}")]
+    Invalid(&'static str),
+}
+
+/// How to reach PostgreSQL and how to use it.
+///
+/// Built from a `postgres://user:password@host:port/db?sslmode=...` URL. The password is kept
+/// for connecting but never shown: `Debug` prints it as `<redacted>`.
+///
+/// ```
+/// use sched_postgres::PostgresConfig;
+/// let c = PostgresConfig::from_url("postgres://app:s3cret@db.internal:5432/sched?sslmode=require")
+///     .unwrap()
+///     .with_schema("sched_prod")
+///     .unwrap()
+///     .with_max_connections(16);
+/// assert!(!format!("{c:?}").contains("s3cret"));
+/// assert_eq!(c.schema(), "sched_prod");
+/// ```
+#[derive(Clone)]
+pub struct PostgresConfig {
+    connect: PgConnectOptions,
+    has_password: bool,
+    schema: String,
+    max_connections: u32,
+    acquire_timeout: Duration,
+    statement_timeout: Option<Duration>,
+    test_before_acquire: bool,
+    max_retries: u32,
+}
+
+impl PostgresConfig {
+    /// Parses a `postgres://` (or `postgresql://`) URL. `sslmode`, `application_name` and the
+    /// other query parameters libpq knows are honoured.
+    pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+        let connect = PgConnectOptions::from_str(url).map_err(|e| {
+            // sqlx's parse errors describe the problem without echoing the URL.
+            ConfigError::InvalidUrl(e.to_string())
+        })?;
+        // Whether the URL itself carries a password (the options also read PGPASSWORD/.pgpass,
+        // which we cannot observe through the public API).
+        let has_password = url
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(""))
+            .and_then(|auth| auth.rsplit_once('@'))
+            .is_some_and(|(userinfo, _)| userinfo.contains(':'));
+        Ok(PostgresConfig {
+            connect,
+            has_password,
+            schema: DEFAULT_SCHEMA.to_owned(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Some(Duration::from_secs(30)),
+            test_before_acquire: false,
+            max_retries: 5,
+        })
+    }
+
+    /// Sets the schema every table, function and the migration history live in. Must be a plain
+    /// lower-case identifier (`[a-z_][a-z0-9_]*`, at most 63 bytes, not starting with `pg_`).
+    pub fn with_schema(mut self, schema: &str) -> Result<Self, ConfigError> {
+        validate_schema(schema)?;
+        self.schema = schema.to_owned();
+        Ok(self)
+    }
+
+    /// Most connections the pool opens (at least 1).
+    pub fn with_max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// How long a call waits for a pooled connection (including connecting) before failing with
+    /// [`RepoError::Unavailable`](sched_core::RepoError::Unavailable).
+    pub fn with_acquire_timeout(mut self, t: Duration) -> Self {
+        self.acquire_timeout = t;
+        self
+    }
+
+    /// Server-side `statement_timeout` for every statement (`None`: the server's default).
+    /// A statement that times out is rolled back.
+    pub fn with_statement_timeout(mut self, t: Option<Duration>) -> Self {
+        self.statement_timeout = t;
+        self
+    }
+
+    /// Whether the pool pings a connection before handing it out. Off by default: the ping is an
+    /// extra round trip per call. With it off, a connection the server dropped while idle shows
+    /// up as one [`RepoError::Ambiguous`](sched_core::RepoError::Ambiguous).
+    pub fn with_test_before_acquire(mut self, on: bool) -> Self {
+        self.test_before_acquire = on;
+        self
+    }
+
+    /// How often a call is retried after a serialization failure or deadlock (the statement was
+    /// rolled back, so retrying is safe).
+    pub fn with_max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    /// The schema name.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Pool size.
+    pub fn max_connections(&self) -> u32 {
+        self.max_connections
+    }
+
+    /// Pool acquire timeout.
+    pub fn acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
+    }
+
+    /// Statement timeout.
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
+    /// Whether connections are pinged before use.
+    pub fn test_before_acquire(&self) -> bool {
+        self.test_before_acquire
+    }
+
+    /// Retry bound for serialization failures and deadlocks.
+    pub fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    /// Connection options with the schema as `search_path` and the statement timeout set for
+    /// every connection.
+    pub(crate) fn connect_options(&self) -> PgConnectOptions {
+        let mut opts: Vec<(&str, String)> = vec![("search_path", self.schema.clone())];
+        if let Some(t) = self.statement_timeout {
+            opts.push(("statement_timeout", t.as_millis().max(1).to_string()));
+        }
+        self.connect.clone().options(opts)
+    }
+}
+
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ssl = match self.connect.get_ssl_mode() {
+            PgSslMode::Disable => "disable",
+            PgSslMode::Allow => "allow",
+            PgSslMode::Prefer => "prefer",
+            PgSslMode::Require => "require",
+            PgSslMode::VerifyCa => "verify-ca",
+            PgSslMode::VerifyFull => "verify-full",
+        };
+        f.debug_struct("PostgresConfig")
+            .field("host", &self.connect.get_host())
+            .field("port", &self.connect.get_port())
+            .field("user", &self.connect.get_username())
+            .field(
+                "password",
+                &if self.has_password {
+                    "<redacted>"
+                } else {
+                    "<none in url>"
+                },
+            )
+            .field("database", &self.connect.get_database())
+            .field("sslmode", &ssl)
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("test_before_acquire", &self.test_before_acquire)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
+}
+
+/// Checks a schema name: `[a-z_][a-z0-9_]*`, 1..=63 bytes, not `pg_*`.
+pub fn validate_schema(name: &str) -> Result<(), ConfigError> {
+    let bad = |reason| {
+        Err(ConfigError::InvalidSchema {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > 63 {
+        return bad("longer than 63 bytes");
+    }
+    if name.starts_with("pg_") {
+        return bad("names starting with pg_ are reserved");
+    }
+    let mut chars = name.chars();
+    if !chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+    {
+        return bad("must start with a lower-case ASCII letter or underscore");
+    }
+    if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        return bad("only lower-case ASCII letters, digits and underscores are allowed");
+    }
+    Ok(())
+}
+
+/// The schema name as a quoted SQL identifier (it is validated, so this is belt and braces).
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn debug_redacts_password() {
+        let c =
+            PostgresConfig::from_url("postgres://alice:hunter2@localhost:5433/db?sslmode=require")
+                .unwrap();
+        let d = format!("{c:?}");
+        assert!(!d.contains("hunter2"), "{d}");
+        assert!(d.contains("<redacted>"), "{d}");
+        assert!(
+            d.contains("alice") && d.contains("5433") && d.contains("require"),
+            "{d}"
+        );
+        let c = PostgresConfig::from_url("postgres://bob@localhost/db").unwrap();
+        assert!(format!("{c:?}").contains("<none in url>"));
+    }
+
+    #[test]
+    fn bad_url_does_not_echo_it() {
+        let e = PostgresConfig::from_url("postgres://alice:hunter2@localhost:notaport/db")
+            .expect_err("invalid port");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn schema_names() {
+        for ok in ["sched", "_x", "sched_test_0123", &"a".repeat(63)] {
+            assert!(validate_schema(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Sched",
+            "1abc",
+            "pg_catalog",
+            "a-b",
+            "a\"b",
+            "x; DROP SCHEMA public",
+            "é",
+            &"a".repeat(64),
+        ] {
+            assert!(validate_schema(bad).is_err(), "{bad}");
+        }
+        assert_eq!(quote_ident("sched"), "\"sched\"");
+    }
+
+    #[test]
+    fn options_carry_schema_and_timeout() {
+        let c = PostgresConfig::from_url("postgres://u@h/db")
+            .unwrap()
+            .with_schema("abc")
+            .unwrap()
+            .with_statement_timeout(Some(Duration::from_millis(1500)));
+        let o = c.connect_options();
+        let s = o.get_options().unwrap_or_default().to_owned();
+        assert!(s.contains("search_path=abc"), "{s}");
+        assert!(s.contains("statement_timeout=1500"), "{s}");
+    }
+}
