@@ -1,0 +1,33 @@
+-- sched-redis: register or update a worker, atomic.
+-- KEYS[1] worker state hash, KEYS[2] worker ledger hash, KEYS[3] worker tombstone.
+-- ARGV: worker id, pool, status, priority, gpu type or '', requires pool selector (0/1),
+--       preemptable (0/1), total cpu, total memory, total gpu.
+-- Returns {'ok', version, fc, fm, fg} or {'below', kind, total, reserved}.
+local st, led, tomb = KEYS[1], KEYS[2], KEYS[3]
+local function fmt(x) return string.format('%.0f', x) end
+local kinds = {'cpu', 'memory', 'gpu'}
+local total = {tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])}
+local free = {total[1], total[2], total[3]}
+local v
+if redis.call('EXISTS', st) == 1 then
+  local reserved = {0, 0, 0}
+  for _, val in ipairs(redis.call('HVALS', led)) do
+    local c, m, g = string.match(val, '^(%d+) (%d+) (%d+)')
+    reserved[1] = reserved[1] + tonumber(c)
+    reserved[2] = reserved[2] + tonumber(m)
+    reserved[3] = reserved[3] + tonumber(g)
+  end
+  for k = 1, 3 do
+    if total[k] < reserved[k] then return {'below', kinds[k], ARGV[7 + k], fmt(reserved[k])} end
+  end
+  for k = 1, 3 do free[k] = total[k] - reserved[k] end
+  v = tonumber(redis.call('HGET', st, 'v')) + 1
+else
+  v = tonumber(redis.call('GET', tomb) or '0') + 1
+end
+redis.call('DEL', st)
+redis.call('HSET', st, 'id', ARGV[1], 'pool', ARGV[2], 'status', ARGV[3], 'prio', ARGV[4],
+  'rps', ARGV[6], 'pre', ARGV[7], 'tc', ARGV[8], 'tm', ARGV[9], 'tg', ARGV[10],
+  'fc', fmt(free[1]), 'fm', fmt(free[2]), 'fg', fmt(free[3]), 'v', fmt(v))
+if ARGV[5] ~= '' then redis.call('HSET', st, 'gpu', ARGV[5]) end
+return {'ok', fmt(v), fmt(free[1]), fmt(free[2]), fmt(free[3])}

@@ -1,0 +1,156 @@
+//! [`RedisConfig`]: where and how to connect.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Connection settings for a [`RedisRepository`](crate::RedisRepository).
+///
+/// `Debug` never shows the password, neither the field nor one embedded in a URL.
+///
+/// ```
+/// use sched_redis::RedisConfig;
+/// let cfg = RedisConfig::from_url("redis://127.0.0.1:6379")
+///     .with_credentials("sched", "s3cret")
+///     .with_prefix("prod");
+/// assert!(!format!("{cfg:?}").contains("s3cret"));
+/// ```
+#[derive(Clone)]
+pub struct RedisConfig {
+    /// Server URL(s): `redis://host:port[/db]` or `rediss://` for TLS. Standalone uses the first;
+    /// cluster mode uses them all as seed nodes.
+    pub urls: Vec<String>,
+    /// Connect to a Redis Cluster (seed nodes in [`urls`](Self::urls)).
+    pub cluster: bool,
+    /// ACL user name (overrides one in the URL).
+    pub username: Option<String>,
+    /// Password (overrides one in the URL). Never printed.
+    pub password: Option<String>,
+    /// Prefix of every key, so several deployments or test runs can share one Redis.
+    pub key_prefix: String,
+    /// Timeout of one connection attempt.
+    pub connect_timeout: Duration,
+    /// Timeout of one request (a whole pipeline). A write that times out is reported as
+    /// [`RepoError::Ambiguous`](sched_core::RepoError::Ambiguous).
+    pub response_timeout: Duration,
+    /// Reconnection attempts before a request fails with `Unavailable`.
+    pub reconnect_retries: usize,
+    /// Cluster mode only: a claim older than this with no ledger entry behind it is treated as
+    /// abandoned (its reserving call died) and may be cleared by `release_batch`.
+    pub claim_grace: Duration,
+}
+
+impl RedisConfig {
+    /// Standalone server at `url`, prefix `sched`, 2 s connect and 5 s response timeouts.
+    pub fn from_url(url: impl Into<String>) -> Self {
+        RedisConfig {
+            urls: vec![url.into()],
+            cluster: false,
+            username: None,
+            password: None,
+            key_prefix: "sched".to_owned(),
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(5),
+            reconnect_retries: 2,
+            claim_grace: Duration::from_secs(30),
+        }
+    }
+
+    /// A Redis Cluster reached through these seed URLs.
+    pub fn cluster<I, S>(urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut cfg = Self::from_url(String::new());
+        cfg.urls = urls.into_iter().map(Into::into).collect();
+        cfg.cluster = true;
+        cfg
+    }
+
+    /// Sets the ACL user and password.
+    pub fn with_credentials(
+        mut self,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.username = Some(username.into());
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Sets the key prefix.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Sets the connect and response timeouts.
+    pub fn with_timeouts(mut self, connect: Duration, response: Duration) -> Self {
+        self.connect_timeout = connect;
+        self.response_timeout = response;
+        self
+    }
+
+    /// Sets the number of reconnection attempts.
+    pub fn with_reconnect_retries(mut self, retries: usize) -> Self {
+        self.reconnect_retries = retries;
+        self
+    }
+}
+
+/// `scheme://user:password@host` → `scheme://user:***@host`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &rest[..at];
+    let user = userinfo.split(':').next().unwrap_or_default();
+    if userinfo.contains(':') || !user.is_empty() {
+        format!("{}://{}:***@{}", &url[..scheme_end], user, &rest[at + 1..])
+    } else {
+        url.to_owned()
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field(
+                "urls",
+                &self.urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+            )
+            .field("cluster", &self.cluster)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("key_prefix", &self.key_prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("reconnect_retries", &self.reconnect_retries)
+            .field("claim_grace", &self.claim_grace)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_passwords() {
+        let cfg = RedisConfig::from_url("rediss://alice:hunter2@example.invalid:6380/0")
+            .with_credentials("bob", "correct horse");
+        let s = format!("{cfg:?}");
+        assert!(!s.contains("hunter2"), "{s}");
+        assert!(!s.contains("correct horse"), "{s}");
+        assert!(s.contains("alice:***@example.invalid:6380/0"), "{s}");
+        assert!(s.contains("bob"), "{s}");
+        let s = format!("{:?}", RedisConfig::from_url("redis://:pw@h:1"));
+        assert!(!s.contains("pw@"), "{s}");
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+    }
+}

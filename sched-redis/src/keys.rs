@@ -1,0 +1,91 @@
+//! Key names. Every id is percent-encoded inside key names, so ids containing `{`, `}`, `:`,
+//! `%`, spaces, quotes or non-ASCII never break the layout or the hash tags. Ids themselves are
+//! always passed to scripts as ARGV, never spliced into Lua.
+
+use std::fmt::Write;
+
+/// Percent-encodes every byte outside `[A-Za-z0-9._-]`.
+pub(crate) fn encode(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+            out.push(char::from(b));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// All key names of one deployment (one prefix).
+#[derive(Debug, Clone)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str) -> Self {
+        Keys {
+            prefix: encode(prefix),
+        }
+    }
+
+    /// `SCAN MATCH` pattern covering every key of this prefix.
+    pub(crate) fn pattern(&self) -> String {
+        format!("{{{}:*", self.prefix)
+    }
+
+    fn worker_tag(&self, worker_id: &str) -> String {
+        format!("{{{}:w:{}}}", self.prefix, encode(worker_id))
+    }
+
+    /// Worker state hash.
+    pub(crate) fn state(&self, worker_id: &str) -> String {
+        format!("{}:state", self.worker_tag(worker_id))
+    }
+
+    /// Worker reservation ledger: container id → `"cpu mem gpu[ gpu_type]"`.
+    pub(crate) fn ledger(&self, worker_id: &str) -> String {
+        format!("{}:ledger", self.worker_tag(worker_id))
+    }
+
+    /// Last version of a removed worker.
+    pub(crate) fn tomb(&self, worker_id: &str) -> String {
+        format!("{}:tomb", self.worker_tag(worker_id))
+    }
+
+    /// The worker's lock (baseline strategies only).
+    pub(crate) fn lock(&self, worker_id: &str) -> String {
+        format!("{}:lock", self.worker_tag(worker_id))
+    }
+
+    /// Container index / claim: container id → worker id.
+    pub(crate) fn index(&self, container_id: &str) -> String {
+        format!("{{{}:c:{}}}", self.prefix, encode(container_id))
+    }
+
+    /// Set of every worker id ever registered.
+    pub(crate) fn workers(&self) -> String {
+        format!("{{{}:workers}}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_awkward_ids() {
+        assert_eq!(encode("worker-1_a.b"), "worker-1_a.b");
+        assert_eq!(encode("{w}:1 %'\"é"), "%7Bw%7D%3A1%20%25%27%22%C3%A9");
+        let k = Keys::new("p{x}");
+        assert_eq!(k.state("{a}"), "{p%7Bx%7D:w:%7Ba%7D}:state");
+        assert_eq!(k.index("c:1"), "{p%7Bx%7D:c:c%3A1}");
+        // Exactly one '{' and one '}' in every key: the hash tag is the whole tagged part.
+        for key in [k.state("{a}"), k.ledger("}{"), k.index("{{"), k.workers()] {
+            assert_eq!(key.matches('{').count(), 1, "{key}");
+            assert_eq!(key.matches('}').count(), 1, "{key}");
+        }
+    }
+}
