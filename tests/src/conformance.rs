@@ -4,6 +4,10 @@
 //! Every check works in its own random [`Ns`], never assumes the store is empty, and removes its
 //! workers at the end, so checks can share one store with each other and with other tests.
 //! Checks panic with a message naming the rule when the backend breaks it.
+//!
+//! Every worker a check registers requires a pool selector naming its namespaced pool, so a
+//! [`Scheduler`](sched_core::Scheduler) running elsewhere on the same store never places
+//! containers on it (and never disturbs the exact amounts the check asserts).
 
 use crate::ns::{Ns, DROP_TABLE};
 use sched_core::validate::{MAX_AMOUNT, MAX_BATCH, MAX_ID_BYTES};
@@ -394,6 +398,7 @@ impl Fixture {
                 repo,
                 &WorkerSpec::new(id.clone(), res(4000, 4096, 2))
                     .with_pool(ns.pool("p"))
+                    .requiring_pool_selector()
                     .with_gpu_type("a100"),
             )
             .await;
@@ -465,7 +470,9 @@ impl Fixture {
         let specs = [
             (
                 "worker id",
-                WorkerSpec::new(bad, total).with_pool(self.ns.pool("p")),
+                WorkerSpec::new(bad, total)
+                    .with_pool(self.ns.pool("p"))
+                    .requiring_pool_selector(),
             ),
             (
                 "pool",
@@ -475,6 +482,7 @@ impl Fixture {
                 "gpu type",
                 WorkerSpec::new(self.ns.worker("new"), total)
                     .with_pool(self.ns.pool("p"))
+                    .requiring_pool_selector()
                     .with_gpu_type(bad),
             ),
             // re-registering an existing worker with a bad pool must not change it either
@@ -570,6 +578,7 @@ pub async fn check_register_and_get(repo: &dyn WorkerRepository) {
     let ns = Ns::new("register");
     let spec = WorkerSpec::new(ns.worker("a"), res(4000, 8192, 2))
         .with_pool(ns.pool("p"))
+        .requiring_pool_selector()
         .with_priority(-7)
         .with_gpu_type("a100")
         .requiring_pool_selector()
@@ -595,6 +604,7 @@ pub async fn check_register_and_get(repo: &dyn WorkerRepository) {
     ] {
         let s = WorkerSpec::new(ns.worker(status.as_str()), res(1, 1, 0))
             .with_pool(ns.pool("p"))
+            .requiring_pool_selector()
             .with_status(status)
             .with_priority(i32::MAX);
         let w = register(repo, &s).await;
@@ -646,7 +656,9 @@ pub async fn check_reserve_one_worker(repo: &dyn WorkerRepository) {
     let total = res(4000, 8192, 0);
     let before = register(
         repo,
-        &WorkerSpec::new(id.clone(), total).with_pool(ns.pool("p")),
+        &WorkerSpec::new(id.clone(), total)
+            .with_pool(ns.pool("p"))
+            .requiring_pool_selector(),
     )
     .await;
     let items = [
@@ -706,7 +718,9 @@ pub async fn check_reserve_many_workers_in_input_order(repo: &dyn WorkerReposito
     for id in &ids {
         register(
             repo,
-            &WorkerSpec::new(id.clone(), res(2000, 2048, 0)).with_pool(ns.pool("p")),
+            &WorkerSpec::new(id.clone(), res(2000, 2048, 0))
+                .with_pool(ns.pool("p"))
+                .requiring_pool_selector(),
         )
         .await;
     }
@@ -765,13 +779,17 @@ pub async fn check_rejection_does_not_block_other_workers(repo: &dyn WorkerRepos
     let pool = ns.pool("p");
     register(
         repo,
-        &WorkerSpec::new(small.clone(), res(100, 100, 0)).with_pool(pool.clone()),
+        &WorkerSpec::new(small.clone(), res(100, 100, 0))
+            .with_pool(pool.clone())
+            .requiring_pool_selector(),
     )
     .await;
     for id in [&ok1, &ok2] {
         register(
             repo,
-            &WorkerSpec::new(id.clone(), res(1000, 1000, 0)).with_pool(pool.clone()),
+            &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
+                .with_pool(pool.clone())
+                .requiring_pool_selector(),
         )
         .await;
     }
@@ -779,12 +797,15 @@ pub async fn check_rejection_does_not_block_other_workers(repo: &dyn WorkerRepos
         repo,
         &WorkerSpec::new(drain.clone(), res(1000, 1000, 0))
             .with_pool(pool.clone())
+            .requiring_pool_selector()
             .with_status(WorkerStatus::Draining),
     )
     .await;
     let st = register(
         repo,
-        &WorkerSpec::new(stale.clone(), res(1000, 1000, 0)).with_pool(pool.clone()),
+        &WorkerSpec::new(stale.clone(), res(1000, 1000, 0))
+            .with_pool(pool.clone())
+            .requiring_pool_selector(),
     )
     .await;
     let all = [
@@ -865,6 +886,7 @@ pub async fn check_reserve_then_release(repo: &dyn WorkerRepository) {
         repo,
         &WorkerSpec::new(id.clone(), total)
             .with_pool(ns.pool("p"))
+            .requiring_pool_selector()
             .with_gpu_type("a100"),
     )
     .await;
@@ -933,7 +955,9 @@ pub async fn check_release_returns_capacity_once(repo: &dyn WorkerRepository) {
     let total = res(1000, 1000, 0);
     register(
         repo,
-        &WorkerSpec::new(id.clone(), total).with_pool(ns.pool("p")),
+        &WorkerSpec::new(id.clone(), total)
+            .with_pool(ns.pool("p"))
+            .requiring_pool_selector(),
     )
     .await;
     for round in 0..3 {
@@ -983,6 +1007,7 @@ async fn insufficient(repo: &dyn WorkerRepository, kind: ResourceKind) {
         repo,
         &WorkerSpec::new(id.clone(), res(1000, 1000, 3))
             .with_pool(ns.pool("p"))
+            .requiring_pool_selector()
             .with_gpu_type("a100"),
     )
     .await;
@@ -1111,12 +1136,15 @@ pub async fn check_gpu_type_mismatch(repo: &dyn WorkerRepository) {
         repo,
         &WorkerSpec::new(gw.clone(), res(4000, 4096, 2))
             .with_pool(ns.pool("p"))
+            .requiring_pool_selector()
             .with_gpu_type("a100"),
     )
     .await;
     register(
         repo,
-        &WorkerSpec::new(cw.clone(), res(4000, 4096, 0)).with_pool(ns.pool("p")),
+        &WorkerSpec::new(cw.clone(), res(4000, 4096, 0))
+            .with_pool(ns.pool("p"))
+            .requiring_pool_selector(),
     )
     .await;
     let c = ns.container("c");
@@ -1192,12 +1220,15 @@ pub async fn check_gpu_count_never_wraps(repo: &dyn WorkerRepository) {
         repo,
         &WorkerSpec::new(gw.clone(), gtotal)
             .with_pool(ns.pool("p"))
+            .requiring_pool_selector()
             .with_gpu_type("a100"),
     )
     .await;
     register(
         repo,
-        &WorkerSpec::new(cw.clone(), res(4000, 4096, 0)).with_pool(ns.pool("p")),
+        &WorkerSpec::new(cw.clone(), res(4000, 4096, 0))
+            .with_pool(ns.pool("p"))
+            .requiring_pool_selector(),
     )
     .await;
     let (g1, g2, g3) = (ns.container("g1"), ns.container("g2"), ns.container("g3"));
@@ -1335,7 +1366,9 @@ pub async fn check_version_conflict(repo: &dyn WorkerRepository) {
     let id = ns.worker("a");
     let w0 = register(
         repo,
-        &WorkerSpec::new(id.clone(), res(1000, 1000, 0)).with_pool(ns.pool("p")),
+        &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
+            .with_pool(ns.pool("p"))
+            .requiring_pool_selector(),
     )
     .await;
     let v0 = w0.resource_version;
@@ -1421,7 +1454,9 @@ pub async fn check_version_conflict(repo: &dyn WorkerRepository) {
 pub async fn check_worker_unavailable(repo: &dyn WorkerRepository) {
     let ns = Ns::new("unavailable");
     let id = ns.worker("a");
-    let spec = WorkerSpec::new(id.clone(), res(1000, 1000, 0)).with_pool(ns.pool("p"));
+    let spec = WorkerSpec::new(id.clone(), res(1000, 1000, 0))
+        .with_pool(ns.pool("p"))
+        .requiring_pool_selector();
     register(repo, &spec).await;
     let (c1, c2, c3) = (ns.container("c1"), ns.container("c2"), ns.container("c3"));
     committed(
@@ -1501,6 +1536,7 @@ pub async fn check_rejection_order(repo: &dyn WorkerRepository) {
         repo,
         &WorkerSpec::new(a.clone(), res(1000, 1000, 1))
             .with_pool(ns.pool("p"))
+            .requiring_pool_selector()
             .with_gpu_type("a100"),
     )
     .await;
@@ -1518,6 +1554,7 @@ pub async fn check_rejection_order(repo: &dyn WorkerRepository) {
         repo,
         &WorkerSpec::new(b.clone(), res(1000, 1000, 1))
             .with_pool(ns.pool("p"))
+            .requiring_pool_selector()
             .with_gpu_type("a100")
             .with_status(WorkerStatus::Draining),
     )
@@ -1540,6 +1577,7 @@ pub async fn check_rejection_order(repo: &dyn WorkerRepository) {
         repo,
         &WorkerSpec::new(b.clone(), res(1000, 1000, 1))
             .with_pool(ns.pool("p"))
+            .requiring_pool_selector()
             .with_gpu_type("a100"),
     )
     .await;
@@ -1589,7 +1627,9 @@ pub async fn check_all_or_nothing(repo: &dyn WorkerRepository) {
     let id = ns.worker("a");
     let w = register(
         repo,
-        &WorkerSpec::new(id.clone(), res(1000, 1000, 0)).with_pool(ns.pool("p")),
+        &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
+            .with_pool(ns.pool("p"))
+            .requiring_pool_selector(),
     )
     .await;
     let names = ["a", "b", "c", "d"];
@@ -1634,7 +1674,9 @@ pub async fn check_partial_longest_prefix(repo: &dyn WorkerRepository) {
     let id = ns.worker("a");
     let w = register(
         repo,
-        &WorkerSpec::new(id.clone(), res(1000, 1000, 0)).with_pool(ns.pool("p")),
+        &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
+            .with_pool(ns.pool("p"))
+            .requiring_pool_selector(),
     )
     .await;
     let names = ["a", "b", "c", "d"];
@@ -1720,7 +1762,9 @@ pub async fn check_partial_first_rejected_rejects_worker(repo: &dyn WorkerReposi
     let id = ns.worker("a");
     let w = register(
         repo,
-        &WorkerSpec::new(id.clone(), res(1000, 1000, 0)).with_pool(ns.pool("p")),
+        &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
+            .with_pool(ns.pool("p"))
+            .requiring_pool_selector(),
     )
     .await;
     let (big, small) = (ns.container("big"), ns.container("small"));
@@ -1757,7 +1801,9 @@ pub async fn check_idempotent_reserve(repo: &dyn WorkerRepository) {
     let id = ns.worker("a");
     register(
         repo,
-        &WorkerSpec::new(id.clone(), res(1000, 1000, 0)).with_pool(ns.pool("p")),
+        &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
+            .with_pool(ns.pool("p"))
+            .requiring_pool_selector(),
     )
     .await;
     let (c1, c2) = (ns.container("c1"), ns.container("c2"));
@@ -1822,7 +1868,9 @@ pub async fn check_idempotent_release(repo: &dyn WorkerRepository) {
     let total = res(1000, 1000, 0);
     register(
         repo,
-        &WorkerSpec::new(id.clone(), total).with_pool(ns.pool("p")),
+        &WorkerSpec::new(id.clone(), total)
+            .with_pool(ns.pool("p"))
+            .requiring_pool_selector(),
     )
     .await;
     let (c1, c2, ghost) = (
@@ -1881,7 +1929,9 @@ pub async fn check_already_reserved_elsewhere(repo: &dyn WorkerRepository) {
     for id in [&a, &b] {
         register(
             repo,
-            &WorkerSpec::new(id.clone(), res(1000, 1000, 0)).with_pool(ns.pool("p")),
+            &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
+                .with_pool(ns.pool("p"))
+                .requiring_pool_selector(),
         )
         .await;
     }
@@ -1950,6 +2000,7 @@ pub async fn check_reregister_keeps_used_capacity(repo: &dyn WorkerRepository) {
     let id = ns.worker("a");
     let spec = WorkerSpec::new(id.clone(), res(4000, 8192, 2))
         .with_pool(ns.pool("p"))
+        .requiring_pool_selector()
         .with_gpu_type("a100");
     register(repo, &spec).await;
     let (c1, c2) = (ns.container("c1"), ns.container("c2"));
@@ -1971,6 +2022,7 @@ pub async fn check_reregister_keeps_used_capacity(repo: &dyn WorkerRepository) {
     let led = ledger(repo, &id).await;
     let spec2 = WorkerSpec::new(id.clone(), res(8000, 4096, 1))
         .with_pool(ns.pool("q"))
+        .requiring_pool_selector()
         .with_gpu_type("a100")
         .with_priority(3)
         .preemptable();
@@ -2032,6 +2084,7 @@ pub async fn check_reregister_below_reserved(repo: &dyn WorkerRepository) {
     let id = ns.worker("a");
     let spec = WorkerSpec::new(id.clone(), res(4000, 8192, 2))
         .with_pool(ns.pool("p"))
+        .requiring_pool_selector()
         .with_gpu_type("a100");
     register(repo, &spec).await;
     committed(
@@ -2106,6 +2159,7 @@ pub async fn check_remove_then_reregister_late_release(repo: &dyn WorkerReposito
     let total = res(1000, 1000, 1);
     let spec = WorkerSpec::new(id.clone(), total)
         .with_pool(ns.pool("p"))
+        .requiring_pool_selector()
         .with_gpu_type("a100");
     register(repo, &spec).await;
     let (c1, c2, c3) = (ns.container("c1"), ns.container("c2"), ns.container("c3"));
@@ -2180,12 +2234,15 @@ pub async fn check_find_reservation(repo: &dyn WorkerRepository) {
         repo,
         &WorkerSpec::new(a.clone(), res(1000, 1000, 2))
             .with_pool(ns.pool("p"))
+            .requiring_pool_selector()
             .with_gpu_type("l4"),
     )
     .await;
     register(
         repo,
-        &WorkerSpec::new(b.clone(), res(1000, 1000, 0)).with_pool(ns.pool("p")),
+        &WorkerSpec::new(b.clone(), res(1000, 1000, 0))
+            .with_pool(ns.pool("p"))
+            .requiring_pool_selector(),
     )
     .await;
     let (ca, cb) = (ns.container("ca"), ns.container("cb"));
@@ -2228,7 +2285,9 @@ pub async fn check_list_reservations_ordered(repo: &dyn WorkerRepository) {
     let id = ns.worker("a");
     register(
         repo,
-        &WorkerSpec::new(id.clone(), res(100_000, 100_000, 0)).with_pool(ns.pool("p")),
+        &WorkerSpec::new(id.clone(), res(100_000, 100_000, 0))
+            .with_pool(ns.pool("p"))
+            .requiring_pool_selector(),
     )
     .await;
     assert!(
@@ -2284,7 +2343,9 @@ pub async fn check_list_workers(repo: &dyn WorkerRepository) {
     ] {
         let w = register(
             repo,
-            &WorkerSpec::new(ns.worker(n), res(100, 100, 0)).with_pool(pool.clone()),
+            &WorkerSpec::new(ns.worker(n), res(100, 100, 0))
+                .with_pool(pool.clone())
+                .requiring_pool_selector(),
         )
         .await;
         mine.insert(w.id.clone(), w);
@@ -2356,6 +2417,7 @@ pub async fn check_audit_and_reconcile(repo: &dyn WorkerRepository) {
         repo,
         &WorkerSpec::new(id.clone(), total)
             .with_pool(ns.pool("p"))
+            .requiring_pool_selector()
             .with_gpu_type("a100"),
     )
     .await;
@@ -2440,6 +2502,7 @@ pub async fn check_awkward_ids(repo: &dyn WorkerRepository) {
             repo,
             &WorkerSpec::new(id.clone(), res(1000, 1000, 2))
                 .with_pool(pool.clone())
+                .requiring_pool_selector()
                 .with_gpu_type(gpu),
         )
         .await;
@@ -2553,6 +2616,7 @@ pub async fn check_boundary_amounts_and_ids(repo: &dyn WorkerRepository) {
         repo,
         &WorkerSpec::new(id.clone(), max)
             .with_pool(ns.pool("p"))
+            .requiring_pool_selector()
             .with_gpu_type("g"),
     )
     .await;
@@ -2612,7 +2676,9 @@ pub async fn check_max_batch_accepted(repo: &dyn WorkerRepository) {
     for id in [&a, &b] {
         register(
             repo,
-            &WorkerSpec::new(id.clone(), res(MAX_AMOUNT, MAX_AMOUNT, 0)).with_pool(ns.pool("p")),
+            &WorkerSpec::new(id.clone(), res(MAX_AMOUNT, MAX_AMOUNT, 0))
+                .with_pool(ns.pool("p"))
+                .requiring_pool_selector(),
         )
         .await;
     }
@@ -2692,11 +2758,15 @@ pub async fn check_invalid_amounts_too_large(repo: &dyn WorkerRepository) {
             ));
             specs.push((
                 label.clone(),
-                WorkerSpec::new(f.ns.worker("new"), r).with_pool(f.ns.pool("p")),
+                WorkerSpec::new(f.ns.worker("new"), r)
+                    .with_pool(f.ns.pool("p"))
+                    .requiring_pool_selector(),
             ));
             specs.push((
                 format!("{label} on re-registration"),
-                WorkerSpec::new(f.w.clone(), r).with_pool(f.ns.pool("p")),
+                WorkerSpec::new(f.w.clone(), r)
+                    .with_pool(f.ns.pool("p"))
+                    .requiring_pool_selector(),
             ));
         }
     }
@@ -2919,7 +2989,9 @@ pub async fn check_concurrent_capacity_no_overcommit(repo: &dyn WorkerRepository
     let id = ns.worker("a");
     register(
         repo,
-        &WorkerSpec::new(id.clone(), res(1000, 1000, 0)).with_pool(ns.pool("p")),
+        &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
+            .with_pool(ns.pool("p"))
+            .requiring_pool_selector(),
     )
     .await;
     let batches: Vec<Vec<CapacityReservation>> = (0..40)
@@ -2973,7 +3045,9 @@ pub async fn check_concurrent_same_container_one_holder(repo: &dyn WorkerReposit
     for id in &ids {
         register(
             repo,
-            &WorkerSpec::new(id.clone(), res(1000, 1000, 0)).with_pool(ns.pool("p")),
+            &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
+                .with_pool(ns.pool("p"))
+                .requiring_pool_selector(),
         )
         .await;
     }
@@ -3056,7 +3130,9 @@ pub async fn check_list_workers_during_writes(repo: &dyn WorkerRepository) {
     for id in &ids {
         register(
             repo,
-            &WorkerSpec::new(id.clone(), res(1000, 1000, 0)).with_pool(pool.clone()),
+            &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
+                .with_pool(pool.clone())
+                .requiring_pool_selector(),
         )
         .await;
     }
@@ -3074,7 +3150,8 @@ pub async fn check_list_workers_during_writes(repo: &dyn WorkerRepository) {
                     ids[round % ids.len()].clone(),
                     res(1000 + round as u64, 1000, 0),
                 )
-                .with_pool(pool.clone());
+                .with_pool(pool.clone())
+                .requiring_pool_selector();
                 register(repo, &spec).await;
             }
             release(repo, &cs).await;

@@ -8,9 +8,13 @@
 //! * [`conformance`]: one `check_*` per rule of the trait contract, [`conformance::run_all`],
 //!   [`conformance::run_all_concurrently`] and the [`conformance_tests!`] macro, which generates
 //!   one `#[tokio::test]` per check so a failure names its rule.
+//! * [`properties`]: concurrent callers, concurrent schedulers and a sequential model-based test,
+//!   on random workers and bursts.
 //! * [`ns`]: random id namespaces. Every check and every property case works in its own, never
 //!   assumes the store is empty, and removes its workers at the end, so everything can share one
 //!   Redis or Postgres database with other tests running at the same time.
+//! * [`faults`] and [`proxy`]: shared fault checks (lost replies, connection faults mid-burst)
+//!   and a loopback TCP proxy that injects network faults in front of a real server.
 //! * [`env`]: select the server from an environment variable (skip locally, fail under CI).
 //!
 //! ## Wiring a backend
@@ -20,6 +24,8 @@
 //! (shown here with the memory backend; replace `connect` with yours):
 //!
 //! ```no_run
+//! use sched_core::WorkerRepository;
+//! use std::sync::Arc;
 //!
 //! // Returns None (and prints why) when the server is not configured; panics under CI=true.
 //! async fn connect(test: &str) -> Option<sched_memory::MemoryRepository> {
@@ -42,9 +48,20 @@
 //!     }
 //! }
 //!
+//! // The properties: a multi-thread runtime is required (they block on it from a blocking
+//! // thread). Case counts come from PROPTEST_CASES, else the defaults in `PropConfig`.
+//! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+//! async fn properties() {
+//!     if let Some(repo) = connect("properties").await {
+//!         let repo: Arc<dyn WorkerRepository> = Arc::new(repo);
+//!         sched_tests::properties::run_all_async(repo, sched_tests::properties::PropConfig::from_env()).await;
+//!     }
+//! }
 //! # fn main() {}
 //! ```
 //!
+//! Each property is also callable on its own (see [`properties`]), so a backend can split them
+//! into separate tests too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 // This crate *is* test code: its checks report contract violations by panicking, as `assert!`
 // does, so unwrap/expect/panic are the intended behaviour here.
@@ -53,4 +70,5 @@ pub mod conformance;
 pub mod env;
 pub mod faults;
 pub mod ns;
+pub mod properties;
 pub mod proxy;

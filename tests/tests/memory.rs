@@ -377,3 +377,61 @@ async fn reconcile_repairs_injected_drift() {
     assert!(repo.audit("worker-0").await.unwrap().is_consistent());
     assert!(!repo.corrupt_free("ghost", Resources::ZERO));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------------------------
+
+mod properties {
+    use sched_core::WorkerRepository;
+    use sched_memory::MemoryRepository;
+    use sched_tests::properties::{self, PropConfig};
+    use std::sync::Arc;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A store that already holds unrelated workers: properties must not care.
+    fn shared(rt: &tokio::runtime::Runtime) -> Arc<dyn WorkerRepository> {
+        let repo = rt.block_on(
+            MemoryRepository::builder()
+                .cpu_workers(3, sched_core::Resources::cpu_mem(1000, 1000))
+                .build(),
+        );
+        Arc::new(repo)
+    }
+
+    #[test]
+    fn model_sequences() {
+        let rt = rt();
+        properties::model_sequences(rt.handle(), shared(&rt), &PropConfig::from_env());
+    }
+
+    #[test]
+    fn concurrent_callers() {
+        let rt = rt();
+        properties::concurrent_callers(rt.handle(), shared(&rt), &PropConfig::from_env());
+    }
+
+    #[test]
+    fn concurrent_schedulers() {
+        let rt = rt();
+        properties::concurrent_schedulers(rt.handle(), shared(&rt), &PropConfig::from_env());
+    }
+
+    /// The async entry point, as backends use it, on one shared store; a few cases suffice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_all_async_on_a_shared_store() {
+        let repo: Arc<dyn WorkerRepository> = Arc::new(MemoryRepository::new());
+        properties::run_all_async(Arc::clone(&repo), PropConfig::from_env().with_cases(4)).await;
+        assert!(
+            repo.list_workers(None).await.unwrap().is_empty(),
+            "properties clean up"
+        );
+    }
+}
