@@ -88,7 +88,9 @@ impl<R: WorkerRepository> WorkerRepository for LoseReplies<R> {
         let out = self.inner.reserve_batch(batch, mode).await?;
         if Self::take(&self.reserves) {
             self.lost.fetch_add(1, Ordering::SeqCst);
-            return Err(RepoError::Ambiguous("injected: reserve_batch reply lost".into()));
+            return Err(RepoError::Ambiguous(
+                "injected: reserve_batch reply lost".into(),
+            ));
         }
         Ok(out)
     }
@@ -96,7 +98,9 @@ impl<R: WorkerRepository> WorkerRepository for LoseReplies<R> {
         let out = self.inner.release_batch(ids).await?;
         if Self::take(&self.releases) {
             self.lost.fetch_add(1, Ordering::SeqCst);
-            return Err(RepoError::Ambiguous("injected: release_batch reply lost".into()));
+            return Err(RepoError::Ambiguous(
+                "injected: release_batch reply lost".into(),
+            ));
         }
         Ok(out)
     }
@@ -192,7 +196,12 @@ where
     panic!("store still failing after retries: {last:?}");
 }
 
-async fn seed_workers(repo: &dyn WorkerRepository, ns: &Ns, n: usize, total: Resources) -> Vec<String> {
+async fn seed_workers(
+    repo: &dyn WorkerRepository,
+    ns: &Ns,
+    n: usize,
+    total: Resources,
+) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         let id = ns.worker(&i.to_string());
@@ -219,13 +228,18 @@ pub async fn check_lost_reserve_reply_is_resolved(repo: Arc<dyn WorkerRepository
     lossy.lose_next_reserves(1);
     let sched = Scheduler::new(Arc::clone(&lossy), SchedulerConfig::default());
     let burst: Vec<_> = (0..20)
-        .map(|i| ContainerRequest::new(ns.container(&i.to_string()), Resources::cpu_mem(250, 256)).with_pool(ns.pool("p")))
+        .map(|i| {
+            ContainerRequest::new(ns.container(&i.to_string()), Resources::cpu_mem(250, 256))
+                .with_pool(ns.pool("p"))
+        })
         .collect();
     let results = sched.schedule_batch(burst).await;
     let placed: Vec<(String, String)> = results
         .iter()
         .map(|r| {
-            let p = r.as_ref().expect("every container placed despite the lost reply");
+            let p = r
+                .as_ref()
+                .expect("every container placed despite the lost reply");
             (p.container_id.clone(), p.worker_id.clone())
         })
         .collect();
@@ -249,15 +263,25 @@ pub async fn check_lost_release_reply_is_idempotent(repo: Arc<dyn WorkerReposito
             .map(|c| sched_core::ResourceReservation::new(c.clone(), Resources::cpu_mem(100, 100)))
             .collect(),
     )];
-    let out = repo.reserve_batch(&batch, CommitMode::AllOrNothing).await.expect("reserve");
+    let out = repo
+        .reserve_batch(&batch, CommitMode::AllOrNothing)
+        .await
+        .expect("reserve");
     assert!(out[0].outcome.is_ok());
     let lossy = LoseReplies::new(Arc::clone(&repo));
     lossy.lose_next_releases(1);
     let err = lossy.release_batch(&ids).await.expect_err("reply lost");
     assert!(err.is_ambiguous());
     let again = lossy.release_batch(&ids).await.expect("retry release");
-    assert!(again.iter().all(|o| o.released.is_none()), "retry returns nothing twice");
-    let w = repo.get_worker(&workers[0]).await.expect("get").expect("exists");
+    assert!(
+        again.iter().all(|o| o.released.is_none()),
+        "retry returns nothing twice"
+    );
+    let w = repo
+        .get_worker(&workers[0])
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(w.free, total, "capacity came back exactly once");
     let inv = verify(&*repo, &workers, &[]).await;
     assert!(inv.clean(), "{inv:?}");
@@ -306,8 +330,11 @@ where
     for b in 0..bursts {
         let burst: Vec<_> = (0..per_burst)
             .map(|i| {
-                ContainerRequest::new(ns.container(&format!("{b}-{i}")), Resources::cpu_mem(100, 128))
-                    .with_pool(ns.pool("p"))
+                ContainerRequest::new(
+                    ns.container(&format!("{b}-{i}")),
+                    Resources::cpu_mem(100, 128),
+                )
+                .with_pool(ns.pool("p"))
             })
             .collect();
         let (results, injected) = tokio::join!(sched.schedule_batch(burst), inject(b));
@@ -321,8 +348,10 @@ where
         }
         run.placements += placed_now.len();
         // Release every other placement of this burst; keep the rest held.
-        let (release, keep): (Vec<_>, Vec<_>) =
-            placed_now.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        let (release, keep): (Vec<_>, Vec<_>) = placed_now
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| i % 2 == 0);
         let ids: Vec<String> = release.iter().map(|(_, (c, _))| c.clone()).collect();
         let mut released = false;
         for _ in 0..20 {
@@ -338,7 +367,11 @@ where
         held.extend(keep.into_iter().map(|(_, p)| p));
     }
     run.invariants = verify(&*repo, &workers, &held).await;
-    assert_eq!(run.invariants.reservations, held.len(), "ledger holds exactly what is held");
+    assert_eq!(
+        run.invariants.reservations,
+        held.len(),
+        "ledger holds exactly what is held"
+    );
     cleanup(&*repo, &workers).await;
     run
 }

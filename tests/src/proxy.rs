@@ -53,7 +53,8 @@ impl FaultProxy {
                     };
                     let _ = client.set_nodelay(true);
                     let _ = server.set_nodelay(true);
-                    let h = tokio::spawn(pump(client, server, Arc::clone(&state), kill.subscribe()));
+                    let h =
+                        tokio::spawn(pump(client, server, Arc::clone(&state), kill.subscribe()));
                     let mut c = conns.lock().unwrap_or_else(|e| e.into_inner());
                     c.retain(|h| !h.is_finished());
                     c.push(h);
@@ -113,13 +114,23 @@ impl FaultProxy {
 impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.accept.abort();
-        for h in self.conns.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for h in self
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             h.abort();
         }
     }
 }
 
-async fn pump(client: TcpStream, server: TcpStream, state: Arc<State>, mut kill: watch::Receiver<u64>) {
+async fn pump(
+    client: TcpStream,
+    server: TcpStream,
+    state: Arc<State>,
+    mut kill: watch::Receiver<u64>,
+) {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
     let up = async {
