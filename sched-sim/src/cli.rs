@@ -1,0 +1,229 @@
+//! Command-line options (clap derive). Options are global, so they work before or after the
+//! scenario name; `burst` is the default scenario.
+
+use crate::backend::{BackendKind, BackendOptions};
+use crate::scenario::RunConfig;
+use crate::strategy::{StrategyKind, StrategyOptions};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sched_core::affinity::AffinityMode;
+use sched_core::Resources;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Simulator and benchmark for sched.
+#[derive(Debug, Parser)]
+#[command(name = "sched-sim", version, about, long_about = None)]
+pub struct Cli {
+    /// Options shared by every scenario.
+    #[command(flatten)]
+    pub common: Common,
+    /// The scenario (default: burst).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Affinity variant for `sched`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AffinityArg {
+    /// No spreading.
+    Off,
+    /// sha256 rotation within a priority tier.
+    Rotate,
+    /// Rendezvous hashing within a priority tier.
+    Rendezvous,
+}
+
+impl From<AffinityArg> for AffinityMode {
+    fn from(a: AffinityArg) -> Self {
+        match a {
+            AffinityArg::Off => AffinityMode::Off,
+            AffinityArg::Rotate => AffinityMode::Rotate,
+            AffinityArg::Rendezvous => AffinityMode::Rendezvous,
+        }
+    }
+}
+
+/// Options shared by every scenario.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Store to run against.
+    #[arg(long, value_enum, default_value_t = BackendKind::Memory, global = true)]
+    pub backend: BackendKind,
+    /// Redis URL (redis, redis-fred backends).
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// PostgreSQL URL (postgres backend).
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Strategy to run.
+    #[arg(long, value_enum, default_value_t = StrategyKind::Sched, global = true)]
+    pub strategy: StrategyKind,
+    /// Run naive, seed and sched side by side and print ratios.
+    #[arg(long, global = true)]
+    pub compare: bool,
+    /// Affinity variant for sched.
+    #[arg(long, value_enum, default_value_t = AffinityArg::Rotate, global = true)]
+    pub affinity: AffinityArg,
+    /// Containers per burst.
+    #[arg(long, default_value_t = 100, global = true)]
+    pub containers: usize,
+    /// Workers.
+    #[arg(long, default_value_t = 20, global = true)]
+    pub workers: usize,
+    /// Concurrent callers per burst (0: one task per container, all at once).
+    #[arg(long, default_value_t = 0, global = true)]
+    pub concurrency: usize,
+    /// Seed for container ids (affinity depends on them).
+    #[arg(long, default_value_t = 42, global = true)]
+    pub seed: u64,
+    /// Worker CPU, millicores.
+    #[arg(long, default_value_t = 4000, global = true)]
+    pub worker_cpu: u64,
+    /// Worker memory, MiB.
+    #[arg(long, default_value_t = 8192, global = true)]
+    pub worker_mem: u64,
+    /// Container CPU, millicores.
+    #[arg(long, default_value_t = 250, global = true)]
+    pub container_cpu: u64,
+    /// Container memory, MiB.
+    #[arg(long, default_value_t = 256, global = true)]
+    pub container_mem: u64,
+    /// Latency added to every backend call (one call = one round trip), milliseconds.
+    #[arg(long, default_value_t = 0.0, global = true)]
+    pub rtt_ms: f64,
+    /// Bursts (rounds) per strategy; default 20 (burst), 3 (scale), 10 (contention).
+    #[arg(long, global = true)]
+    pub repeat: Option<u32>,
+    /// Read-cache TTL for seed and sched, milliseconds (0: no cache).
+    #[arg(long, default_value_t = 500, global = true)]
+    pub cache_ttl_ms: u64,
+    /// Print the report as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Write an SVG plot of the sweep (burst --sweep, scale).
+    #[arg(long, value_name = "FILE.svg", global = true)]
+    pub plot: Option<PathBuf>,
+    /// burst: sweep the number of workers from --sweep-min to --sweep-max.
+    #[arg(long, global = true)]
+    pub sweep: bool,
+    /// First worker count of --sweep.
+    #[arg(long, default_value_t = 10, global = true)]
+    pub sweep_min: usize,
+    /// Last worker count of --sweep.
+    #[arg(long, default_value_t = 40, global = true)]
+    pub sweep_max: usize,
+    /// Step of --sweep.
+    #[arg(long, default_value_t = 5, global = true)]
+    pub sweep_step: usize,
+}
+
+/// Scenarios.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Bursts of containers onto a fresh worker set (default).
+    Burst,
+    /// Placements per second with concurrent schedulers, releasing as containers finish.
+    Sustained(SustainedArgs),
+    /// Cost per placement from 10 to 10,000 workers and 100 to 100,000 containers.
+    Scale(ScaleArgs),
+    /// Several scheduler instances on one backend, as tasks or as OS processes.
+    Contention(ContentionArgs),
+    /// Internal: one contention instance in a child process.
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// `sustained` options.
+#[derive(Debug, Clone, Args)]
+pub struct SustainedArgs {
+    /// How long to keep placing, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration_secs: f64,
+    /// Concurrent scheduler instances.
+    #[arg(long, default_value_t = 4)]
+    pub schedulers: usize,
+    /// Containers per burst.
+    #[arg(long, default_value_t = 10)]
+    pub burst_size: usize,
+    /// Container lifetime before release, milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub lifetime_ms: u64,
+}
+
+/// `scale` options.
+#[derive(Debug, Clone, Args)]
+pub struct ScaleArgs {
+    /// Largest worker count of the grid.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_workers: usize,
+    /// Largest container count of the grid (default 100,000 for sched, 10,000 for seed,
+    /// 1,000 for naive).
+    #[arg(long)]
+    pub max_containers: Option<usize>,
+}
+
+/// `contention` options.
+#[derive(Debug, Clone, Args)]
+pub struct ContentionArgs {
+    /// Scheduler instances.
+    #[arg(long, default_value_t = 4)]
+    pub instances: usize,
+    /// Run the instances as separate OS processes (needs a shared backend).
+    #[arg(long)]
+    pub processes: bool,
+}
+
+/// Hidden `worker` options: which share of which round to place, in which namespace.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Backend namespace (key prefix / schema) created by the parent.
+    #[arg(long)]
+    pub namespace: String,
+    /// Instance number.
+    #[arg(long)]
+    pub instance: usize,
+    /// Round number.
+    #[arg(long)]
+    pub round: u32,
+}
+
+impl Common {
+    /// Backend options.
+    pub fn backend_options(&self) -> BackendOptions {
+        BackendOptions {
+            kind: self.backend,
+            redis_url: self.redis_url.clone(),
+            database_url: self.database_url.clone(),
+            rtt: Duration::from_secs_f64(self.rtt_ms.max(0.0) / 1000.0),
+        }
+    }
+
+    /// The run configuration, with `default_repeat` unless `--repeat` was given.
+    pub fn run_config(&self, default_repeat: u32) -> RunConfig {
+        RunConfig {
+            backend: self.backend_options(),
+            workers: self.workers,
+            worker_capacity: Resources::cpu_mem(self.worker_cpu, self.worker_mem),
+            containers: self.containers,
+            container_size: Resources::cpu_mem(self.container_cpu, self.container_mem),
+            concurrency: self.concurrency,
+            repeat: self.repeat.unwrap_or(default_repeat).max(1),
+            seed: self.seed,
+            strategy: StrategyOptions {
+                affinity: self.affinity.into(),
+                cache_ttl: Duration::from_millis(self.cache_ttl_ms),
+                ..StrategyOptions::default()
+            },
+            quiet: self.json,
+        }
+    }
+
+    /// The strategies to run: all three with `--compare`, else `--strategy`.
+    pub fn strategies(&self) -> Vec<StrategyKind> {
+        if self.compare {
+            StrategyKind::ALL.to_vec()
+        } else {
+            vec![self.strategy]
+        }
+    }
+}

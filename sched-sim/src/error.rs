@@ -1,0 +1,29 @@
+//! [`SimError`]: what a simulation run can fail with.
+
+use sched_core::RepoError;
+
+/// A run could not be completed (as opposed to a placement that failed, which is reported).
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// A repository or lock call failed outside the strategies' own retry loops.
+    #[error("backend: {0}")]
+    Repo(#[from] RepoError),
+    /// The options do not make sense together.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The backend is not available in this build or could not be reached.
+    #[error("backend {0} unavailable: {1}")]
+    BackendUnavailable(String, String),
+    /// Writing output failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// JSON encoding or decoding failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Drawing the plot failed.
+    #[error("plot: {0}")]
+    Plot(String),
+    /// A `worker` child process failed.
+    #[error("worker process: {0}")]
+    Process(String),
+}

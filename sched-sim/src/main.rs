@@ -1,0 +1,187 @@
+//! `sched-sim`: see the crate docs and `sched-sim --help`.
+
+use clap::Parser;
+use sched_sim::cli::{Cli, Command, Common};
+use sched_sim::plot::{line_chart, Series};
+use sched_sim::report::Output;
+use sched_sim::scenario::{burst, contention, scale, sustained};
+use sched_sim::strategy::StrategyKind;
+use sched_sim::SimError;
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sched-sim: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(&cli)) {
+        Ok(out) => {
+            if cli.common.json {
+                match serde_json::to_string_pretty(&out) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => {
+                        eprintln!("sched-sim: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", out.to_text());
+            }
+            if out.problems() > 0 {
+                eprintln!(
+                    "sched-sim: {} problems (unplaced containers or audit violations)",
+                    out.problems()
+                );
+                return ExitCode::from(2);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sched-sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<Output, SimError> {
+    let c = &cli.common;
+    match &cli.command {
+        None | Some(Command::Burst) => run_burst(c).await,
+        Some(Command::Sustained(a)) => {
+            let cfg = c.run_config(1);
+            let s = sustained::SustainedConfig {
+                duration: Duration::from_secs_f64(a.duration_secs.max(0.0)),
+                schedulers: a.schedulers,
+                burst_size: a.burst_size,
+                lifetime: Duration::from_millis(a.lifetime_ms),
+            };
+            let mut reports = Vec::new();
+            for k in c.strategies() {
+                reports.push(sustained::run(&cfg, &s, k).await?);
+            }
+            Ok(Output::Sustained { reports })
+        }
+        Some(Command::Scale(a)) => {
+            let cfg = c.run_config(3);
+            let mut points = Vec::new();
+            for k in c.strategies() {
+                let max_c = a.max_containers.unwrap_or(match k {
+                    StrategyKind::Naive => 1_000,
+                    StrategyKind::Seed => 10_000,
+                    StrategyKind::Sched => 100_000,
+                });
+                points.extend(scale::run(&cfg, k, &scale::grid(a.max_workers, max_c)).await?);
+            }
+            if let Some(path) = &c.plot {
+                let series: Vec<Series> = c
+                    .strategies()
+                    .into_iter()
+                    .map(|k| Series {
+                        name: k.to_string(),
+                        points: points
+                            .iter()
+                            .filter(|p| p.report.strategy == k)
+                            .map(|p| (p.workers as f64, p.us_per_placement))
+                            .collect(),
+                    })
+                    .collect();
+                line_chart(
+                    path,
+                    "sched-sim scale: cost per placement (10 containers per worker)",
+                    "workers",
+                    "µs per placement (burst p50)",
+                    &series,
+                    true,
+                )?;
+            }
+            Ok(Output::Scale { points })
+        }
+        Some(Command::Contention(a)) => {
+            let cfg = c.run_config(10);
+            if a.processes {
+                return Err(SimError::Config(
+                    "--processes needs a backend that separate processes can share \
+                     (redis or postgres), which has not landed in this build"
+                        .into(),
+                ));
+            }
+            let mut reports = Vec::new();
+            for k in c.strategies() {
+                reports.push(contention::run_tasks(&cfg, k, a.instances).await?);
+            }
+            Ok(Output::Contention { reports })
+        }
+        Some(Command::Worker(_)) => Err(SimError::Config(
+            "the worker subcommand needs a shared backend (redis or postgres)".into(),
+        )),
+    }
+}
+
+async fn run_burst(c: &Common) -> Result<Output, SimError> {
+    let cfg = c.run_config(20);
+    if c.sweep {
+        let step = c.sweep_step.max(1);
+        let points = burst::sweep(
+            &cfg,
+            &c.strategies(),
+            (c.sweep_min.max(1)..=c.sweep_max).step_by(step),
+        )
+        .await?;
+        if let Some(path) = &c.plot {
+            let series: Vec<Series> = c
+                .strategies()
+                .into_iter()
+                .map(|k| Series {
+                    name: format!("{k} p50"),
+                    points: points
+                        .iter()
+                        .filter_map(|p| {
+                            p.runs
+                                .iter()
+                                .find(|r| r.strategy == k)
+                                .map(|r| (p.workers as f64, r.burst_time.p50_ms))
+                        })
+                        .collect(),
+                })
+                .collect();
+            line_chart(
+                path,
+                &format!(
+                    "sched-sim burst: {} containers, rtt {} ms",
+                    cfg.containers, c.rtt_ms
+                ),
+                "workers",
+                "burst time p50 (ms)",
+                &series,
+                false,
+            )?;
+        }
+        return Ok(Output::Sweep { points });
+    }
+    if c.plot.is_some() {
+        tracing::warn!("--plot draws sweeps only (burst --sweep, scale); ignored");
+    }
+    if c.compare {
+        return Ok(Output::Compare {
+            compare: burst::compare(&cfg).await?,
+        });
+    }
+    Ok(Output::Burst {
+        report: Box::new(burst::run_strategy(&cfg, c.strategy).await?),
+    })
+}

@@ -1,0 +1,308 @@
+//! [`Metered`] and [`MeteredLocks`]: wrap any backend to count every call as one round trip and,
+//! with `--rtt-ms`, to add that much latency per call (half before the call reaches the store,
+//! half after it returns, like a request and its reply on a network).
+//!
+//! Every strategy talks to the backend only through these wrappers, so round trips, reads,
+//! `reserve_batch` calls, per-worker atomic sections and lock calls are counted the same way
+//! on every backend. The audit bypasses them.
+
+use async_trait::async_trait;
+use sched_core::{
+    AuditReport, CapacityReservation, CommitMode, LockToken, ReleaseOutcome, RepoError,
+    ReservationRecord, Worker, WorkerLocks, WorkerRepository, WorkerResult, WorkerSpec,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Call counters shared by a [`Metered`] repository and its [`MeteredLocks`].
+#[derive(Debug, Default)]
+pub struct CallCounters {
+    round_trips: AtomicU64,
+    reads: AtomicU64,
+    reserve_calls: AtomicU64,
+    atomic_sections: AtomicU64,
+    release_calls: AtomicU64,
+    lock_calls: AtomicU64,
+    unlock_calls: AtomicU64,
+    other_calls: AtomicU64,
+}
+
+/// A copy of [`CallCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Calls {
+    /// All calls (each is one round trip to the store).
+    pub round_trips: u64,
+    /// `get_worker` and `list_workers` calls.
+    pub reads: u64,
+    /// `reserve_batch` calls.
+    pub reserve_calls: u64,
+    /// Worker parts sent in `reserve_batch` calls (one atomic section each).
+    pub atomic_sections: u64,
+    /// `release_batch` calls.
+    pub release_calls: u64,
+    /// `try_lock` calls (taken or not).
+    pub lock_calls: u64,
+    /// `unlock` calls.
+    pub unlock_calls: u64,
+    /// Any other call (register, find, audit, ...).
+    pub other_calls: u64,
+}
+
+impl Calls {
+    /// `self - earlier`, per field (saturating).
+    pub fn since(&self, e: &Calls) -> Calls {
+        Calls {
+            round_trips: self.round_trips.saturating_sub(e.round_trips),
+            reads: self.reads.saturating_sub(e.reads),
+            reserve_calls: self.reserve_calls.saturating_sub(e.reserve_calls),
+            atomic_sections: self.atomic_sections.saturating_sub(e.atomic_sections),
+            release_calls: self.release_calls.saturating_sub(e.release_calls),
+            lock_calls: self.lock_calls.saturating_sub(e.lock_calls),
+            unlock_calls: self.unlock_calls.saturating_sub(e.unlock_calls),
+            other_calls: self.other_calls.saturating_sub(e.other_calls),
+        }
+    }
+
+    /// Per-field sum.
+    pub fn plus(&self, o: &Calls) -> Calls {
+        Calls {
+            round_trips: self.round_trips + o.round_trips,
+            reads: self.reads + o.reads,
+            reserve_calls: self.reserve_calls + o.reserve_calls,
+            atomic_sections: self.atomic_sections + o.atomic_sections,
+            release_calls: self.release_calls + o.release_calls,
+            lock_calls: self.lock_calls + o.lock_calls,
+            unlock_calls: self.unlock_calls + o.unlock_calls,
+            other_calls: self.other_calls + o.other_calls,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Read,
+    Reserve(u64),
+    Release,
+    Lock,
+    Unlock,
+    Other,
+}
+
+impl CallCounters {
+    fn count(&self, kind: Kind) {
+        let r = Ordering::Relaxed;
+        self.round_trips.fetch_add(1, r);
+        match kind {
+            Kind::Read => self.reads.fetch_add(1, r),
+            Kind::Reserve(parts) => {
+                self.atomic_sections.fetch_add(parts, r);
+                self.reserve_calls.fetch_add(1, r)
+            }
+            Kind::Release => self.release_calls.fetch_add(1, r),
+            Kind::Lock => self.lock_calls.fetch_add(1, r),
+            Kind::Unlock => self.unlock_calls.fetch_add(1, r),
+            Kind::Other => self.other_calls.fetch_add(1, r),
+        };
+    }
+
+    /// The current values.
+    pub fn snapshot(&self) -> Calls {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Calls {
+            round_trips: l(&self.round_trips),
+            reads: l(&self.reads),
+            reserve_calls: l(&self.reserve_calls),
+            atomic_sections: l(&self.atomic_sections),
+            release_calls: l(&self.release_calls),
+            lock_calls: l(&self.lock_calls),
+            unlock_calls: l(&self.unlock_calls),
+            other_calls: l(&self.other_calls),
+        }
+    }
+}
+
+/// Injected latency: `rtt` per call, split half before and half after the call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Latency {
+    half: Duration,
+}
+
+impl Latency {
+    /// `rtt` per round trip (zero for none).
+    pub fn new(rtt: Duration) -> Self {
+        Latency { half: rtt / 2 }
+    }
+
+    /// The full round-trip time added.
+    pub fn rtt(&self) -> Duration {
+        self.half * 2
+    }
+
+    async fn half(&self) {
+        if !self.half.is_zero() {
+            tokio::time::sleep(self.half).await;
+        }
+    }
+
+    async fn around<T, F: std::future::Future<Output = T>>(&self, f: F) -> T {
+        self.half().await;
+        let out = f.await;
+        self.half().await;
+        out
+    }
+}
+
+/// A [`WorkerRepository`] that counts and delays every call of the one it wraps.
+#[derive(Debug, Clone)]
+pub struct Metered<R> {
+    inner: R,
+    latency: Latency,
+    counters: Arc<CallCounters>,
+}
+
+impl<R> Metered<R> {
+    /// Wraps `inner` with `rtt` per call and fresh counters.
+    pub fn new(inner: R, rtt: Duration) -> Self {
+        Metered {
+            inner,
+            latency: Latency::new(rtt),
+            counters: Arc::new(CallCounters::default()),
+        }
+    }
+
+    /// Wraps `inner` sharing `counters` (for instance with a [`MeteredLocks`]).
+    pub fn with_counters(inner: R, rtt: Duration, counters: Arc<CallCounters>) -> Self {
+        Metered {
+            inner,
+            latency: Latency::new(rtt),
+            counters,
+        }
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> Arc<CallCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// The wrapped repository.
+    pub fn inner(&self) -> &R {
+        &self.inner
+    }
+}
+
+#[async_trait]
+impl<R: WorkerRepository> WorkerRepository for Metered<R> {
+    fn backend_name(&self) -> &str {
+        self.inner.backend_name()
+    }
+    async fn register_worker(&self, spec: &WorkerSpec) -> Result<Worker, RepoError> {
+        self.counters.count(Kind::Other);
+        self.latency.around(self.inner.register_worker(spec)).await
+    }
+    async fn remove_worker(&self, worker_id: &str) -> Result<bool, RepoError> {
+        self.counters.count(Kind::Other);
+        self.latency
+            .around(self.inner.remove_worker(worker_id))
+            .await
+    }
+    async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
+        self.counters.count(Kind::Read);
+        self.latency.around(self.inner.get_worker(worker_id)).await
+    }
+    async fn list_workers(&self, pool: Option<&str>) -> Result<Vec<Worker>, RepoError> {
+        self.counters.count(Kind::Read);
+        self.latency.around(self.inner.list_workers(pool)).await
+    }
+    async fn reserve_batch(
+        &self,
+        batch: &[CapacityReservation],
+        mode: CommitMode,
+    ) -> Result<Vec<WorkerResult>, RepoError> {
+        self.counters.count(Kind::Reserve(batch.len() as u64));
+        self.latency
+            .around(self.inner.reserve_batch(batch, mode))
+            .await
+    }
+    async fn release_batch(
+        &self,
+        container_ids: &[String],
+    ) -> Result<Vec<ReleaseOutcome>, RepoError> {
+        self.counters.count(Kind::Release);
+        self.latency
+            .around(self.inner.release_batch(container_ids))
+            .await
+    }
+    async fn find_reservation(
+        &self,
+        container_id: &str,
+    ) -> Result<Option<ReservationRecord>, RepoError> {
+        self.counters.count(Kind::Other);
+        self.latency
+            .around(self.inner.find_reservation(container_id))
+            .await
+    }
+    async fn list_reservations(
+        &self,
+        worker_id: &str,
+    ) -> Result<Vec<ReservationRecord>, RepoError> {
+        self.counters.count(Kind::Other);
+        self.latency
+            .around(self.inner.list_reservations(worker_id))
+            .await
+    }
+    async fn audit(&self, worker_id: &str) -> Result<AuditReport, RepoError> {
+        self.counters.count(Kind::Other);
+        self.latency.around(self.inner.audit(worker_id)).await
+    }
+    async fn reconcile(&self, worker_id: &str) -> Result<AuditReport, RepoError> {
+        self.counters.count(Kind::Other);
+        self.latency.around(self.inner.reconcile(worker_id)).await
+    }
+}
+
+/// A [`WorkerLocks`] that counts and delays every call of the one it wraps.
+#[derive(Clone)]
+pub struct MeteredLocks {
+    inner: Arc<dyn WorkerLocks>,
+    latency: Latency,
+    counters: Arc<CallCounters>,
+}
+
+impl std::fmt::Debug for MeteredLocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeteredLocks")
+            .field("latency", &self.latency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MeteredLocks {
+    /// Wraps `inner` with `rtt` per call, counting into `counters`.
+    pub fn new(inner: Arc<dyn WorkerLocks>, rtt: Duration, counters: Arc<CallCounters>) -> Self {
+        MeteredLocks {
+            inner,
+            latency: Latency::new(rtt),
+            counters,
+        }
+    }
+}
+
+#[async_trait]
+impl WorkerLocks for MeteredLocks {
+    async fn try_lock(
+        &self,
+        worker_id: &str,
+        ttl: Duration,
+    ) -> Result<Option<LockToken>, RepoError> {
+        self.counters.count(Kind::Lock);
+        self.latency
+            .around(self.inner.try_lock(worker_id, ttl))
+            .await
+    }
+    async fn unlock(&self, token: LockToken) -> Result<(), RepoError> {
+        self.counters.count(Kind::Unlock);
+        self.latency.around(self.inner.unlock(token)).await
+    }
+}

@@ -1,0 +1,341 @@
+//! Reports: one [`Output`] per run, printed as readable text or as JSON (`--json`).
+
+use crate::scenario::burst::{CompareReport, Ratios, StrategyReport, SweepPoint};
+use crate::scenario::contention::ContentionReport;
+use crate::scenario::scale::ScalePoint;
+use crate::scenario::sustained::SustainedReport;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// Everything one invocation measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "scenario", rename_all = "snake_case")]
+pub enum Output {
+    /// One strategy's bursts.
+    Burst {
+        /// The report.
+        report: Box<StrategyReport>,
+    },
+    /// `--compare`.
+    Compare {
+        /// The reports and ratios.
+        compare: CompareReport,
+    },
+    /// `--sweep`.
+    Sweep {
+        /// One point per worker count.
+        points: Vec<SweepPoint>,
+    },
+    /// `sustained`.
+    Sustained {
+        /// One report per strategy.
+        reports: Vec<SustainedReport>,
+    },
+    /// `scale`.
+    Scale {
+        /// Per strategy, its grid.
+        points: Vec<ScalePoint>,
+    },
+    /// `contention`.
+    Contention {
+        /// One report per strategy.
+        reports: Vec<ContentionReport>,
+    },
+}
+
+impl Output {
+    /// Audit violations plus unplaced containers over everything in the output. A non-zero
+    /// value makes the binary exit with status 2.
+    pub fn problems(&self) -> u64 {
+        let burst =
+            |r: &StrategyReport| r.audit.violations() + r.requested.saturating_sub(r.placed);
+        match self {
+            Output::Burst { report } => burst(report),
+            Output::Compare { compare } => {
+                compare.runs.iter().map(burst).sum::<u64>()
+                    + compare.affinity.iter().map(|a| a.violations).sum::<u64>()
+            }
+            Output::Sweep { points } => points.iter().flat_map(|p| &p.runs).map(burst).sum(),
+            Output::Sustained { reports } => reports
+                .iter()
+                .map(|r| r.audit.violations() + r.audit.ledger_entries + r.duplicate_placements)
+                .sum(),
+            Output::Scale { points } => points.iter().map(|p| burst(&p.report)).sum(),
+            Output::Contention { reports } => reports
+                .iter()
+                .map(|r| r.audit.violations() + r.requested.saturating_sub(r.placed))
+                .sum(),
+        }
+    }
+
+    /// Readable text.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        match self {
+            Output::Burst { report } => strategy_text(&mut s, report),
+            Output::Compare { compare } => compare_text(&mut s, compare),
+            Output::Sweep { points } => sweep_text(&mut s, points),
+            Output::Sustained { reports } => sustained_text(&mut s, reports),
+            Output::Scale { points } => scale_text(&mut s, points),
+            Output::Contention { reports } => contention_text(&mut s, reports),
+        }
+        s
+    }
+}
+
+fn strategy_text(s: &mut String, r: &StrategyReport) {
+    let _ = writeln!(
+        s,
+        "== {} on {} ({} containers onto {} workers, {} concurrent callers, rtt {} ms, affinity {:?}) ==",
+        r.strategy, r.backend, r.containers, r.workers, r.concurrency, r.rtt_ms, r.affinity
+    );
+    let bt = &r.burst_time;
+    let _ = writeln!(
+        s,
+        "time taken      p50 {:.3} ms   p99 {:.3} ms   (first, cold burst {:.3} ms; {} bursts)",
+        bt.p50_ms, bt.p99_ms, r.first_burst_ms, r.bursts
+    );
+    let _ = writeln!(
+        s,
+        "floor           one round trip p50 {:.3} ms -> burst p50 = {:.1} round trips",
+        r.floor.p50_ms, r.burst_p50_over_floor
+    );
+    let _ = writeln!(
+        s,
+        "placements      {}/{} per burst (worst burst), {}/{} total",
+        r.min_placed_per_burst, r.containers, r.placed, r.requested
+    );
+    let p = &r.per_burst;
+    let _ = writeln!(
+        s,
+        "per burst       reserve_batch calls {:.1}   per-worker atomic sections {:.1}   round trips {:.1}{}",
+        p.reserve_calls,
+        p.atomic_sections,
+        p.round_trips,
+        p.backend_round_trips
+            .map(|b| format!(" (backend counted {b:.1})"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        s,
+        "                reads {:.1}   lock calls {:.1}   unlock calls {:.1}",
+        p.reads, p.lock_calls, p.unlock_calls
+    );
+    let _ = writeln!(
+        s,
+        "contention      conflicts/placement {:.3}   retries/placement {:.3}   failed locks/placement {:.3}",
+        r.conflicts_per_placement, r.retries_per_placement, r.lock_failures_per_placement
+    );
+    let _ = writeln!(s, "cache hit rate  {:.1} %", r.cache_hit_rate * 100.0);
+    let _ = writeln!(
+        s,
+        "per worker      {:?}   max/mean {:.2}",
+        r.placements_per_worker, r.max_over_mean
+    );
+    let a = &r.audit;
+    let _ = writeln!(
+        s,
+        "audit           double-bookings {}   misplaced {}   missing {}   orphaned {}   drifting workers {}   ({} workers x {} bursts audited) {}",
+        a.double_bookings,
+        a.misplaced,
+        a.missing,
+        a.orphaned,
+        a.drift_workers,
+        r.workers,
+        r.bursts,
+        if a.is_clean() { "OK" } else { "FAILED" }
+    );
+    for f in &r.failures {
+        let _ = writeln!(s, "failure         {f}");
+    }
+}
+
+fn ratio_line(s: &mut String, name: &str, r: &Option<Ratios>) {
+    if let Some(r) = r {
+        let _ = writeln!(
+            s,
+            "{name:<14} burst p50 x{:.1}   p99 x{:.1}   round trips x{:.1}   atomic sections x{:.1}",
+            r.burst_p50, r.burst_p99, r.round_trips, r.atomic_sections
+        );
+    }
+}
+
+fn compare_text(s: &mut String, c: &CompareReport) {
+    let _ = writeln!(s, "== ratios (higher = sched is better) ==");
+    ratio_line(s, "naive / sched", &c.naive_over_sched);
+    ratio_line(s, "seed / sched", &c.seed_over_sched);
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<6} {:>10} {:>10} {:>8} {:>10} {:>9} {:>9} {:>10} {:>8} {:>9} {:>6}",
+        "",
+        "p50 ms",
+        "p99 ms",
+        "x floor",
+        "round trp",
+        "sections",
+        "confl/pl",
+        "retries/pl",
+        "cache %",
+        "max/mean",
+        "audit"
+    );
+    for r in &c.runs {
+        let _ = writeln!(
+            s,
+            "{:<6} {:>10.3} {:>10.3} {:>8.1} {:>10.1} {:>9.1} {:>9.3} {:>10.3} {:>8.1} {:>9.2} {:>6}",
+            r.strategy.as_str(),
+            r.burst_time.p50_ms,
+            r.burst_time.p99_ms,
+            r.burst_p50_over_floor,
+            r.per_burst.round_trips,
+            r.per_burst.atomic_sections,
+            r.conflicts_per_placement,
+            r.retries_per_placement,
+            r.cache_hit_rate * 100.0,
+            r.max_over_mean,
+            if r.audit.is_clean() && r.placed == r.requested { "OK" } else { "FAIL" }
+        );
+    }
+    if !c.affinity.is_empty() {
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "== sched affinity variants: max/mean placements per worker =="
+        );
+        for a in &c.affinity {
+            let _ = writeln!(
+                s,
+                "{:<11} max/mean {:.2}   burst p50 {:.3} ms   violations {}",
+                format!("{:?}", a.affinity).to_lowercase(),
+                a.max_over_mean,
+                a.burst_p50_ms,
+                a.violations
+            );
+        }
+    }
+    for r in &c.runs {
+        let _ = writeln!(s);
+        strategy_text(s, r);
+    }
+}
+
+fn sweep_text(s: &mut String, points: &[SweepPoint]) {
+    let _ = writeln!(
+        s,
+        "== burst sweep: p50 / p99 ms, round trips per burst, max/mean =="
+    );
+    for p in points {
+        let mut line = format!("workers {:>5}", p.workers);
+        for r in &p.runs {
+            let _ = write!(
+                line,
+                "   {}: {:.3}/{:.3} ms rt {:.0} mm {:.2}{}",
+                r.strategy,
+                r.burst_time.p50_ms,
+                r.burst_time.p99_ms,
+                r.per_burst.round_trips,
+                r.max_over_mean,
+                if r.audit.is_clean() && r.placed == r.requested {
+                    ""
+                } else {
+                    " FAIL"
+                }
+            );
+        }
+        let _ = writeln!(s, "{line}");
+    }
+}
+
+fn sustained_text(s: &mut String, reports: &[SustainedReport]) {
+    for r in reports {
+        let _ = writeln!(
+            s,
+            "== sustained {} on {}: {} schedulers, bursts of {}, rtt {} ms, {:.1} s ==",
+            r.strategy, r.backend, r.schedulers, r.burst_size, r.rtt_ms, r.seconds
+        );
+        let _ = writeln!(
+            s,
+            "placements/s {:.0}   placed {}   failed {}   burst p50 {:.3} ms p99 {:.3} ms",
+            r.placements_per_sec,
+            r.placed,
+            r.failed,
+            r.burst_latency.p50_ms,
+            r.burst_latency.p99_ms
+        );
+        let _ = writeln!(
+            s,
+            "round trips/placement {:.2}   conflicts/placement {:.3}   retries/placement {:.3}",
+            r.round_trips_per_placement, r.conflicts_per_placement, r.retries_per_placement
+        );
+        let _ = writeln!(
+            s,
+            "final audit: ledger entries {} (want 0), duplicates {}, violations {} {}",
+            r.audit.ledger_entries,
+            r.duplicate_placements,
+            r.audit.violations(),
+            if r.audit.is_clean() && r.audit.ledger_entries == 0 && r.duplicate_placements == 0 {
+                "OK"
+            } else {
+                "FAILED"
+            }
+        );
+    }
+}
+
+fn scale_text(s: &mut String, points: &[ScalePoint]) {
+    let _ = writeln!(
+        s,
+        "{:<6} {:>8} {:>10} {:>12} {:>12} {:>12} {:>9} {:>6}",
+        "",
+        "workers",
+        "containers",
+        "burst p50 ms",
+        "us/placement",
+        "rt/placement",
+        "max/mean",
+        "audit"
+    );
+    for p in points {
+        let r = &p.report;
+        let _ = writeln!(
+            s,
+            "{:<6} {:>8} {:>10} {:>12.3} {:>12.3} {:>12.4} {:>9.2} {:>6}",
+            r.strategy.as_str(),
+            p.workers,
+            p.containers,
+            r.burst_time.p50_ms,
+            p.us_per_placement,
+            p.round_trips_per_placement,
+            r.max_over_mean,
+            if r.audit.is_clean() && r.placed == r.requested {
+                "OK"
+            } else {
+                "FAIL"
+            }
+        );
+    }
+}
+
+fn contention_text(s: &mut String, reports: &[ContentionReport]) {
+    for r in reports {
+        let _ = writeln!(
+            s,
+            "== contention {} on {}: {} instances as {:?}, {} containers per round, rtt {} ms ==",
+            r.strategy, r.backend, r.instances, r.mode, r.containers, r.rtt_ms
+        );
+        let _ = writeln!(
+            s,
+            "round p50 {:.3} ms p99 {:.3} ms   placed {}/{}   conflicts/placement {:.3}   retries/placement {:.3}",
+            r.round_time.p50_ms, r.round_time.p99_ms, r.placed, r.requested, r.conflicts_per_placement, r.retries_per_placement
+        );
+        let _ = writeln!(
+            s,
+            "round trips/round {:.1}   atomic sections/round {:.1}   max/mean {:.2}   audit {}",
+            r.round_trips_per_round,
+            r.atomic_sections_per_round,
+            r.max_over_mean,
+            if r.audit.is_clean() { "OK" } else { "FAILED" }
+        );
+    }
+}
