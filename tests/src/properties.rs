@@ -598,22 +598,32 @@ enum Op {
         mode: CommitMode,
         parts: Vec<ModelPart>,
     },
+    /// Re-registers an existing worker with its total shrunk by `shrink` steps per kind (which
+    /// may go below what is reserved) and a new status; registers a default worker if absent.
+    Reregister {
+        w: usize,
+        shrink: (u64, u64, u64),
+        status: WorkerStatus,
+    },
     Release(Vec<usize>),
     Remove(usize),
     Reconcile(usize),
 }
 
-fn gen_op() -> impl Strategy<Value = Op> {
-    let status = prop_oneof![
+fn gen_status() -> impl Strategy<Value = WorkerStatus> {
+    prop_oneof![
         8 => Just(WorkerStatus::Available),
         1 => Just(WorkerStatus::Draining),
         1 => Just(WorkerStatus::Disabled),
-    ];
-    let register = (
+    ]
+}
+
+fn gen_register() -> impl Strategy<Value = Op> {
+    (
         0..MODEL_WORKERS,
         (0u64..=8, 0u64..=8, 0u64..=3),
         proptest::option::weighted(0.4, 0usize..2),
-        status,
+        gen_status(),
         0..MODEL_POOLS,
     )
         .prop_map(|(w, (c, m, g), gpu, status, pool)| Op::Register {
@@ -622,7 +632,37 @@ fn gen_op() -> impl Strategy<Value = Op> {
             gpu,
             status,
             pool,
-        });
+        })
+}
+
+/// Registrations of every model worker, to start each sequence with a populated store.
+fn gen_prelude() -> impl Strategy<Value = Vec<Op>> {
+    vec(gen_register(), MODEL_WORKERS).prop_map(|ops| {
+        ops.into_iter()
+            .enumerate()
+            .map(|(i, op)| match op {
+                Op::Register {
+                    total,
+                    gpu,
+                    status,
+                    pool,
+                    ..
+                } => Op::Register {
+                    w: i,
+                    total,
+                    gpu,
+                    status,
+                    pool,
+                },
+                other => other,
+            })
+            .collect()
+    })
+}
+
+fn gen_op() -> impl Strategy<Value = Op> {
+    let status2 = gen_status();
+    let register = gen_register();
     let expect = prop_oneof![
         3 => Just(Expect::No),
         2 => Just(Expect::Current),
@@ -652,8 +692,11 @@ fn gen_op() -> impl Strategy<Value = Op> {
         },
         parts,
     });
+    let reregister = (0..MODEL_WORKERS, (0u64..=3, 0u64..=3, 0u64..=1), status2)
+        .prop_map(|(w, shrink, status)| Op::Reregister { w, shrink, status });
     prop_oneof![
         3 => register,
+        2 => reregister,
         5 => reserve,
         3 => vec(0..MODEL_CONTAINERS + 1, 0..5).prop_map(Op::Release),
         1 => (0..MODEL_WORKERS + 1).prop_map(Op::Remove),
@@ -852,6 +895,29 @@ impl ModelRun<'_> {
                 status,
                 pool,
             } => self.register(*w, *total, *gpu, *status, *pool).await,
+            Op::Reregister { w, shrink, status } => {
+                let id = self.worker_id(*w);
+                let spec = match self.model.workers.get(&id) {
+                    Some(m) => {
+                        let t = m.spec.total;
+                        let total = t.saturating_sub(&Resources::new(
+                            shrink.0 * 250,
+                            shrink.1 * 256,
+                            shrink.2,
+                        ));
+                        WorkerSpec {
+                            total,
+                            status: *status,
+                            ..m.spec.clone()
+                        }
+                    }
+                    None => WorkerSpec::new(id.clone(), Resources::new(4000, 4096, 0))
+                        .with_pool(self.pools[0].clone())
+                        .with_status(*status)
+                        .requiring_pool_selector(),
+                };
+                self.register_spec(spec).await;
+            }
             Op::Reserve { mode, parts } => self.reserve(*mode, parts).await,
             Op::Release(cs) => self.release(cs).await,
             Op::Remove(w) => {
@@ -902,6 +968,12 @@ impl ModelRun<'_> {
             .with_status(status)
             .requiring_pool_selector();
         spec.gpu_type = gpu.map(|g| GPU_TYPES[g].to_owned());
+        self.register_spec(spec).await;
+    }
+
+    async fn register_spec(&mut self, spec: WorkerSpec) {
+        let id = spec.id.clone();
+        let total = spec.total;
         let got = self.repo.register_worker(&spec).await;
         let reserved = self.model.reserved(&id);
         let short: Vec<ResourceKind> = ResourceKind::ALL
@@ -1148,7 +1220,8 @@ impl ModelRun<'_> {
 /// release, remove, re-register and reconcile; after each operation the repository's answers
 /// and its whole state equal a reference model's.
 pub fn model_sequences(handle: &Handle, repo: Arc<dyn WorkerRepository>, cfg: &PropConfig) {
-    run("model_sequences", cfg, vec(gen_op(), 1..30), |ops| {
+    let strategy = (gen_prelude(), vec(gen_op(), 1..40));
+    run("model_sequences", cfg, strategy, |(prelude, ops)| {
         handle.block_on(async {
             let ns = Ns::awkward("prop-model");
             let mut run = ModelRun {
@@ -1162,6 +1235,10 @@ pub fn model_sequences(handle: &Handle, repo: Arc<dyn WorkerRepository>, cfg: &P
                     .collect(),
                 pools: (0..MODEL_POOLS).map(|i| ns.pool(&format!("{i}"))).collect(),
             };
+            for op in &prelude {
+                run.apply(op).await;
+            }
+            run.compare("the prelude").await;
             for (i, op) in ops.iter().enumerate() {
                 run.apply(op).await;
                 run.compare(&format!("op {i} {op:?}")).await;

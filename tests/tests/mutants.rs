@@ -1,0 +1,237 @@
+//! Tests of the tests: wrap the memory backend with one deliberate bug at a time and prove that
+//! the conformance checks and the properties catch it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use sched_core::{
+    AuditReport, CapacityReservation, CommitMode, InvalidInput, ReleaseOutcome, RepoError,
+    ReservationRecord, Worker, WorkerRepository, WorkerResult, WorkerSpec,
+};
+use sched_memory::MemoryRepository;
+use sched_tests::conformance;
+use sched_tests::properties::{self, PropConfig};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bug {
+    /// `list_reservations` in reverse order.
+    ReverseLedger,
+    /// `expected_version` ignored.
+    IgnoreExpectedVersion,
+    /// `Partial` treated as `AllOrNothing`.
+    PartialAsAllOrNothing,
+    /// A release credits the capacity twice.
+    OverCreditRelease,
+    /// `list_workers(None)` leaves out the last worker.
+    ListLosesWorker,
+    /// A bad batch's valid parts are applied before the batch is refused.
+    HalfAppliedBadBatch,
+    /// Re-registration forgets the ledger's usage (free = new total).
+    ReregisterResetsFree,
+    /// Results come back sorted by worker id instead of input order.
+    SortedResults,
+}
+
+struct Mutant {
+    inner: MemoryRepository,
+    bug: Bug,
+}
+
+#[async_trait]
+impl WorkerRepository for Mutant {
+    fn backend_name(&self) -> &str {
+        "mutant"
+    }
+
+    async fn register_worker(&self, spec: &WorkerSpec) -> Result<Worker, RepoError> {
+        let mut w = self.inner.register_worker(spec).await?;
+        if self.bug == Bug::ReregisterResetsFree && w.free != w.total {
+            self.inner.corrupt_free(&w.id, w.total);
+            w.free = w.total;
+        }
+        Ok(w)
+    }
+
+    async fn remove_worker(&self, worker_id: &str) -> Result<bool, RepoError> {
+        self.inner.remove_worker(worker_id).await
+    }
+
+    async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
+        self.inner.get_worker(worker_id).await
+    }
+
+    async fn list_workers(&self, pool: Option<&str>) -> Result<Vec<Worker>, RepoError> {
+        let mut l = self.inner.list_workers(pool).await?;
+        if self.bug == Bug::ListLosesWorker && pool.is_none() {
+            l.pop();
+        }
+        Ok(l)
+    }
+
+    async fn reserve_batch(
+        &self,
+        batch: &[CapacityReservation],
+        mode: CommitMode,
+    ) -> Result<Vec<WorkerResult>, RepoError> {
+        let mut batch = batch.to_vec();
+        match self.bug {
+            Bug::IgnoreExpectedVersion => batch.iter_mut().for_each(|b| b.expected_version = None),
+            Bug::HalfAppliedBadBatch => {
+                if let Err(e) = sched_core::validate::validate_batch(&batch) {
+                    for part in &batch {
+                        let _ = self
+                            .inner
+                            .reserve_batch(std::slice::from_ref(part), mode)
+                            .await;
+                    }
+                    return Err(RepoError::InvalidInput(e));
+                }
+            }
+            _ => {}
+        }
+        let mode = if self.bug == Bug::PartialAsAllOrNothing {
+            CommitMode::AllOrNothing
+        } else {
+            mode
+        };
+        let mut out = self.inner.reserve_batch(&batch, mode).await?;
+        if self.bug == Bug::SortedResults {
+            out.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+        }
+        Ok(out)
+    }
+
+    async fn release_batch(&self, ids: &[String]) -> Result<Vec<ReleaseOutcome>, RepoError> {
+        let out = self.inner.release_batch(ids).await?;
+        if self.bug == Bug::OverCreditRelease {
+            for o in &out {
+                if let Some(r) = &o.released {
+                    let w = self.inner.get_worker(&r.worker_id).await?.unwrap();
+                    let free = w.free.checked_add(&r.resources).unwrap();
+                    self.inner.corrupt_free(&r.worker_id, free);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn find_reservation(&self, c: &str) -> Result<Option<ReservationRecord>, RepoError> {
+        self.inner.find_reservation(c).await
+    }
+
+    async fn list_reservations(&self, w: &str) -> Result<Vec<ReservationRecord>, RepoError> {
+        let mut l = self.inner.list_reservations(w).await?;
+        if self.bug == Bug::ReverseLedger {
+            l.reverse();
+        }
+        Ok(l)
+    }
+
+    async fn audit(&self, w: &str) -> Result<AuditReport, RepoError> {
+        self.inner.audit(w).await
+    }
+
+    async fn reconcile(&self, w: &str) -> Result<AuditReport, RepoError> {
+        self.inner.reconcile(w).await
+    }
+}
+
+fn mutant(bug: Bug) -> Mutant {
+    Mutant {
+        inner: MemoryRepository::new(),
+        bug,
+    }
+}
+
+/// Asserts that `run_all` panics on the mutant, and returns the panic message.
+async fn conformance_catches(bug: Bug) -> String {
+    let repo = mutant(bug);
+    let r = AssertUnwindSafe(conformance::run_all(&repo))
+        .catch_unwind()
+        .await;
+    let p = r.expect_err(&format!("the conformance suite did not catch {bug:?}"));
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default()
+}
+
+macro_rules! caught_by_conformance {
+    ($($name:ident: $bug:expr => $needle:expr;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let msg = conformance_catches($bug).await;
+            assert!(msg.contains($needle), "{:?} was caught, but by an unexpected assertion: {msg}", $bug);
+        }
+    )*};
+}
+
+caught_by_conformance! {
+    conformance_catches_reversed_ledger: Bug::ReverseLedger => "ordered by container id";
+    conformance_catches_ignored_version: Bug::IgnoreExpectedVersion => "expected a rejection";
+    conformance_catches_partial_as_all_or_nothing: Bug::PartialAsAllOrNothing => "expected a commit";
+    conformance_catches_over_credit: Bug::OverCreditRelease => "release must return the capacity";
+    conformance_catches_lost_worker: Bug::ListLosesWorker => "include every worker";
+    conformance_catches_half_applied_bad_batch: Bug::HalfAppliedBadBatch => "must change nothing";
+    conformance_catches_reregister_reset: Bug::ReregisterResetsFree => "keeps reservations";
+    conformance_catches_sorted_results: Bug::SortedResults => "input order";
+}
+
+fn property_catches(
+    bug: Bug,
+    prop: fn(&tokio::runtime::Handle, Arc<dyn WorkerRepository>, &PropConfig),
+) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let repo: Arc<dyn WorkerRepository> = Arc::new(mutant(bug));
+    let cfg = PropConfig::from_env().with_cases(64);
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| prop(rt.handle(), repo, &cfg)));
+    assert!(r.is_err(), "the property did not catch {bug:?}");
+}
+
+#[test]
+fn model_catches_reversed_ledger() {
+    property_catches(Bug::ReverseLedger, properties::model_sequences);
+}
+
+#[test]
+fn model_catches_ignored_version() {
+    property_catches(Bug::IgnoreExpectedVersion, properties::model_sequences);
+}
+
+#[test]
+fn model_catches_partial_as_all_or_nothing() {
+    property_catches(Bug::PartialAsAllOrNothing, properties::model_sequences);
+}
+
+#[test]
+fn model_catches_over_credit() {
+    property_catches(Bug::OverCreditRelease, properties::model_sequences);
+}
+
+#[test]
+fn model_catches_reregister_reset() {
+    property_catches(Bug::ReregisterResetsFree, properties::model_sequences);
+}
+
+#[test]
+fn concurrent_callers_catch_over_credit() {
+    property_catches(Bug::OverCreditRelease, properties::concurrent_callers);
+}
+
+#[test]
+fn concurrent_schedulers_catch_over_credit() {
+    property_catches(Bug::OverCreditRelease, properties::concurrent_schedulers);
+}
+
+#[test]
+fn invalid_input_is_typed() {
+    // Sanity for HalfAppliedBadBatch: the wrapper reports the same error type as a real backend.
+    let e = RepoError::InvalidInput(InvalidInput::Other("x".into()));
+    assert!(matches!(e, RepoError::InvalidInput(_)));
+}
