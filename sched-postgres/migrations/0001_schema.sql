@@ -395,28 +395,21 @@ BEGIN
 END
 $fn$;
 
--- Tries to take a worker's baseline lock in the caller's open transaction. False when held.
--- Lock rows are created at registration, so the usual path never inserts (an insert racing a
--- holder's own first insert would wait for it instead of failing fast).
+-- Tries to take a worker's baseline lock in the caller's open transaction: true when taken,
+-- false when someone holds it, NULL when the worker has no lock row yet. Lock rows are created
+-- at registration, or by the client in a short separate statement before retrying, never inside
+-- a lock-holding transaction (an insert racing a holder's uncommitted insert would wait for it).
 CREATE FUNCTION sched_try_lock(p_id text) RETURNS boolean
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $fn$
 BEGIN
-    BEGIN
-        PERFORM 1 FROM worker_locks WHERE worker_id = p_id FOR UPDATE NOWAIT;
-        IF FOUND THEN
-            RETURN true;
-        END IF;
-    EXCEPTION WHEN lock_not_available THEN
-        RETURN false;
-    END;
-    INSERT INTO worker_locks (worker_id) VALUES (p_id) ON CONFLICT (worker_id) DO NOTHING;
-    BEGIN
-        PERFORM 1 FROM worker_locks WHERE worker_id = p_id FOR UPDATE NOWAIT;
-    EXCEPTION WHEN lock_not_available THEN
-        RETURN false;
-    END;
-    RETURN true;
+    PERFORM 1 FROM worker_locks WHERE worker_id = p_id FOR UPDATE NOWAIT;
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    RETURN NULL;
+EXCEPTION WHEN lock_not_available THEN
+    RETURN false;
 END
 $fn$;

@@ -90,6 +90,28 @@ impl PostgresConfig {
         Ok(self)
     }
 
+    /// Overrides the server host (e.g. to go through a proxy).
+    pub fn with_host(mut self, host: &str) -> Self {
+        self.connect = self.connect.host(host);
+        self
+    }
+
+    /// Overrides the server port.
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.connect = self.connect.port(port);
+        self
+    }
+
+    /// The server host.
+    pub fn host(&self) -> &str {
+        self.connect.get_host()
+    }
+
+    /// The server port.
+    pub fn port(&self) -> u16 {
+        self.connect.get_port()
+    }
+
     /// Most connections the pool opens (at least 1).
     pub fn with_max_connections(mut self, n: u32) -> Self {
         self.max_connections = n.max(1);

@@ -78,23 +78,49 @@ impl WorkerLocks for PostgresLocks {
         ttl: Duration,
     ) -> Result<Option<LockToken>, RepoError> {
         validate_id("worker", worker_id)?;
-        let mut tx = self.pool.begin().await.map_err(acquire_error)?;
-        self.counters.round_trips(BACKEND, 2);
         let ttl_ms = ttl.as_millis().clamp(1, i32::MAX as u128).to_string();
-        let got: bool = sqlx::query_scalar(
-            "SELECT sched_try_lock($1) \
-             FROM set_config('idle_in_transaction_session_timeout', $2, true)",
-        )
-        .bind(worker_id)
-        .bind(&ttl_ms)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(fail)?;
-        if !got {
-            self.counters.round_trips(BACKEND, 1);
-            tx.rollback().await.map_err(fail)?;
-            return Ok(None);
-        }
+        let mut created = false;
+        let tx = loop {
+            let mut tx = self.pool.begin().await.map_err(acquire_error)?;
+            self.counters.round_trips(BACKEND, 2);
+            let got: Option<bool> = sqlx::query_scalar(
+                "SELECT sched_try_lock($1) \
+                 FROM set_config('idle_in_transaction_session_timeout', $2, true)",
+            )
+            .bind(worker_id)
+            .bind(&ttl_ms)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(fail)?;
+            match got {
+                Some(true) => break tx,
+                Some(false) => {
+                    self.counters.round_trips(BACKEND, 1);
+                    tx.rollback().await.map_err(fail)?;
+                    return Ok(None);
+                }
+                None if !created => {
+                    // No lock row yet (worker never registered): create it in its own short
+                    // statement, then try again.
+                    self.counters.round_trips(BACKEND, 2);
+                    tx.rollback().await.map_err(fail)?;
+                    sqlx::query(
+                        "INSERT INTO worker_locks (worker_id) VALUES ($1) \
+                         ON CONFLICT (worker_id) DO NOTHING",
+                    )
+                    .bind(worker_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(fail)?;
+                    created = true;
+                }
+                None => {
+                    return Err(RepoError::Backend(
+                        format!("lock row for {worker_id:?} vanished").into(),
+                    ))
+                }
+            }
+        };
         let token = format!(
             "{:016x}-{}",
             self.prefix,
