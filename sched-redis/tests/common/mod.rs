@@ -69,6 +69,13 @@ pub async fn fresh(kind: Kind, topology: Topology, test: &str) -> Option<Fresh> 
     Some(Fresh { repo, cfg, kind })
 }
 
+impl Fresh {
+    /// The configuration (with its fresh prefix), to open more connections to the same keys.
+    pub fn config(&self) -> &RedisConfig {
+        &self.cfg
+    }
+}
+
 impl Deref for Fresh {
     type Target = RedisRepository;
     fn deref(&self) -> &RedisRepository {
@@ -140,4 +147,457 @@ impl WorkerRepository for Fresh {
     async fn reconcile(&self, id: &str) -> Result<AuditReport, RepoError> {
         self.repo.reconcile(id).await
     }
+}
+
+/// Direct connections to every node (for `SCRIPT FLUSH` and friends behind the repository's
+/// back).
+pub async fn raw_nodes(topology: Topology) -> Vec<redis::aio::MultiplexedConnection> {
+    let urls: Vec<String> = match topology {
+        Topology::Single => std::env::var("REDIS_URL").into_iter().collect(),
+        Topology::Cluster => std::env::var("REDIS_CLUSTER_URLS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for u in urls {
+        let c = redis::Client::open(u.as_str()).unwrap();
+        out.push(c.get_multiplexed_async_connection().await.unwrap());
+    }
+    out
+}
+
+/// `SCRIPT FLUSH` is server-wide: tests that count round trips hold this for reading, the test
+/// that flushes holds it for writing.
+pub static SCRIPT_CACHE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+pub fn rr(id: &str, cpu: u64) -> sched_core::ResourceReservation {
+    sched_core::ResourceReservation::new(id, sched_core::Resources::cpu_mem(cpu, cpu))
+}
+
+/// Every test of this crate for one client on one topology.
+macro_rules! redis_suite {
+    ($kind:expr, $topo:expr) => {
+        use common::{fresh, raw_nodes, rr, Fresh, SCRIPT_CACHE};
+        use sched_core::{
+            CapacityReservation, CommitMode, RepoError, Resources, WorkerLocks, WorkerRepository,
+            WorkerSpec,
+        };
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        async fn make(test: &str) -> Option<Fresh> {
+            fresh($kind, $topo, test).await
+        }
+
+        /// One `#[tokio::test]` per conformance check, each on a fresh key prefix.
+        mod each_check {
+            use super::*;
+            sched_tests::conformance_tests!(make("conformance"));
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn conformance_all_checks_concurrently() {
+            let Some(repo) = make("conformance_all_checks_concurrently").await else {
+                return;
+            };
+            sched_tests::conformance::run_all_concurrently(&repo).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn properties() {
+            let Some(repo) = make("properties").await else {
+                return;
+            };
+            let repo: Arc<dyn WorkerRepository> = Arc::new(repo);
+            sched_tests::properties::run_all_async(
+                repo,
+                sched_tests::properties::PropConfig::from_env(),
+            )
+            .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn lost_replies_are_resolved() {
+            let Some(repo) = make("lost_replies_are_resolved").await else {
+                return;
+            };
+            let repo: Arc<dyn WorkerRepository> = Arc::new(repo);
+            sched_tests::faults::check_lost_reserve_reply_is_resolved(Arc::clone(&repo)).await;
+            sched_tests::faults::check_lost_release_reply_is_idempotent(repo).await;
+        }
+
+        /// 100 containers on 20 workers: one pipelined round trip on a single node (claims
+        /// first, then the scripts: two on a cluster), 20 atomic sections.
+        #[tokio::test]
+        async fn round_trips_per_burst() {
+            let Some(repo) = make("round_trips_per_burst").await else {
+                return;
+            };
+            for w in 0..20 {
+                repo.register_worker(&WorkerSpec::new(
+                    format!("w{w}"),
+                    Resources::cpu_mem(10_000, 10_000),
+                ))
+                .await
+                .unwrap();
+            }
+            let batch: Vec<_> = (0..20)
+                .map(|w| {
+                    CapacityReservation::new(
+                        format!("w{w}"),
+                        (0..5).map(|c| rr(&format!("c{w}-{c}"), 100)).collect(),
+                    )
+                })
+                .collect();
+            let ids: Vec<String> = (0..20)
+                .flat_map(|w| (0..5).map(move |c| format!("c{w}-{c}")))
+                .collect();
+            let _cache = SCRIPT_CACHE.read().await;
+            // Warm the script caches of every node so the count is the steady state.
+            repo.reserve_batch(&batch, CommitMode::AllOrNothing)
+                .await
+                .unwrap();
+            repo.release_batch(&ids).await.unwrap();
+            let before = repo.counters().snapshot();
+            let out = repo
+                .reserve_batch(&batch, CommitMode::AllOrNothing)
+                .await
+                .unwrap();
+            let d = repo.counters().snapshot().since(&before);
+            assert!(out.iter().all(|r| r.outcome.is_ok()), "{out:?}");
+            let expected = if repo.is_cluster() { 2 } else { 1 };
+            assert_eq!(d.round_trips, expected, "{d:?}");
+            assert_eq!(d.reserve_calls, 1);
+            assert_eq!(d.atomic_sections, 20);
+
+            let before = repo.counters().snapshot();
+            let out = repo.release_batch(&ids).await.unwrap();
+            assert!(out.iter().all(|o| o.released.is_some()));
+            let d = repo.counters().snapshot().since(&before);
+            // Look-up, then the scripts (then, on a cluster, dropping the claims).
+            assert_eq!(
+                d.round_trips,
+                if repo.is_cluster() { 3 } else { 2 },
+                "{d:?}"
+            );
+            assert_eq!(d.release_calls, 1);
+
+            let before = repo.counters().snapshot();
+            assert_eq!(repo.list_workers(None).await.unwrap().len(), 20);
+            assert!(repo.get_worker("w3").await.unwrap().is_some());
+            let d = repo.counters().snapshot().since(&before);
+            assert_eq!(
+                d.round_trips, 3,
+                "list = members + HGETALL pipeline, get = 1: {d:?}"
+            );
+            assert_eq!(d.read_calls, 2);
+        }
+
+        /// `SCRIPT FLUSH` behind the repository's back: the next call answers NOSCRIPT, loads the
+        /// scripts and retries, once, and the result is right.
+        #[tokio::test]
+        async fn noscript_is_reloaded_after_script_flush() {
+            let Some(repo) = make("noscript_is_reloaded_after_script_flush").await else {
+                return;
+            };
+            repo.register_worker(&WorkerSpec::new("w", Resources::cpu_mem(1000, 1000)))
+                .await
+                .unwrap();
+            let _cache = SCRIPT_CACHE.write().await;
+            for mut node in raw_nodes($topo).await {
+                let _: () = redis::cmd("SCRIPT")
+                    .arg("FLUSH")
+                    .query_async(&mut node)
+                    .await
+                    .unwrap();
+            }
+            let before = repo.counters().snapshot();
+            let out = repo
+                .reserve_batch(
+                    &[CapacityReservation::new(
+                        "w",
+                        vec![rr("c1", 300), rr("c2", 300)],
+                    )],
+                    CommitMode::AllOrNothing,
+                )
+                .await
+                .unwrap();
+            let c = out[0].outcome.as_ref().unwrap();
+            assert_eq!(c.free, Resources::cpu_mem(400, 400));
+            assert_eq!(c.accepted, 2);
+            let d = repo.counters().snapshot().since(&before);
+            let expected = if repo.is_cluster() { 4 } else { 2 };
+            assert_eq!(
+                d.round_trips, expected,
+                "one retry round trip per pipeline that hit NOSCRIPT: {d:?}"
+            );
+            // And once loaded, back to the steady state.
+            let before = repo.counters().snapshot();
+            // (Same container: on a cluster its claim lives on a node that has the scripts now.)
+            let again = repo
+                .reserve_batch(
+                    &[CapacityReservation::new("w", vec![rr("c1", 300)])],
+                    CommitMode::AllOrNothing,
+                )
+                .await
+                .unwrap();
+            assert_eq!(again[0].outcome.as_ref().unwrap().accepted, 1);
+            let d = repo.counters().snapshot().since(&before);
+            assert_eq!(
+                d.round_trips,
+                if repo.is_cluster() { 2 } else { 1 },
+                "{d:?}"
+            );
+            let audit = repo.audit("w").await.unwrap();
+            assert!(audit.is_consistent());
+            assert_eq!(audit.reservations, 2);
+        }
+
+        /// Ids full of hash-tag braces, colons, quotes, spaces and non-ASCII.
+        #[tokio::test]
+        async fn awkward_ids_round_trip() {
+            let Some(repo) = make("awkward_ids_round_trip").await else {
+                return;
+            };
+            let ids = [
+                "{w}",
+                "}{",
+                "a:b:{c}",
+                "sp ace 'q' \"dq\"",
+                "é✓日本",
+                "%7B",
+                "{",
+                "x}",
+            ];
+            for (i, w) in ids.iter().enumerate() {
+                repo.register_worker(
+                    &WorkerSpec::new(*w, Resources::cpu_mem(1000, 1000))
+                        .with_pool(format!("{{p}}:{i}")),
+                )
+                .await
+                .unwrap();
+            }
+            let batch: Vec<_> = ids
+                .iter()
+                .map(|w| {
+                    CapacityReservation::new(
+                        *w,
+                        vec![
+                            rr(&format!("{w}/{{c}}:1"), 100),
+                            rr(&format!("{w}/é c"), 100),
+                        ],
+                    )
+                })
+                .collect();
+            let out = repo
+                .reserve_batch(&batch, CommitMode::AllOrNothing)
+                .await
+                .unwrap();
+            for (r, w) in out.iter().zip(ids) {
+                assert_eq!(r.worker_id, w);
+                assert_eq!(r.outcome.as_ref().unwrap().accepted, 2, "{r:?}");
+                let held = repo
+                    .find_reservation(&format!("{w}/{{c}}:1"))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(held.worker_id, w);
+                assert_eq!(repo.list_reservations(w).await.unwrap().len(), 2);
+            }
+            let listed: Vec<String> = repo
+                .list_workers(None)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|w| w.id)
+                .collect();
+            let mut sorted: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+            sorted.sort();
+            assert_eq!(listed, sorted);
+            assert_eq!(
+                repo.list_workers(Some("{p}:3")).await.unwrap()[0].id,
+                ids[3]
+            );
+            let all: Vec<String> = ids
+                .iter()
+                .flat_map(|w| [format!("{w}/{{c}}:1"), format!("{w}/é c")])
+                .collect();
+            let out = repo.release_batch(&all).await.unwrap();
+            assert!(out.iter().all(|o| o.released.is_some()));
+            for w in ids {
+                assert!(repo.audit(w).await.unwrap().is_consistent());
+                assert!(repo.remove_worker(w).await.unwrap());
+            }
+        }
+
+        /// Several independent clients (separate connections) hammer the same workers with
+        /// overlapping containers: nothing is overcommitted and no container is held twice.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_clients_never_overcommit() {
+            let Some(repo) = make("concurrent_clients_never_overcommit").await else {
+                return;
+            };
+            let total = Resources::cpu_mem(1_000, 1_000);
+            for w in 0..3 {
+                repo.register_worker(&WorkerSpec::new(format!("w{w}"), total))
+                    .await
+                    .unwrap();
+            }
+            let cfg = repo.config().clone();
+            let mut tasks = Vec::new();
+            for t in 0..6u64 {
+                let cfg = cfg.clone();
+                tasks.push(tokio::spawn(async move {
+                    let r = common::connect($kind, &cfg).await.unwrap();
+                    for round in 0..15u64 {
+                        // Containers overlap across tasks: c{round}-{k} is wanted by everyone.
+                        let batch: Vec<_> = (0..3)
+                            .map(|w| {
+                                CapacityReservation::new(
+                                    format!("w{}", (w + t) % 3),
+                                    (0..3)
+                                        .map(|k| rr(&format!("c{round}-{w}-{k}-{}", t % 2), 70))
+                                        .collect(),
+                                )
+                            })
+                            .collect();
+                        let mode = if t % 2 == 0 {
+                            CommitMode::AllOrNothing
+                        } else {
+                            CommitMode::Partial
+                        };
+                        r.reserve_batch(&batch, mode).await.unwrap();
+                        if round % 4 == 3 {
+                            let ids: Vec<String> = (0..3)
+                                .flat_map(|w| {
+                                    (0..3).map(move |k| format!("c{}-{w}-{k}-{}", round - 2, t % 2))
+                                })
+                                .collect();
+                            r.release_batch(&ids).await.unwrap();
+                        }
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let mut seen = std::collections::HashSet::new();
+            for w in 0..3 {
+                let id = format!("w{w}");
+                let a = repo.audit(&id).await.unwrap();
+                assert!(a.is_consistent(), "{a:?}");
+                assert!(a.reserved.le(&total), "{a:?}");
+                for r in repo.list_reservations(&id).await.unwrap() {
+                    assert!(
+                        seen.insert(r.container_id.clone()),
+                        "{} held twice",
+                        r.container_id
+                    );
+                    let f = repo
+                        .find_reservation(&r.container_id)
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    assert_eq!(f.worker_id, id);
+                }
+            }
+        }
+
+        #[tokio::test]
+        async fn worker_locks() {
+            let Some(repo) = make("worker_locks").await else {
+                return;
+            };
+            let t = repo
+                .try_lock("{w}:1", Duration::from_secs(10))
+                .await
+                .unwrap()
+                .expect("free lock");
+            assert!(repo
+                .try_lock("{w}:1", Duration::from_secs(10))
+                .await
+                .unwrap()
+                .is_none());
+            // A stranger's token does not unlock.
+            let fake = sched_core::LockToken {
+                worker_id: t.worker_id.clone(),
+                token: "nope".into(),
+            };
+            repo.unlock(fake).await.unwrap();
+            assert!(repo
+                .try_lock("{w}:1", Duration::from_secs(10))
+                .await
+                .unwrap()
+                .is_none());
+            repo.unlock(t.clone()).await.unwrap();
+            let t2 = repo
+                .try_lock("{w}:1", Duration::from_millis(50))
+                .await
+                .unwrap()
+                .expect("unlocked");
+            // Unlocking an old token after someone else took it over is a no-op.
+            repo.unlock(t).await.unwrap();
+            assert!(repo
+                .try_lock("{w}:1", Duration::from_secs(10))
+                .await
+                .unwrap()
+                .is_none());
+            tokio::time::sleep(Duration::from_millis(120)).await;
+            let t3 = repo
+                .try_lock("{w}:1", Duration::from_secs(10))
+                .await
+                .unwrap()
+                .expect("ttl expired");
+            repo.unlock(t2).await.unwrap();
+            repo.unlock(t3).await.unwrap();
+            assert!(repo
+                .try_lock("{w}:1", Duration::from_secs(1))
+                .await
+                .unwrap()
+                .is_some());
+        }
+
+        #[tokio::test]
+        async fn drift_is_reconciled() {
+            let Some(repo) = make("drift_is_reconciled").await else {
+                return;
+            };
+            repo.register_worker(&WorkerSpec::new("w", Resources::cpu_mem(1000, 1000)))
+                .await
+                .unwrap();
+            repo.reserve_batch(
+                &[CapacityReservation::new("w", vec![rr("a", 300)])],
+                CommitMode::AllOrNothing,
+            )
+            .await
+            .unwrap();
+            assert!(repo
+                .corrupt_free("w", Resources::cpu_mem(1000, 1000))
+                .await
+                .unwrap());
+            let a = repo.audit("w").await.unwrap();
+            assert!(!a.is_consistent());
+            assert_eq!(a.drift.cpu_millicores, 300);
+            let before = repo
+                .get_worker("w")
+                .await
+                .unwrap()
+                .unwrap()
+                .resource_version;
+            let r = repo.reconcile("w").await.unwrap();
+            assert_eq!(r.drift, a.drift);
+            let w = repo.get_worker("w").await.unwrap().unwrap();
+            assert_eq!(w.free, Resources::cpu_mem(700, 700));
+            assert_eq!(w.resource_version, before + 1);
+            assert!(repo.reconcile("w").await.unwrap().is_consistent());
+            assert!(matches!(
+                repo.audit("nope").await,
+                Err(RepoError::UnknownWorker(_))
+            ));
+        }
+    };
 }
