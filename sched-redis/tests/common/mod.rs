@@ -174,6 +174,31 @@ pub async fn raw_nodes(topology: Topology) -> Vec<redis::aio::MultiplexedConnect
 /// that flushes holds it for writing.
 pub static SCRIPT_CACHE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
+/// A repository (fresh prefix) that talks to `REDIS_URL` through a [`FaultProxy`].
+pub async fn through_proxy(
+    kind: Kind,
+    test: &str,
+) -> Option<(Fresh, sched_tests::proxy::FaultProxy)> {
+    let url = sched_tests::env::require_url("REDIS_URL", test)?;
+    let authority = url.split("://").nth(1).unwrap_or(&url);
+    let authority = authority.split('/').next().unwrap();
+    let authority = authority.rsplit('@').next().unwrap();
+    let upstream = tokio::net::lookup_host(authority)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = sched_tests::proxy::FaultProxy::start(upstream)
+        .await
+        .unwrap();
+    let cfg = config(Topology::Single, test)?;
+    let mut proxied = cfg.clone();
+    proxied.urls = vec![format!("redis://{}", proxy.addr())];
+    let repo = connect(kind, &proxied).await.unwrap();
+    // Clean-up goes straight to the server, not through the proxy.
+    Some((Fresh { repo, cfg, kind }, proxy))
+}
+
 pub fn rr(id: &str, cpu: u64) -> sched_core::ResourceReservation {
     sched_core::ResourceReservation::new(id, sched_core::Resources::cpu_mem(cpu, cpu))
 }
@@ -505,6 +530,83 @@ macro_rules! redis_suite {
                     assert_eq!(f.worker_id, id);
                 }
             }
+        }
+
+        /// A reply lost on the wire (the proxy closes the connection after the server applied
+        /// the request) is `Ambiguous`; the write did happen, the client reconnects, and a retry
+        /// is idempotent.
+        #[tokio::test]
+        async fn lost_reply_on_the_wire_is_ambiguous() {
+            if $topo == common::Topology::Cluster {
+                return; // the proxy fronts one node; cluster redirects would bypass it
+            }
+            let Some((repo, proxy)) =
+                common::through_proxy($kind, "lost_reply_on_the_wire_is_ambiguous").await
+            else {
+                return;
+            };
+            repo.register_worker(&WorkerSpec::new("w", Resources::cpu_mem(1000, 1000)))
+                .await
+                .unwrap();
+            let batch = [CapacityReservation::new(
+                "w",
+                vec![rr("c1", 100), rr("c2", 100)],
+            )];
+            // Make sure the scripts are cached, so the lost reply is the script's own.
+            repo.reserve_batch(
+                &[CapacityReservation::new("w", vec![rr("warm", 1)])],
+                CommitMode::AllOrNothing,
+            )
+            .await
+            .unwrap();
+            proxy.lose_next_replies(1);
+            let err = repo
+                .reserve_batch(&batch, CommitMode::AllOrNothing)
+                .await
+                .unwrap_err();
+            assert!(err.is_ambiguous(), "{err:?}");
+            let mut found = None;
+            for _ in 0..50 {
+                match repo.find_reservation("c1").await {
+                    Ok(f) => {
+                        found = f;
+                        break;
+                    }
+                    Err(e) => {
+                        assert!(matches!(e, RepoError::Unavailable(_)), "{e:?}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            assert_eq!(found.expect("the lost write was applied").worker_id, "w");
+            let again = repo
+                .reserve_batch(&batch, CommitMode::AllOrNothing)
+                .await
+                .unwrap();
+            let c = again[0].outcome.as_ref().unwrap();
+            assert_eq!(c.free, Resources::cpu_mem(799, 799), "charged once: {c:?}");
+            proxy.lose_next_replies(1);
+            let ids = vec!["c1".to_owned(), "c2".to_owned()];
+            let err = repo.release_batch(&ids).await.unwrap_err();
+            assert!(err.is_transient(), "{err:?}");
+            // Whether the look-up or the script lost its reply, retrying is safe.
+            let mut retried = None;
+            for _ in 0..50 {
+                if let Ok(r) = repo.release_batch(&ids).await {
+                    retried = Some(r);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(retried.is_some(), "release retry succeeds once reconnected");
+            let audit = repo.audit("w").await.unwrap();
+            assert_eq!(
+                audit.free,
+                Resources::cpu_mem(999, 999),
+                "capacity back exactly once"
+            );
+            assert!(audit.is_consistent(), "{audit:?}");
+            assert_eq!(audit.reservations, 1, "{audit:?}");
         }
 
         #[tokio::test]
