@@ -242,3 +242,73 @@ async fn statement_timeout_is_unavailable_and_not_applied() {
         "nothing was applied"
     );
 }
+
+/// A container inserted by a concurrent transaction between the burst's holder lookup and its
+/// bulk insert: the worker's part is redone container by container, with exact semantics
+/// (Partial commits the prefix, the remainder names the real holder).
+#[tokio::test]
+async fn lost_container_race_falls_back_exactly() {
+    let Some(db) = common::setup("lost_container_race_falls_back_exactly").await else {
+        return;
+    };
+    for w in ["w1", "w9"] {
+        db.register_worker(&WorkerSpec::new(w, Resources::cpu_mem(1000, 1000)))
+            .await
+            .unwrap();
+    }
+    let mut other = db.raw().await;
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("SELECT 1 FROM workers WHERE id = 'w9' FOR UPDATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO reservations (container_id, worker_id, cpu, mem, gpu) VALUES ('x', 'w9', 100, 100, 0)")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE workers SET free_cpu = free_cpu - 100, free_mem = free_mem - 100 WHERE id = 'w9'",
+    )
+    .execute(&mut other)
+    .await
+    .unwrap();
+    let repo = db.repo.clone();
+    let batch = vec![CapacityReservation::new(
+        "w1",
+        vec![
+            ResourceReservation::new("a", Resources::cpu_mem(10, 10)),
+            ResourceReservation::new("x", Resources::cpu_mem(10, 10)),
+            ResourceReservation::new("b", Resources::cpu_mem(10, 10)),
+        ],
+    )];
+    let burst = tokio::spawn(async move { repo.reserve_batch(&batch, CommitMode::Partial).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !burst.is_finished(),
+        "the burst waits for the other insert of x"
+    );
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    let out = burst.await.unwrap().unwrap();
+    let c = out[0].outcome.as_ref().expect("prefix commits");
+    assert_eq!(c.accepted, 1);
+    assert_eq!(
+        c.remainder,
+        Some(Rejection::AlreadyReserved {
+            container_id: "x".into(),
+            worker_id: "w9".into()
+        })
+    );
+    assert_eq!(c.free, Resources::cpu_mem(990, 990));
+    assert_eq!(
+        db.find_reservation("a").await.unwrap().unwrap().worker_id,
+        "w1"
+    );
+    assert_eq!(
+        db.find_reservation("x").await.unwrap().unwrap().worker_id,
+        "w9"
+    );
+    assert!(db.find_reservation("b").await.unwrap().is_none());
+    for w in ["w1", "w9"] {
+        assert!(db.audit(w).await.unwrap().is_consistent());
+    }
+}
