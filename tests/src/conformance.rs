@@ -32,6 +32,7 @@ macro_rules! __for_each_check {
             check_rejection_does_not_block_other_workers
             check_reserve_then_release
             check_release_returns_capacity_once
+            check_release_across_workers
             check_insufficient_cpu
             check_insufficient_memory
             check_insufficient_gpu
@@ -998,6 +999,83 @@ pub async fn check_release_returns_capacity_once(repo: &dyn WorkerRepository) {
         assert_consistent(repo, &id, "after concurrent releases").await;
     }
     cleanup(repo, &[id]).await;
+}
+
+/// One release batch spanning several workers, in interleaved order: every outcome names the
+/// right worker and amount, each worker's reported versions exceed its version before, and its
+/// final version is the newest one reported.
+pub async fn check_release_across_workers(repo: &dyn WorkerRepository) {
+    let ns = Ns::new("release-across");
+    let ids: Vec<String> = (0..3).map(|i| ns.worker(&format!("{i}"))).collect();
+    let total = res(1000, 1000, 0);
+    for id in &ids {
+        register(
+            repo,
+            &WorkerSpec::new(id.clone(), total)
+                .with_pool(ns.pool("p"))
+                .requiring_pool_selector(),
+        )
+        .await;
+    }
+    let cid = |w: usize, k: usize| ns.container(&format!("{w}-{k}"));
+    let amount = |w: usize, k: usize| res(10 * (w as u64 + 1) + k as u64, 5, 0);
+    let batch: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(w, id)| cr(id, (0..3).map(|k| rr(&cid(w, k), amount(w, k))).collect()))
+        .collect();
+    for r in reserve(repo, &batch, CommitMode::AllOrNothing).await {
+        committed(r.outcome, "reserve three per worker");
+    }
+    let mut before = BTreeMap::new();
+    for id in &ids {
+        before.insert(id.clone(), get(repo, id).await.resource_version);
+    }
+    // Interleaved: 0-0, 1-0, 2-0, 0-1, ... plus one unknown container in the middle.
+    let mut order: Vec<(Option<usize>, String)> = Vec::new();
+    for k in 0..3 {
+        for w in 0..3 {
+            order.push((Some(w), cid(w, k)));
+        }
+        if k == 1 {
+            order.push((None, ns.container("ghost")));
+        }
+    }
+    let to_release: Vec<String> = order.iter().map(|(_, c)| c.clone()).collect();
+    let out = release(repo, &to_release).await;
+    let mut newest: BTreeMap<String, u64> = BTreeMap::new();
+    for ((w, c), o) in order.iter().zip(&out) {
+        match (w, &o.released) {
+            (None, None) => {}
+            (Some(w), Some(rel)) => {
+                let k: usize = c
+                    .rsplit('-')
+                    .next()
+                    .and_then(|k| k.parse().ok())
+                    .unwrap_or(0);
+                assert_eq!(rel.worker_id, ids[*w], "Released.worker_id for {c:?}");
+                assert_eq!(rel.resources, amount(*w, k), "Released.resources for {c:?}");
+                assert!(
+                    rel.new_version > before[&ids[*w]],
+                    "a release must report a version newer than before the call"
+                );
+                let e = newest.entry(rel.worker_id.clone()).or_insert(0);
+                *e = (*e).max(rel.new_version);
+            }
+            (w, got) => panic!("release of {c:?} (worker {w:?}): unexpected outcome {got:?}"),
+        }
+    }
+    for id in &ids {
+        let w = get(repo, id).await;
+        assert_eq!(w.free, total, "every container of {id:?} came back");
+        assert_eq!(
+            Some(w.resource_version),
+            newest.get(id).copied(),
+            "the worker's version must be the newest one the release reported"
+        );
+        assert_consistent(repo, id, "after a release across workers").await;
+    }
+    cleanup(repo, &ids).await;
 }
 
 async fn insufficient(repo: &dyn WorkerRepository, kind: ResourceKind) {
