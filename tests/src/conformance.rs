@@ -2410,15 +2410,26 @@ pub async fn check_list_reservations_ordered(repo: &dyn WorkerRepository) {
 pub async fn check_list_workers(repo: &dyn WorkerRepository) {
     let ns = Ns::new("list");
     let (p1, p2) = (ns.pool("one"), ns.pool("two"));
+    // Pool names that are LIKE / glob patterns matching other pools: "o_e", "o%" and "[o]ne"
+    // match "one", "*" matches everything, "one " and "on" are near misses.
+    let tricky: Vec<String> = ["o_e", "o%", "[o]ne", "*", "one ", "on"]
+        .iter()
+        .map(|p| ns.pool(p))
+        .collect();
     let mut mine = BTreeMap::new();
-    for (n, pool) in [
+    let mut placements = vec![
         ("b", &p1),
         ("A", &p1),
         ("a", &p2),
         ("é", &p1),
         ("0", &p2),
         ("a b", &p1),
-    ] {
+    ];
+    let names: Vec<String> = (0..tricky.len()).map(|i| format!("t{i}")).collect();
+    for (n, p) in names.iter().zip(&tricky) {
+        placements.push((n.as_str(), p));
+    }
+    for (n, pool) in placements {
         let w = register(
             repo,
             &WorkerSpec::new(ns.worker(n), res(100, 100, 0))
@@ -2443,7 +2454,7 @@ pub async fn check_list_workers(repo: &dyn WorkerRepository) {
     );
     let b = get(repo, &ns.worker("b")).await;
     mine.insert(b.id.clone(), b);
-    for pool in [&p1, &p2] {
+    for pool in [&p1, &p2].into_iter().chain(&tricky) {
         let got = repo
             .list_workers(Some(pool))
             .await
