@@ -2351,6 +2351,28 @@ pub async fn check_find_reservation(repo: &dyn WorkerRepository) {
         })
     );
     release(repo, std::slice::from_ref(&ca)).await;
+    // Ids that are LIKE / glob patterns matching held ids must not find them, nor release them.
+    let patterns: Vec<String> = ["c_", "c%", "c*", "c?", "[c]b", "C"]
+        .iter()
+        .map(|p| ns.container(p))
+        .collect();
+    for p in &patterns {
+        assert_eq!(
+            find(repo, p).await,
+            None,
+            "{p:?} is not held (pattern ids match nothing)"
+        );
+    }
+    let out = release(repo, &patterns).await;
+    assert!(
+        out.iter().all(|o| o.released.is_none()),
+        "pattern ids release nothing: {out:?}"
+    );
+    assert_eq!(
+        held_on(repo, &cb).await,
+        Some(b.clone()),
+        "cb is still held"
+    );
     assert_eq!(find(repo, &ca).await, None, "released: not found");
     cleanup(repo, &[a, b]).await;
     assert_eq!(find(repo, &cb).await, None, "removed worker: not found");
