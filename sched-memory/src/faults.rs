@@ -9,7 +9,8 @@ use std::time::Duration;
 pub enum Fault {
     /// Fail before applying anything, with [`RepoError::Unavailable`](sched_core::RepoError).
     Fail,
-    /// Reject every worker in the call with a version conflict, applying nothing.
+    /// Reject every worker in the call with a version conflict, applying nothing. On
+    /// `release_batch` (which has no versions) it fails like [`Fault::Fail`].
     Conflict,
     /// Apply the call, then lose the reply: the caller gets
     /// [`RepoError::Ambiguous`](sched_core::RepoError) although the change is committed.

@@ -56,18 +56,28 @@ impl MemoryRepositoryBuilder {
         self
     }
 
-    /// Adds `n` available CPU-only workers `worker-0 .. worker-{n-1}` with the same total.
+    /// Adds `n` available CPU-only workers `worker-<k>`, numbered after any `worker-*` already
+    /// added, with the same total.
     pub fn cpu_workers(mut self, n: usize, total: Resources) -> Self {
-        let start = self.specs.len();
+        let start = self.count_prefixed("worker-");
         self.specs
             .extend((start..start + n).map(|i| WorkerSpec::new(format!("worker-{i}"), total)));
         self
     }
 
-    /// Adds `n` GPU workers `gpu-worker-0 ..` of one GPU type.
-    pub fn gpu_workers(mut self, n: usize, gpu_type: &str, total: Resources) -> Self {
+    fn count_prefixed(&self, prefix: &str) -> usize {
         self.specs
-            .extend((0..n).map(|i| {
+            .iter()
+            .filter(|s| s.id.starts_with(prefix))
+            .count()
+    }
+
+    /// Adds `n` GPU workers `gpu-worker-<k>` of one GPU type, numbered after any `gpu-worker-*`
+    /// already added.
+    pub fn gpu_workers(mut self, n: usize, gpu_type: &str, total: Resources) -> Self {
+        let start = self.count_prefixed("gpu-worker-");
+        self.specs
+            .extend((start..start + n).map(|i| {
                 WorkerSpec::new(format!("gpu-worker-{i}"), total).with_gpu_type(gpu_type)
             }));
         self

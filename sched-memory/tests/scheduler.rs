@@ -425,3 +425,32 @@ async fn pool_priority_and_gpu_filters_hold_end_to_end() {
     assert_eq!(at.values().filter(|w| *w == "private").count(), 1);
     assert_consistent(&repo, &placed(&results)).await;
 }
+
+#[tokio::test]
+async fn builder_numbers_workers_per_kind() {
+    let repo = MemoryRepository::builder()
+        .gpu_workers(2, "a100", Resources::new(1_000, 1_000, 4))
+        .cpu_workers(2, WORKER)
+        .gpu_workers(1, "a100", Resources::new(1_000, 1_000, 4))
+        .cpu_workers(1, WORKER)
+        .build()
+        .await;
+    let ids: Vec<String> = repo
+        .list_workers(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "gpu-worker-0",
+            "gpu-worker-1",
+            "gpu-worker-2",
+            "worker-0",
+            "worker-1",
+            "worker-2"
+        ]
+    );
+}
