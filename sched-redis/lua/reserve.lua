@@ -7,6 +7,8 @@
 --   container id, cpu, memory, gpu, gpu type or '', holder
 --   (cluster mode: '' = claimed by this call, otherwise the current claim value; standalone: ignored)
 -- Returns {'rej', kind, ...} or {'ok', version, fc, fm, fg, accepted, {charged indexes}, [{kind, ...}]}.
+-- An 'already' rejection carries the worker's version last (cluster mode uses it to report a
+-- claim whose reservation has not committed as a version conflict, i.e. "retry").
 local st, led = KEYS[1], KEYS[2]
 local wid = ARGV[1]
 local function fmt(x) return string.format('%.0f', x) end
@@ -39,7 +41,7 @@ for i = 1, n do
     if holder == wid and redis.call('HEXISTS', led, cid) == 1 then
       here = true
     else
-      stop = {'already', cid, holder}
+      stop = {'already', cid, holder, v}
       break
     end
   end

@@ -38,6 +38,8 @@ pub(crate) enum Op {
     SetNxPx(String, String, u64),
     /// `UNLINK key`
     Unlink(String),
+    /// `PING`
+    Ping,
 }
 
 impl Op {

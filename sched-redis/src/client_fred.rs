@@ -67,7 +67,8 @@ impl FredClient {
                 c.internal_command_timeout = cfg.response_timeout;
                 // Never re-send a command after a dropped connection: a write whose reply was
                 // lost must surface as Ambiguous, not be applied twice.
-                c.max_command_attempts = 1;
+                // (A cluster needs a few: following a MOVED/ASK redirection counts as one.)
+                c.max_command_attempts = if cfg.cluster { 3 } else { 1 };
             })
             .with_performance_config(|p| {
                 p.default_command_timeout = cfg.response_timeout;
@@ -172,6 +173,13 @@ impl Client for FredClient {
                     .await
                 }
                 Op::Unlink(k) => pipe.unlink(k.as_str()).await,
+                Op::Ping => {
+                    pipe.custom(
+                        CustomCommand::new_static("PING", ClusterHash::Random, false),
+                        Vec::<Value>::new(),
+                    )
+                    .await
+                }
             };
             queued.map_err(classify)?;
         }

@@ -125,6 +125,9 @@ fn build(ops: &[Op]) -> redis::Pipeline {
             Op::Unlink(k) => {
                 p.cmd("UNLINK").arg(k);
             }
+            Op::Ping => {
+                p.cmd("PING");
+            }
         }
     }
     p
@@ -158,12 +161,29 @@ pub(crate) fn convert(v: Value) -> Val {
 #[async_trait]
 impl Client for RedisRsClient {
     async fn pipeline(&self, ops: &[Op]) -> Result<Vec<Val>, ClientError> {
-        let p = build(ops);
         let out: Vec<Value> = match &self.conn {
-            Conn::Single(c) => p.query_async(&mut c.clone()).await,
-            Conn::Cluster(c) => p.query_async(&mut c.clone()).await,
-        }
-        .map_err(classify)?;
+            Conn::Single(c) => build(ops)
+                .query_async(&mut c.clone())
+                .await
+                .map_err(classify)?,
+            // redis-rs refuses a cluster pipeline whose commands span slots, and every worker
+            // has its own slot. So each command is its own request, all issued at once: the
+            // multiplexed per-node connections put them on the wire together and the call
+            // waits for them together -- one round trip of latency, as with a pipeline.
+            Conn::Cluster(c) => {
+                let replies = futures::future::join_all(ops.iter().map(|op| {
+                    let p = build(std::slice::from_ref(op));
+                    let mut c = c.clone();
+                    async move { p.query_async::<Vec<Value>>(&mut c).await }
+                }))
+                .await;
+                let mut out = Vec::with_capacity(ops.len());
+                for r in replies {
+                    out.extend(r.map_err(classify)?);
+                }
+                out
+            }
+        };
         if out.len() != ops.len() {
             return Err(ClientError::Other(
                 format!(

@@ -8,17 +8,20 @@ use crate::scripts::{self, Script};
 use async_trait::async_trait;
 use sched_core::validate::{validate_batch, validate_id, validate_release, validate_spec};
 use sched_core::{
-    AuditReport, BackendCounters, CapacityReservation, CommitMode, Committed, LockToken,
+    AuditReport, BackendCounters, CapacityReservation, CommitMode, Committed, LockToken, Rejection,
     ReleaseOutcome, Released, RepoError, ReservationRecord, Resources, Worker, WorkerLocks,
     WorkerRepository, WorkerResult, WorkerSpec,
 };
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How often `remove_worker` re-reads a ledger that changed under it (standalone mode).
 const REMOVE_ATTEMPTS: usize = 8;
+
+/// Cluster mode: how often a contested, not yet committed claim is re-read.
+const CONTESTED_POLLS: u64 = 10;
 
 /// A [`WorkerRepository`] (and [`WorkerLocks`]) on Redis or Redis Cluster.
 ///
@@ -54,6 +57,36 @@ fn now_ms() -> u128 {
 /// `<worker id>\n<token>\n<ms>`). Ids never hold control characters, so `\n` is a safe separator.
 fn holder_of(value: &str) -> &str {
     value.split('\n').next().unwrap_or(value)
+}
+
+/// Cluster mode: an `AlreadyReserved` whose claim has no committed reservation behind it (the
+/// claiming call is still in flight, or died) must not be reported as "held there" -- callers
+/// treat that as placed. It becomes a `VersionConflict` at the worker's current version:
+/// "retry". Such claims are noted so that abandoned ones can be dropped.
+fn uncommitted_claim_is_a_conflict(
+    cr: &CapacityReservation,
+    r: &mut WorkerResult,
+    version: Option<u64>,
+    committed: &HashSet<String>,
+    stale: &mut Vec<String>,
+) {
+    let slot = match &mut r.outcome {
+        Err(rej) => rej,
+        Ok(c) => match &mut c.remainder {
+            Some(rej) => rej,
+            None => return,
+        },
+    };
+    if let Rejection::AlreadyReserved { container_id, .. } = slot {
+        if !committed.contains(container_id) {
+            stale.push(container_id.clone());
+            let current = version.unwrap_or_default();
+            *slot = Rejection::VersionConflict {
+                expected: cr.expected_version.unwrap_or(current),
+                current,
+            };
+        }
+    }
 }
 
 fn claim_age_ms(value: &str) -> Option<u128> {
@@ -108,10 +141,7 @@ impl RedisRepository {
 
     /// One round trip with a plain `PING`, for latency comparisons.
     pub async fn ping(&self) -> Result<(), RepoError> {
-        // `SCRIPT`-free and key-free: any node answers.
-        self.round_trip(&[Op::SMembers(self.keys.workers())], false)
-            .await
-            .map(|_| ())
+        self.round_trip(&[Op::Ping], false).await.map(|_| ())
     }
 
     fn name(&self) -> &'static str {
@@ -228,11 +258,24 @@ impl RedisRepository {
     fn reserve_result(
         cr: &CapacityReservation,
         reply: Val,
-    ) -> Result<(WorkerResult, Vec<usize>), RepoError> {
+    ) -> Result<(WorkerResult, Vec<usize>, Option<u64>), RepoError> {
         let a = parse::array(reply)?;
         let tag = parse::string(a.first().ok_or_else(|| bad("empty reserve reply"))?)?;
+        // The worker's version, carried by an 'already' rejection.
+        let already_v = |r: &[Val]| -> Option<u64> {
+            match r.first() {
+                Some(Val::Bytes(k)) if k.as_slice() == b"already" => {
+                    r.get(3).and_then(|v| parse::num(v).ok())
+                }
+                _ => None,
+            }
+        };
+        let mut version = None;
         let (outcome, charged) = match tag.as_str() {
-            "rej" => (Err(parse::rejection(&a[1..])?), Vec::new()),
+            "rej" => {
+                version = already_v(&a[1..]);
+                (Err(parse::rejection(&a[1..])?), Vec::new())
+            }
             "ok" => {
                 let get = |i: usize| a.get(i).ok_or_else(|| bad("short reserve reply"));
                 let charged = match get(6)? {
@@ -244,7 +287,10 @@ impl RedisRepository {
                     other => return Err(bad(format!("bad charged list {other:?}"))),
                 };
                 let remainder = match a.get(7) {
-                    Some(Val::Array(r)) => Some(parse::rejection(r)?),
+                    Some(Val::Array(r)) => {
+                        version = already_v(r);
+                        Some(parse::rejection(r)?)
+                    }
                     _ => None,
                 };
                 (
@@ -269,6 +315,7 @@ impl RedisRepository {
                 outcome,
             },
             charged,
+            version,
         ))
     }
 
@@ -285,7 +332,7 @@ impl RedisRepository {
         batch
             .iter()
             .zip(replies)
-            .map(|(cr, v)| Self::reserve_result(cr, v).map(|(r, _)| r))
+            .map(|(cr, v)| Self::reserve_result(cr, v).map(|(r, _, _)| r))
             .collect()
     }
 
@@ -317,6 +364,7 @@ impl RedisRepository {
         let mut holders: Vec<Vec<String>> = Vec::with_capacity(batch.len());
         let mut mine: Vec<Vec<bool>> = Vec::with_capacity(batch.len());
         let mut failure = None;
+        let mut raw_claims: HashMap<(usize, usize), String> = HashMap::new();
         for cr in batch {
             let mut h = Vec::with_capacity(cr.reservations.len());
             let mut m = Vec::with_capacity(cr.reservations.len());
@@ -330,6 +378,7 @@ impl RedisRepository {
                     Ok(s) => {
                         h.push(holder_of(&s).to_owned());
                         m.push(false);
+                        raw_claims.insert((holders.len(), h.len() - 1), s);
                     }
                     Err(e) => {
                         failure.get_or_insert(e);
@@ -342,29 +391,91 @@ impl RedisRepository {
             holders.push(h);
             mine.push(m);
         }
+        // Claims held by other calls: is the reservation behind them committed? Asked in the
+        // same round trip as the worker scripts, from the holder's ledger.
+        let mut contested: Vec<(String, String)> = Vec::new();
+        for (i, cr) in batch.iter().enumerate() {
+            for (j, r) in cr.reservations.iter().enumerate() {
+                if !mine[i][j] && !holders[i][j].starts_with('\u{1}') {
+                    contested.push((r.container_id.clone(), holders[i][j].clone()));
+                }
+            }
+        }
+        let mut stale_claims = Vec::new();
         let results = match failure {
             Some(e) => Err(e),
             None => {
-                let ops = batch
+                let mut ops: Vec<Op> = batch
                     .iter()
                     .zip(&holders)
                     .map(|(cr, h)| self.reserve_op(cr, mode, Some(h)))
                     .collect();
+                ops.extend(
+                    contested
+                        .iter()
+                        .map(|(c, w)| Op::HGet(self.keys.ledger(w), c.clone())),
+                );
                 match self.run(ops, true).await {
                     // The worker scripts may have run: keep the claims (they are the one-holder
                     // guarantee for whatever committed) and report the doubt.
                     Err(e) if e.is_ambiguous() => return Err(e),
                     Err(e) => Err(e),
-                    Ok(replies) => batch
-                        .iter()
-                        .zip(replies)
-                        .map(|(cr, v)| Self::reserve_result(cr, v))
-                        .collect::<Result<Vec<_>, _>>(),
+                    Ok(mut replies) => {
+                        let lookups = replies.split_off(batch.len().min(replies.len()));
+                        let mut committed: HashSet<String> = HashSet::new();
+                        for ((c, _), v) in contested.iter().zip(lookups) {
+                            if !matches!(v, Val::Nil | Val::Err(_)) {
+                                committed.insert(c.clone());
+                            }
+                        }
+                        let parsed = batch
+                            .iter()
+                            .zip(replies)
+                            .map(|(cr, v)| Self::reserve_result(cr, v))
+                            .collect::<Result<Vec<_>, RepoError>>();
+                        match parsed {
+                            Err(e) => Err(e),
+                            Ok(parsed) => {
+                                let committed = self
+                                    .await_contested(&parsed, committed, &raw_claims, batch)
+                                    .await?;
+                                Ok(batch
+                                    .iter()
+                                    .zip(parsed)
+                                    .map(|(cr, (mut r, charged, version))| {
+                                        uncommitted_claim_is_a_conflict(
+                                            cr,
+                                            &mut r,
+                                            version,
+                                            &committed,
+                                            &mut stale_claims,
+                                        );
+                                        (r, charged)
+                                    })
+                                    .collect::<Vec<_>>())
+                            }
+                        }
+                    }
                 }
             }
         };
-        // Drop our claims that did not commit.
+        // Drop our claims that did not commit, and abandoned claims of dead calls.
         let mut cleanup = Vec::new();
+        for (i, cr) in batch.iter().enumerate() {
+            for (j, r) in cr.reservations.iter().enumerate() {
+                if stale_claims.contains(&r.container_id) {
+                    if let Some(raw) = raw_claims.get(&(i, j)) {
+                        if claim_age_ms(raw).is_some_and(|age| age > self.claim_grace.as_millis()) {
+                            cleanup.push(Op::script(
+                                &scripts::CAD,
+                                vec![self.keys.index(&r.container_id)],
+                                vec![raw.clone()],
+                            ));
+                        }
+                    }
+                }
+            }
+        }
         for (i, cr) in batch.iter().enumerate() {
             let charged: HashSet<usize> = match &results {
                 Ok(r) => r
@@ -389,6 +500,71 @@ impl RedisRepository {
             }
         }
         Ok(results?.into_iter().map(|(r, _)| r).collect())
+    }
+
+    /// Cluster mode, under contention only: a container rejected because another call's claim
+    /// holds it, with no committed reservation behind that claim yet. Usually that call's
+    /// worker script is just about to commit; wait a little (a few short round trips) for the
+    /// commit, the claim's removal, or give up. Returns the containers found committed.
+    async fn await_contested(
+        &self,
+        parsed: &[(WorkerResult, Vec<usize>, Option<u64>)],
+        mut committed: HashSet<String>,
+        raw_claims: &HashMap<(usize, usize), String>,
+        batch: &[CapacityReservation],
+    ) -> Result<HashSet<String>, RepoError> {
+        let mut pending: Vec<(String, String, String)> = Vec::new();
+        for (i, (r, _, _)) in parsed.iter().enumerate() {
+            let rej = match &r.outcome {
+                Err(rej) => Some(rej),
+                Ok(c) => c.remainder.as_ref(),
+            };
+            if let Some(Rejection::AlreadyReserved {
+                container_id,
+                worker_id,
+            }) = rej
+            {
+                if committed.contains(container_id) {
+                    continue;
+                }
+                let j = batch
+                    .get(i)
+                    .and_then(|cr| {
+                        cr.reservations
+                            .iter()
+                            .position(|x| &x.container_id == container_id)
+                    })
+                    .unwrap_or(usize::MAX);
+                if let Some(raw) = raw_claims.get(&(i, j)) {
+                    pending.push((container_id.clone(), worker_id.clone(), raw.clone()));
+                }
+            }
+        }
+        for attempt in 0..CONTESTED_POLLS {
+            if pending.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1 + attempt)).await;
+            let mut ops = Vec::with_capacity(2 * pending.len());
+            for (c, w, _) in &pending {
+                ops.push(Op::Get(self.keys.index(c)));
+                ops.push(Op::HGet(self.keys.ledger(w), c.clone()));
+            }
+            let replies = self.run(ops, false).await?;
+            let mut still = Vec::new();
+            for ((c, w, raw), pair) in pending.into_iter().zip(replies.chunks(2)) {
+                let claim = pair.first().map(parse::opt_string).transpose()?.flatten();
+                let held = !matches!(pair.get(1), Some(Val::Nil | Val::Err(_)) | None);
+                if held {
+                    committed.insert(c);
+                } else if claim.as_deref() == Some(raw.as_str()) {
+                    still.push((c, w, raw));
+                }
+                // else: the claim went away or changed hands: report a conflict (retry).
+            }
+            pending = still;
+        }
+        Ok(committed)
     }
 
     fn snapshot_ops(&self, script: &'static Script, worker_id: &str) -> Vec<Op> {

@@ -43,6 +43,10 @@ pub fn config(topology: Topology, test: &str) -> Option<RedisConfig> {
             .map(|u| RedisConfig::from_url(u).with_prefix(prefix)),
         Topology::Cluster => sched_tests::env::require_url("REDIS_CLUSTER_URLS", test).map(|u| {
             RedisConfig::cluster(u.split(',').map(str::trim).filter(|s| !s.is_empty()))
+                .with_timeouts(
+                    std::time::Duration::from_secs(2),
+                    std::time::Duration::from_secs(30),
+                )
                 .with_prefix(prefix)
         }),
     }
