@@ -64,6 +64,8 @@ impl FredClient {
         let client = fred::types::Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = cfg.connect_timeout;
+                // Without it, a pipeline split across cluster nodes waits on delayed ACKs.
+                c.tcp.nodelay = Some(true);
                 c.internal_command_timeout = cfg.response_timeout;
                 // Never re-send a command after a dropped connection: a write whose reply was
                 // lost must surface as Ambiguous, not be applied twice.
@@ -97,10 +99,14 @@ impl FredClient {
     }
 }
 
-/// `EVALSHA` / `EVAL`, routed in a cluster by the first key (argument 2: after the script and
-/// the key count).
-fn script_cmd(name: &'static str) -> CustomCommand {
-    CustomCommand::new_static(name, ClusterHash::Offset(2), false)
+/// `EVALSHA` / `EVAL`, routed in a cluster by the slot of the first key (every key of one
+/// script shares a slot in cluster mode).
+fn script_cmd(name: &'static str, keys: &[String]) -> CustomCommand {
+    let hash = match keys.first() {
+        Some(k) => ClusterHash::Custom(fred::util::redis_keyslot(k.as_bytes())),
+        None => ClusterHash::Random,
+    };
+    CustomCommand::new_static(name, hash, false)
 }
 
 fn script_args(script: &str, keys: &[String], args: &[String]) -> Vec<Value> {
@@ -141,12 +147,18 @@ impl Client for FredClient {
             // Queuing on a pipeline only buffers the command; errors show up in try_all.
             let queued: Result<Value, Error> = match op {
                 Op::EvalSha { script, keys, args } => {
-                    pipe.custom(script_cmd("EVALSHA"), script_args(&script.sha, keys, args))
-                        .await
+                    pipe.custom(
+                        script_cmd("EVALSHA", keys),
+                        script_args(&script.sha, keys, args),
+                    )
+                    .await
                 }
                 Op::Eval { script, keys, args } => {
-                    pipe.custom(script_cmd("EVAL"), script_args(script.body, keys, args))
-                        .await
+                    pipe.custom(
+                        script_cmd("EVAL", keys),
+                        script_args(script.body, keys, args),
+                    )
+                    .await
                 }
                 Op::ScriptLoad(script) => {
                     pipe.custom(
