@@ -2,11 +2,15 @@
 //! (one round trip), and clean up.
 
 use crate::hist::{Recorder, Summary};
-use crate::metered::{CallCounters, Metered, MeteredLocks};
+use crate::metered::{CallCounters, Latency, Metered, MeteredLocks};
 use crate::SimError;
 use clap::ValueEnum;
-use sched_core::{BackendCounters, Resources, WorkerLocks, WorkerRepository, WorkerSpec};
+use sched_core::{
+    BackendCounters, RepoError, Resources, WorkerLocks, WorkerRepository, WorkerSpec,
+};
 use sched_memory::{MemoryLocks, MemoryRepository};
+use sched_postgres::{PostgresConfig, PostgresLocks, PostgresRepository};
+use sched_redis::{RedisConfig, RedisRepository};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,6 +107,39 @@ pub struct Env {
     pub worker_ids: Vec<String>,
     /// Injected round-trip time.
     pub rtt: Duration,
+    /// Key prefix (Redis) or schema (Postgres) of this worker set; empty on memory.
+    pub namespace: String,
+    handle: Handle,
+    owned: bool,
+}
+
+/// The concrete backend, for its ping and clean-up.
+#[derive(Clone)]
+enum Handle {
+    Memory,
+    Redis(RedisRepository),
+    Postgres(PostgresRepository),
+}
+
+/// A fresh namespace name: `sched_sim_<pid>_<random>` (valid as a Postgres schema and as a
+/// Redis key prefix).
+pub fn fresh_namespace() -> String {
+    format!(
+        "sched_sim_{}_{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// Connections per pool on Postgres: one per worker (seed's simultaneous locks) plus a few,
+/// between 8 and 32.
+pub fn pg_pool_size(workers: usize) -> u32 {
+    u32::try_from(workers.saturating_add(4).clamp(8, 32)).unwrap_or(32)
+}
+
+fn need(url: &Option<String>, what: &str, kind: BackendKind) -> Result<String, SimError> {
+    url.clone()
+        .ok_or_else(|| SimError::Config(format!("--backend {} needs {what}", kind.as_str())))
 }
 
 impl std::fmt::Debug for Env {
@@ -116,33 +153,105 @@ impl std::fmt::Debug for Env {
 }
 
 impl Env {
-    /// Opens `opts.kind` with a fresh namespace and registers the workers.
+    /// Opens `opts.kind` in a fresh namespace and registers the workers.
     pub async fn open(opts: &BackendOptions, setup: &WorkerSetup) -> Result<Env, SimError> {
-        let (raw, locks, counters): Parts = match opts.kind {
-            BackendKind::Memory => {
-                let repo = MemoryRepository::new();
-                let counters = repo.counters();
-                (Arc::new(repo), Arc::new(MemoryLocks::new()), Some(counters))
-            }
-            other => {
-                return Err(SimError::BackendUnavailable(
-                    other.as_str().into(),
-                    "this backend's crate has not landed in the workspace yet".into(),
-                ))
-            }
-        };
-        Self::with_parts(opts, setup, raw, locks, counters).await
+        Self::open_in(opts, setup, &fresh_namespace(), true).await
     }
 
-    async fn with_parts(
+    /// Opens `opts.kind` in `namespace`. With `create`, prepares the namespace (schema
+    /// migration), registers the workers and owns the clean-up; without, attaches to a
+    /// namespace another process created (contention `--processes`).
+    pub async fn open_in(
+        opts: &BackendOptions,
+        setup: &WorkerSetup,
+        namespace: &str,
+        create: bool,
+    ) -> Result<Env, SimError> {
+        let unavailable =
+            |e: RepoError| SimError::BackendUnavailable(opts.kind.as_str().into(), e.to_string());
+        let (parts, handle): (Parts, Handle) = match opts.kind {
+            BackendKind::Memory => {
+                if !create {
+                    return Err(SimError::Config(
+                        "the memory backend cannot be shared between processes".into(),
+                    ));
+                }
+                let repo = MemoryRepository::new();
+                let counters = repo.counters();
+                (
+                    (Arc::new(repo), Arc::new(MemoryLocks::new()), Some(counters)),
+                    Handle::Memory,
+                )
+            }
+            BackendKind::Redis | BackendKind::RedisFred => {
+                let url = need(&opts.redis_url, "--redis-url (or REDIS_URL)", opts.kind)?;
+                let config = RedisConfig::from_url(url).with_prefix(namespace);
+                let repo = if opts.kind == BackendKind::Redis {
+                    RedisRepository::connect(&config).await
+                } else {
+                    RedisRepository::connect_fred(&config).await
+                }
+                .map_err(unavailable)?;
+                let counters = repo.counters();
+                (
+                    (
+                        Arc::new(repo.clone()),
+                        Arc::new(repo.clone()),
+                        Some(counters),
+                    ),
+                    Handle::Redis(repo),
+                )
+            }
+            BackendKind::Postgres => {
+                let url = need(
+                    &opts.database_url,
+                    "--database-url (or DATABASE_URL)",
+                    opts.kind,
+                )?;
+                let config = PostgresConfig::from_url(&url)
+                    .and_then(|c| c.with_schema(namespace))
+                    .map_err(|e| SimError::Config(e.to_string()))?
+                    // The lock pool is sized like this one, and seed holds one lock (one
+                    // connection) per planned worker at once; stay well below the server's
+                    // default max_connections of 100 with both pools.
+                    .with_max_connections(pg_pool_size(setup.count));
+                let repo = PostgresRepository::connect(config)
+                    .await
+                    .map_err(unavailable)?;
+                if create {
+                    repo.migrate().await?;
+                }
+                let counters = repo.counters();
+                let locks = PostgresLocks::new(&repo);
+                (
+                    (Arc::new(repo.clone()), Arc::new(locks), Some(counters)),
+                    Handle::Postgres(repo),
+                )
+            }
+        };
+        let (raw, locks, counters) = parts;
+        if create {
+            register(&*raw, &setup.ids(), setup.capacity).await?;
+        }
+        let mut env = Self::with_parts(opts, setup, raw, locks, counters);
+        env.namespace = if opts.kind == BackendKind::Memory {
+            String::new()
+        } else {
+            namespace.to_owned()
+        };
+        env.handle = handle;
+        env.owned = create;
+        Ok(env)
+    }
+
+    fn with_parts(
         opts: &BackendOptions,
         setup: &WorkerSetup,
         raw: Arc<dyn WorkerRepository>,
         raw_locks: Arc<dyn WorkerLocks>,
         backend_counters: Option<Arc<BackendCounters>>,
-    ) -> Result<Env, SimError> {
+    ) -> Env {
         let ids = setup.ids();
-        register(&*raw, &ids, setup.capacity).await?;
         let calls = Arc::new(CallCounters::default());
         let repo: Arc<dyn WorkerRepository> = Arc::new(Metered::with_counters(
             Arc::clone(&raw),
@@ -151,7 +260,7 @@ impl Env {
         ));
         let locks: Arc<dyn WorkerLocks> =
             Arc::new(MeteredLocks::new(raw_locks, opts.rtt, Arc::clone(&calls)));
-        Ok(Env {
+        Env {
             kind: opts.kind,
             raw,
             repo,
@@ -160,13 +269,18 @@ impl Env {
             backend_counters,
             worker_ids: ids,
             rtt: opts.rtt,
-        })
+            namespace: String::new(),
+            handle: Handle::Memory,
+            owned: true,
+        }
     }
 
-    /// The floor: `samples` single round trips through the metered layer (so `--rtt-ms` is
-    /// included). On memory a `get_worker`.
+    /// The floor: `samples` single round trips, with `--rtt-ms` added like any call. On memory a
+    /// `get_worker` (through the metered layer); on Redis a key-free read (`PING`-like); on
+    /// Postgres a `SELECT 1`, both through the backend clients.
     pub async fn floor(&self, samples: usize) -> Result<Summary, SimError> {
         let mut rec = Recorder::new();
+        let latency = Latency::new(self.rtt);
         let id = self
             .worker_ids
             .first()
@@ -174,7 +288,15 @@ impl Env {
             .unwrap_or_else(|| "worker-00000".into());
         for _ in 0..samples.max(1) {
             let t = Instant::now();
-            self.repo.get_worker(&id).await?;
+            match &self.handle {
+                Handle::Memory => {
+                    self.repo.get_worker(&id).await?;
+                }
+                Handle::Redis(r) => latency.around(r.ping()).await?,
+                Handle::Postgres(p) => {
+                    latency.around(p.ping()).await?;
+                }
+            }
             rec.record(t.elapsed());
         }
         Ok(rec.summary())
@@ -187,17 +309,23 @@ impl Env {
             .map(|c| c.snapshot().round_trips)
     }
 
-    /// Removes the workers (and their ledgers) again. Memory needs nothing.
+    /// Removes everything this worker set wrote: the Redis keys under its prefix, or its
+    /// Postgres schema. Memory needs nothing; an attached (non-owning) env leaves it alone.
     pub async fn cleanup(self) -> Result<(), SimError> {
-        match self.kind {
-            BackendKind::Memory => Ok(()),
-            _ => {
-                for id in &self.worker_ids {
-                    self.raw.remove_worker(id).await?;
-                }
-                Ok(())
+        if !self.owned {
+            return Ok(());
+        }
+        match &self.handle {
+            Handle::Memory => {}
+            Handle::Redis(r) => {
+                r.delete_all_keys().await?;
+            }
+            Handle::Postgres(p) => {
+                p.drop_schema().await?;
+                p.close().await;
             }
         }
+        Ok(())
     }
 }
 

@@ -140,16 +140,18 @@ impl Latency {
         self.half * 2
     }
 
-    async fn half(&self) {
-        if !self.half.is_zero() {
-            tokio::time::sleep(self.half).await;
+    /// Runs `f` between the two halves of the round trip. Deadlines are taken from the start of
+    /// the call, so the timer's rounding is paid once per call rather than once per half.
+    pub async fn around<T, F: std::future::Future<Output = T>>(&self, f: F) -> T {
+        if self.half.is_zero() {
+            return f.await;
         }
-    }
-
-    async fn around<T, F: std::future::Future<Output = T>>(&self, f: F) -> T {
-        self.half().await;
+        let t0 = tokio::time::Instant::now();
+        tokio::time::sleep_until(t0 + self.half).await;
+        let t1 = tokio::time::Instant::now();
         let out = f.await;
-        self.half().await;
+        let spent = t1.elapsed();
+        tokio::time::sleep_until(t0 + self.half * 2 + spent).await;
         out
     }
 }

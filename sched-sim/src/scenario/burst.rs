@@ -50,11 +50,11 @@ pub struct StrategyReport {
     pub containers: usize,
     /// Concurrent callers per burst.
     pub concurrency: usize,
-    /// Bursts measured.
+    /// Bursts measured (after one unmeasured cold burst).
     pub bursts: u32,
     /// Injected round-trip time.
     pub rtt_ms: f64,
-    /// Containers requested over all bursts.
+    /// Containers requested over all bursts, the cold one included.
     pub requested: u64,
     /// Containers placed over all bursts.
     pub placed: u64,
@@ -82,7 +82,7 @@ pub struct StrategyReport {
     pub placements_per_worker: Vec<u64>,
     /// Max over mean placements per worker, averaged over the bursts (1.0 is perfectly even).
     pub max_over_mean: f64,
-    /// Audit totals over all bursts.
+    /// Audit totals over all bursts, the cold one included.
     pub audit: AuditSummary,
     /// The first few placement failures.
     pub failures: Vec<String>,
@@ -155,7 +155,9 @@ pub async fn run_on(
         min_placed: u64::MAX,
         ..Totals::default()
     };
-    for b in 0..cfg.repeat {
+    // Burst 0 is the cold one (empty cache, fresh connections): reported on its own as
+    // `first_burst_ms`, then `cfg.repeat` measured bursts.
+    for b in 0..=cfg.repeat {
         let reqs = requests(tag, b, cfg.containers, cfg.container_size);
         let calls0 = env.calls.snapshot();
         let rt0 = env.backend_round_trips();
@@ -163,14 +165,15 @@ pub async fn run_on(
         let started = Instant::now();
         let results = strat.place_burst(reqs, conc).await;
         let took = started.elapsed();
-        t.calls = t.calls.plus(&env.calls.snapshot().since(&calls0));
-        if let (Some(a), Some(b)) = (rt0, env.backend_round_trips()) {
-            *t.backend_round_trips.get_or_insert(0) += b.saturating_sub(a);
-        }
-        t.stats = t.stats.plus(&strat.stats().since(&stats0));
-        t.times.record(took);
         if b == 0 {
             t.first_ms = took.as_secs_f64() * 1000.0;
+        } else {
+            t.calls = t.calls.plus(&env.calls.snapshot().since(&calls0));
+            if let (Some(a), Some(b)) = (rt0, env.backend_round_trips()) {
+                *t.backend_round_trips.get_or_insert(0) += b.saturating_sub(a);
+            }
+            t.stats = t.stats.plus(&strat.stats().since(&stats0));
+            t.times.record(took);
         }
         let mut placements = Vec::with_capacity(results.len());
         for r in results {
@@ -184,12 +187,14 @@ pub async fn run_on(
             }
         }
         let placed = placements.len() as u64;
-        t.bursts += 1;
         t.requested += cfg.containers as u64;
         t.placed += placed;
         t.min_placed = t.min_placed.min(placed);
         let counts = per_worker(&env.worker_ids, &placements);
-        t.spread_sum += max_over_mean(&counts);
+        if b > 0 {
+            t.bursts += 1;
+            t.spread_sum += max_over_mean(&counts);
+        }
         t.last_per_worker = counts;
         t.audit = t
             .audit
@@ -218,7 +223,11 @@ pub fn report(
     StrategyReport {
         strategy: kind,
         backend: env.kind.as_str().to_owned(),
-        affinity: cfg.strategy.affinity,
+        affinity: match kind {
+            StrategyKind::Naive => AffinityMode::Off,
+            StrategyKind::Seed => AffinityMode::Rotate,
+            StrategyKind::Sched => cfg.strategy.affinity,
+        },
         workers: env.worker_ids.len(),
         containers: cfg.containers,
         concurrency: cfg.effective_concurrency(),
@@ -262,7 +271,11 @@ pub async fn run_strategy(cfg: &RunConfig, kind: StrategyKind) -> Result<Strateg
     )
     .await?;
     let floor = env.floor(50).await?;
-    let progress = Progress::new(u64::from(cfg.repeat), format!("{kind} bursts"), cfg.quiet);
+    let progress = Progress::new(
+        u64::from(cfg.repeat) + 1,
+        format!("{kind} bursts"),
+        cfg.quiet,
+    );
     let tag = format!("c{:x}", cfg.seed);
     let totals = run_on(&env, cfg, kind, &tag, &progress).await;
     progress.finish();

@@ -1,0 +1,238 @@
+//! Behaviour of the simulator: every strategy places everything with a clean audit, sched
+//! commits far fewer times than it has containers, `--rtt-ms` adds latency, and the CLI parses.
+//! Backend runs use REDIS_URL / DATABASE_URL (skipped with a message when unset, outside CI).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use clap::Parser;
+use sched_core::{Resources, WorkerRepository};
+use sched_sim::backend::{BackendKind, BackendOptions, Env, WorkerSetup};
+use sched_sim::cli::{Cli, Command};
+use sched_sim::metered::Metered;
+use sched_sim::report::Output;
+use sched_sim::scenario::burst::{self, StrategyReport};
+use sched_sim::scenario::{contention, scale, sustained, RunConfig};
+use sched_sim::strategy::StrategyKind;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn cfg(repeat: u32) -> RunConfig {
+    RunConfig {
+        repeat,
+        ..RunConfig::default()
+    }
+}
+
+fn assert_clean(r: &StrategyReport) {
+    assert_eq!(r.placed, r.requested, "{}: {:?}", r.strategy, r.failures);
+    assert_eq!(r.min_placed_per_burst, r.containers as u64);
+    assert!(r.audit.is_clean(), "{}: {:?}", r.strategy, r.audit);
+    assert_eq!(r.audit.double_bookings, 0);
+    assert_eq!(
+        r.audit.workers_audited,
+        (r.workers as u64) * u64::from(r.bursts + 1)
+    );
+    assert_eq!(
+        r.audit.ledger_entries, r.placed,
+        "every placement is in a ledger"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_burst_places_all_with_few_commits() {
+    let r = burst::run_strategy(&cfg(5), StrategyKind::Sched)
+        .await
+        .unwrap();
+    assert_clean(&r);
+    assert_eq!((r.containers, r.workers), (100, 20));
+    assert!(
+        r.per_burst.reserve_calls * 4.0 < r.containers as f64,
+        "group commit: {} reserve_batch calls per burst",
+        r.per_burst.reserve_calls
+    );
+    assert_eq!(r.per_burst.lock_calls, 0.0, "sched takes no locks");
+    assert_eq!(r.placements_per_worker.iter().sum::<u64>(), 100);
+    assert!(
+        r.max_over_mean >= 1.0 && r.max_over_mean < 3.2,
+        "affinity spreads"
+    );
+    assert_eq!(
+        Output::Burst {
+            report: Box::new(r)
+        }
+        .problems(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn naive_places_all_without_double_booking() {
+    let r = burst::run_strategy(&cfg(2), StrategyKind::Naive)
+        .await
+        .unwrap();
+    assert_clean(&r);
+    // One write per container, under a lock taken for it.
+    assert_eq!(r.per_burst.reserve_calls, 100.0);
+    assert!(r.per_burst.unlock_calls >= 100.0);
+    // First fit without affinity piles onto the first workers: 16 fit on each.
+    assert_eq!(&r.placements_per_worker[..6], &[16; 6]);
+    assert_eq!(r.placements_per_worker[6], 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_places_all_with_one_lock_per_worker() {
+    let r = burst::run_strategy(&cfg(3), StrategyKind::Seed)
+        .await
+        .unwrap();
+    assert_clean(&r);
+    assert!(r.per_burst.lock_calls <= 20.0 + r.lock_failures_per_placement * 100.0);
+    assert!(r.per_burst.reserve_calls <= 20.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_reports_ratios_and_affinity_variants() {
+    let mut c = cfg(2);
+    c.backend.rtt = Duration::from_millis(2);
+    let out = burst::compare(&c).await.unwrap();
+    assert!(out.all_clean());
+    let ns = out.naive_over_sched.unwrap();
+    assert!(ns.round_trips > 1.0 && ns.atomic_sections > 1.0, "{ns:?}");
+    assert!(out.seed_over_sched.unwrap().round_trips > 1.0);
+    assert_eq!(out.affinity.len(), 3);
+    let off = out.affinity[0].max_over_mean;
+    assert!(
+        out.affinity[1..].iter().all(|a| a.max_over_mean < off),
+        "{:?}",
+        out.affinity
+    );
+}
+
+#[tokio::test]
+async fn rtt_adds_latency_per_call() {
+    let repo = sched_memory::MemoryRepository::builder()
+        .cpu_workers(1, Resources::cpu_mem(1000, 1000))
+        .build()
+        .await;
+    let rtt = Duration::from_millis(20);
+    let m = Metered::new(repo, rtt);
+    let t = Instant::now();
+    m.get_worker("worker-0").await.unwrap();
+    m.list_workers(None).await.unwrap();
+    assert!(t.elapsed() >= rtt * 2, "{:?}", t.elapsed());
+    let calls = m.counters().snapshot();
+    assert_eq!((calls.round_trips, calls.reads), (2, 2));
+
+    // And through a whole environment: the floor is at least the injected round trip.
+    let env = Env::open(
+        &BackendOptions {
+            rtt,
+            ..BackendOptions::default()
+        },
+        &WorkerSetup {
+            count: 2,
+            capacity: Resources::cpu_mem(1000, 1000),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(env.floor(3).await.unwrap().min_ms >= 20.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sustained_releases_everything() {
+    let s = sustained::SustainedConfig {
+        duration: Duration::from_millis(300),
+        schedulers: 2,
+        burst_size: 10,
+        lifetime: Duration::from_millis(20),
+    };
+    let r = sustained::run(&cfg(1), &s, StrategyKind::Sched)
+        .await
+        .unwrap();
+    assert!(r.placed > 0);
+    assert_eq!(r.duplicate_placements, 0);
+    assert!(r.audit.is_clean());
+    assert_eq!(r.audit.ledger_entries, 0, "every container was released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contention_tasks_and_scale_are_clean() {
+    let r = contention::run_tasks(&cfg(3), StrategyKind::Sched, 3)
+        .await
+        .unwrap();
+    assert_eq!(r.placed, r.requested);
+    assert!(r.audit.is_clean());
+    let pts = scale::run(&cfg(1), StrategyKind::Sched, &scale::grid(100, 1_000))
+        .await
+        .unwrap();
+    assert_eq!(pts.len(), 2);
+    for p in &pts {
+        assert_clean(&p.report);
+    }
+}
+
+#[test]
+fn cli_defaults_and_flags() {
+    let cli = Cli::try_parse_from(["sched-sim"]).unwrap();
+    assert!(cli.command.is_none());
+    let c = cli.common.run_config(20);
+    assert_eq!((c.containers, c.workers, c.repeat), (100, 20, 20));
+    let cli = Cli::try_parse_from([
+        "sched-sim",
+        "--compare",
+        "--rtt-ms",
+        "5",
+        "--backend",
+        "redis-fred",
+        "--redis-url",
+        "redis://x",
+        "scale",
+        "--max-workers",
+        "100",
+    ])
+    .unwrap();
+    assert!(cli.common.compare);
+    assert_eq!(cli.common.backend, BackendKind::RedisFred);
+    assert_eq!(cli.common.backend_options().rtt, Duration::from_millis(5));
+    assert!(matches!(cli.command, Some(Command::Scale(ref s)) if s.max_workers == 100));
+    assert_eq!(cli.common.strategies().len(), 3);
+}
+
+async fn backend_burst(kind: BackendKind, redis: Option<String>, pg: Option<String>) {
+    let mut c = cfg(2);
+    c.backend = BackendOptions {
+        kind,
+        redis_url: redis,
+        database_url: pg,
+        rtt: Duration::ZERO,
+    };
+    for k in StrategyKind::ALL {
+        let r = burst::run_strategy(&c, k).await.unwrap();
+        assert_clean(&r);
+        assert!(r.per_burst.backend_round_trips.unwrap_or(0.0) > 0.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_bursts_are_clean() {
+    let Some(url) = sched_tests::env::require_url("REDIS_URL", "redis_bursts_are_clean") else {
+        return;
+    };
+    backend_burst(BackendKind::Redis, Some(url.clone()), None).await;
+    backend_burst(BackendKind::RedisFred, Some(url), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_bursts_are_clean() {
+    let Some(url) = sched_tests::env::require_url("DATABASE_URL", "postgres_bursts_are_clean")
+    else {
+        return;
+    };
+    backend_burst(BackendKind::Postgres, None, Some(url)).await;
+}
+
+#[test]
+fn metered_repo_is_object_safe() {
+    let repo: Arc<dyn WorkerRepository> = Arc::new(sched_memory::MemoryRepository::new());
+    let m: Arc<dyn WorkerRepository> = Arc::new(Metered::new(repo, Duration::ZERO));
+    assert_eq!(m.backend_name(), "memory");
+}
