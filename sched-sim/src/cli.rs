@@ -185,6 +185,9 @@ pub struct WorkerArgs {
     /// Round number.
     #[arg(long)]
     pub round: u32,
+    /// Start placing at this wall-clock time (Unix ms).
+    #[arg(long, default_value_t = 0)]
+    pub start_at_unix_ms: u64,
 }
 
 impl Common {

@@ -29,6 +29,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::Worker(w)) = &cli.command {
+        let job = contention::WorkerJob {
+            namespace: w.namespace.clone(),
+            instance: w.instance,
+            round: w.round,
+            start_at_unix_ms: w.start_at_unix_ms,
+        };
+        let cfg = cli.common.run_config(1);
+        let reply = rt.block_on(contention::run_worker(&cfg, cli.common.strategy, &job));
+        return match reply.and_then(|r| Ok(serde_json::to_string(&r)?)) {
+            Ok(j) => {
+                println!("{j}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sched-sim worker: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match rt.block_on(run(&cli)) {
         Ok(out) => {
             if cli.common.json {
@@ -113,21 +133,19 @@ async fn run(cli: &Cli) -> Result<Output, SimError> {
         }
         Some(Command::Contention(a)) => {
             let cfg = c.run_config(10);
-            if a.processes {
-                return Err(SimError::Config(
-                    "--processes needs a backend that separate processes can share \
-                     (redis or postgres), which has not landed in this build"
-                        .into(),
-                ));
-            }
             let mut reports = Vec::new();
             for k in c.strategies() {
-                reports.push(contention::run_tasks(&cfg, k, a.instances).await?);
+                reports.push(if a.processes {
+                    let exe = std::env::current_exe()?;
+                    contention::run_processes(&cfg, k, a.instances, &exe).await?
+                } else {
+                    contention::run_tasks(&cfg, k, a.instances).await?
+                });
             }
             Ok(Output::Contention { reports })
         }
         Some(Command::Worker(_)) => Err(SimError::Config(
-            "the worker subcommand needs a shared backend (redis or postgres)".into(),
+            "the worker subcommand is handled before run()".into(),
         )),
     }
 }

@@ -42,7 +42,8 @@ pub struct ContentionReport {
     pub rounds: u32,
     /// Injected round-trip time.
     pub rtt_ms: f64,
-    /// Wall time of a round (all instances done).
+    /// Wall time of a round: from the first instance starting to place to the last one done
+    /// (process start-up and connecting are outside it).
     pub round_time: Summary,
     /// Requested over all rounds.
     pub requested: u64,
@@ -52,7 +53,7 @@ pub struct ContentionReport {
     pub conflicts_per_placement: f64,
     /// Retries per placement.
     pub retries_per_placement: f64,
-    /// Round trips per round (tasks mode; processes report their own).
+    /// Round trips per round (metered calls; in processes mode summed over the children).
     pub round_trips_per_round: f64,
     /// Atomic sections per round.
     pub atomic_sections_per_round: f64,
@@ -121,7 +122,9 @@ pub async fn run_tasks(
         spread += max_over_mean(&per_worker(&env.worker_ids, &placements));
         audit_sum = audit_sum.plus(&audit(&*env.raw, &env.worker_ids, &placements).await?);
         let ids: Vec<String> = placements.into_iter().map(|p| p.container_id).collect();
-        env.raw.release_batch(&ids).await?;
+        for chunk in ids.chunks(sched_core::validate::MAX_BATCH) {
+            env.raw.release_batch(chunk).await?;
+        }
     }
     let calls = env.calls.snapshot().since(&calls0);
     let stats = strats
@@ -151,4 +154,262 @@ pub async fn run_tasks(
     };
     env.cleanup().await?;
     Ok(report)
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// What the hidden `worker` subcommand is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerJob {
+    /// Namespace created by the parent.
+    pub namespace: String,
+    /// Instance number (container ids are disjoint per instance).
+    pub instance: usize,
+    /// Round number.
+    pub round: u32,
+    /// Start placing at this wall-clock time (Unix ms), so the instances overlap.
+    pub start_at_unix_ms: u64,
+}
+
+/// A `worker` child's whole answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerReply {
+    /// What it placed.
+    pub output: WorkerOutput,
+    /// When it started placing (Unix ms).
+    pub started_unix_ms: u64,
+    /// When it finished (Unix ms).
+    pub finished_unix_ms: u64,
+}
+
+/// The child side: attach to the parent's namespace, wait for the start time, place
+/// `cfg.containers` containers of this instance's round, and return what happened.
+pub async fn run_worker(
+    cfg: &RunConfig,
+    kind: StrategyKind,
+    job: &WorkerJob,
+) -> Result<WorkerReply, SimError> {
+    let setup = WorkerSetup {
+        count: cfg.workers,
+        capacity: cfg.worker_capacity,
+    };
+    let env = Env::open_in(&cfg.backend, &setup, &job.namespace, false).await?;
+    let strat = strategy::build(kind, env.repo.clone(), env.locks.clone(), cfg.strategy);
+    // Warm the connection outside the measured window.
+    env.floor(3).await?;
+    let now = unix_ms();
+    if job.start_at_unix_ms > now {
+        tokio::time::sleep(std::time::Duration::from_millis(job.start_at_unix_ms - now)).await;
+    }
+    let calls0 = env.calls.snapshot();
+    let started_unix_ms = unix_ms();
+    let reqs = requests(
+        &format!("k{:x}-i{}", cfg.seed, job.instance),
+        job.round,
+        cfg.containers,
+        cfg.container_size,
+    );
+    let results = strat.place_burst(reqs, cfg.effective_concurrency()).await;
+    let finished_unix_ms = unix_ms();
+    let mut output = WorkerOutput {
+        placements: Vec::new(),
+        failures: Vec::new(),
+        stats: strat.stats(),
+        calls: env.calls.snapshot().since(&calls0),
+    };
+    for r in results {
+        match r {
+            Ok(p) => output.placements.push((p.container_id, p.worker_id)),
+            Err(e) => output.failures.push(e),
+        }
+    }
+    env.cleanup().await?;
+    Ok(WorkerReply {
+        output,
+        started_unix_ms,
+        finished_unix_ms,
+    })
+}
+
+fn affinity_arg(a: sched_core::affinity::AffinityMode) -> &'static str {
+    match a {
+        sched_core::affinity::AffinityMode::Off => "off",
+        sched_core::affinity::AffinityMode::Rotate => "rotate",
+        sched_core::affinity::AffinityMode::Rendezvous => "rendezvous",
+    }
+}
+
+/// The command line of one child.
+fn child_args(cfg: &RunConfig, kind: StrategyKind, share: usize, job: &WorkerJob) -> Vec<String> {
+    let b = &cfg.backend;
+    let mut a: Vec<String> = vec![
+        "--backend".into(),
+        b.kind.as_str().into(),
+        "--strategy".into(),
+        kind.as_str().into(),
+        "--affinity".into(),
+        affinity_arg(cfg.strategy.affinity).into(),
+        "--workers".into(),
+        cfg.workers.to_string(),
+        "--containers".into(),
+        share.to_string(),
+        "--concurrency".into(),
+        cfg.concurrency.to_string(),
+        "--seed".into(),
+        cfg.seed.to_string(),
+        "--worker-cpu".into(),
+        cfg.worker_capacity.cpu_millicores.to_string(),
+        "--worker-mem".into(),
+        cfg.worker_capacity.memory_mib.to_string(),
+        "--container-cpu".into(),
+        cfg.container_size.cpu_millicores.to_string(),
+        "--container-mem".into(),
+        cfg.container_size.memory_mib.to_string(),
+        "--rtt-ms".into(),
+        (b.rtt.as_secs_f64() * 1000.0).to_string(),
+        "--cache-ttl-ms".into(),
+        cfg.strategy.cache_ttl.as_millis().to_string(),
+    ];
+    if let Some(u) = &b.redis_url {
+        a.extend(["--redis-url".into(), u.clone()]);
+    }
+    if let Some(u) = &b.database_url {
+        a.extend(["--database-url".into(), u.clone()]);
+    }
+    a.extend([
+        "worker".into(),
+        "--namespace".into(),
+        job.namespace.clone(),
+        "--instance".into(),
+        job.instance.to_string(),
+        "--round".into(),
+        job.round.to_string(),
+        "--start-at-unix-ms".into(),
+        job.start_at_unix_ms.to_string(),
+    ]);
+    a
+}
+
+/// Runs the contention scenario with each instance in its own OS process (`exe worker ...`).
+pub async fn run_processes(
+    cfg: &RunConfig,
+    kind: StrategyKind,
+    instances: usize,
+    exe: &std::path::Path,
+) -> Result<ContentionReport, SimError> {
+    if cfg.backend.kind == crate::backend::BackendKind::Memory {
+        return Err(SimError::Config(
+            "--processes needs a backend that processes can share: --backend redis, redis-fred \
+             or postgres"
+                .into(),
+        ));
+    }
+    let namespace = crate::backend::fresh_namespace();
+    let setup = WorkerSetup {
+        count: cfg.workers,
+        capacity: cfg.worker_capacity,
+    };
+    let env = Env::open_in(&cfg.backend, &setup, &namespace, true).await?;
+    let result = processes_rounds(&env, cfg, kind, instances, exe, &namespace).await;
+    env.cleanup().await?;
+    result
+}
+
+async fn processes_rounds(
+    env: &Env,
+    cfg: &RunConfig,
+    kind: StrategyKind,
+    instances: usize,
+    exe: &std::path::Path,
+    namespace: &str,
+) -> Result<ContentionReport, SimError> {
+    let k = instances.max(1);
+    let share = cfg.containers.div_ceil(k);
+    let mut times = Recorder::new();
+    let mut audit_sum = AuditSummary::default();
+    let (mut requested, mut placed, mut spread) = (0u64, 0u64, 0.0);
+    let mut stats = StrategyStats::default();
+    let mut calls = Calls::default();
+    for round in 0..cfg.repeat {
+        let start_at = unix_ms() + 700;
+        let mut children = Vec::new();
+        for i in 0..k {
+            let n = share.min(cfg.containers.saturating_sub(i * share));
+            requested += n as u64;
+            let job = WorkerJob {
+                namespace: namespace.to_owned(),
+                instance: i,
+                round,
+                start_at_unix_ms: start_at,
+            };
+            let child = tokio::process::Command::new(exe)
+                .args(child_args(cfg, kind, n, &job))
+                .env("RUST_LOG", "error")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| SimError::Process(format!("spawning {}: {e}", exe.display())))?;
+            children.push(child.wait_with_output());
+        }
+        let outs = futures::future::join_all(children).await;
+        let mut placements = Vec::new();
+        let (mut first_start, mut last_end) = (u64::MAX, 0u64);
+        for out in outs {
+            let out = out.map_err(|e| SimError::Process(e.to_string()))?;
+            if !out.status.success() {
+                return Err(SimError::Process(format!(
+                    "worker exited with {}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            let reply: WorkerReply = serde_json::from_slice(&out.stdout)?;
+            first_start = first_start.min(reply.started_unix_ms);
+            last_end = last_end.max(reply.finished_unix_ms);
+            stats = stats.plus(&reply.output.stats);
+            calls = calls.plus(&reply.output.calls);
+            placements.extend(reply.output.placements.into_iter().map(|(c, w)| Placement {
+                container_id: c,
+                worker_id: w,
+                resource_version: 0,
+                attempts: 0,
+                already_held: false,
+            }));
+        }
+        times.record(std::time::Duration::from_millis(
+            last_end.saturating_sub(first_start.min(last_end)),
+        ));
+        placed += placements.len() as u64;
+        spread += max_over_mean(&per_worker(&env.worker_ids, &placements));
+        audit_sum = audit_sum.plus(&audit(&*env.raw, &env.worker_ids, &placements).await?);
+        let ids: Vec<String> = placements.into_iter().map(|p| p.container_id).collect();
+        for chunk in ids.chunks(sched_core::validate::MAX_BATCH) {
+            env.raw.release_batch(chunk).await?;
+        }
+    }
+    let rounds = f64::from(cfg.repeat.max(1));
+    Ok(ContentionReport {
+        strategy: kind,
+        backend: env.kind.as_str().into(),
+        mode: Mode::Processes,
+        instances: k,
+        containers: cfg.containers,
+        rounds: cfg.repeat,
+        rtt_ms: env.rtt.as_secs_f64() * 1000.0,
+        round_time: times.summary(),
+        requested,
+        placed,
+        conflicts_per_placement: ratio(stats.conflicts as f64, placed as f64),
+        retries_per_placement: ratio(stats.retries as f64, placed as f64),
+        round_trips_per_round: calls.round_trips as f64 / rounds,
+        atomic_sections_per_round: calls.atomic_sections as f64 / rounds,
+        max_over_mean: spread / rounds,
+        audit: audit_sum,
+    })
 }
