@@ -121,6 +121,14 @@ pub enum Rejection {
         /// Type the worker has.
         actual: Option<String>,
     },
+    /// Another call is placing this container at this moment and has not committed yet
+    /// (only where the one-holder rule spans several atomic sections, e.g. Redis Cluster).
+    /// Nothing changed; retry.
+    #[error("container {container_id} is being placed by another call; retry")]
+    Contended {
+        /// The container.
+        container_id: String,
+    },
     /// The reservation is malformed for this worker.
     #[error("invalid input: {reason}")]
     InvalidInput {
@@ -139,6 +147,7 @@ impl Rejection {
             Rejection::WorkerUnavailable { .. } => "worker_unavailable",
             Rejection::AlreadyReserved { .. } => "already_reserved",
             Rejection::GpuTypeMismatch { .. } => "gpu_type_mismatch",
+            Rejection::Contended { .. } => "contended",
             Rejection::InvalidInput { .. } => "invalid_input",
         }
     }

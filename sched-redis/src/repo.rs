@@ -61,12 +61,10 @@ fn holder_of(value: &str) -> &str {
 
 /// Cluster mode: an `AlreadyReserved` whose claim has no committed reservation behind it (the
 /// claiming call is still in flight, or died) must not be reported as "held there" -- callers
-/// treat that as placed. It becomes a `VersionConflict` at the worker's current version:
-/// "retry". Such claims are noted so that abandoned ones can be dropped.
-fn uncommitted_claim_is_a_conflict(
-    cr: &CapacityReservation,
+/// treat that as placed. It becomes `Rejection::Contended`: "retry". Such claims are noted so
+/// that abandoned ones can be dropped.
+fn uncommitted_claim_is_contended(
     r: &mut WorkerResult,
-    version: Option<u64>,
     committed: &HashSet<String>,
     stale: &mut Vec<String>,
 ) {
@@ -80,10 +78,8 @@ fn uncommitted_claim_is_a_conflict(
     if let Rejection::AlreadyReserved { container_id, .. } = slot {
         if !committed.contains(container_id) {
             stale.push(container_id.clone());
-            let current = version.unwrap_or_default();
-            *slot = Rejection::VersionConflict {
-                expected: cr.expected_version.unwrap_or(current),
-                current,
+            *slot = Rejection::Contended {
+                container_id: container_id.clone(),
             };
         }
     }
@@ -439,14 +435,11 @@ impl RedisRepository {
                                 let committed = self
                                     .await_contested(&parsed, committed, &raw_claims, batch)
                                     .await?;
-                                Ok(batch
-                                    .iter()
-                                    .zip(parsed)
-                                    .map(|(cr, (mut r, charged, version))| {
-                                        uncommitted_claim_is_a_conflict(
-                                            cr,
+                                Ok(parsed
+                                    .into_iter()
+                                    .map(|(mut r, charged, _version)| {
+                                        uncommitted_claim_is_contended(
                                             &mut r,
-                                            version,
                                             &committed,
                                             &mut stale_claims,
                                         );
