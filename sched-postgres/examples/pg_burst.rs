@@ -2,7 +2,7 @@
 //! `SELECT 1`, on a throw-away schema.
 //!
 //! ```text
-//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo run --release -p sched-postgres --example burst
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo run --release -p sched-postgres --example pg_burst
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

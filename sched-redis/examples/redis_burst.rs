@@ -3,7 +3,7 @@
 //! `REDIS_CLUSTER_URLS` is set. Uses its own random key prefix and deletes it afterwards.
 //!
 //! ```text
-//! cargo run --release -p sched-redis --example burst [--features fred] [-- fred]
+//! cargo run --release -p sched-redis --example redis_burst [--features fred] [-- fred]
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
