@@ -102,6 +102,18 @@ impl PostgresConfig {
         self
     }
 
+    /// Sets `application_name` on every connection (shown in `pg_stat_activity`), e.g. to find
+    /// or terminate this repository's connections. Overrides one given in the URL.
+    pub fn with_application_name(mut self, name: &str) -> Self {
+        self.connect = self.connect.application_name(name);
+        self
+    }
+
+    /// The `application_name` connections report, if set.
+    pub fn application_name(&self) -> Option<&str> {
+        self.connect.get_application_name()
+    }
+
     /// The server host.
     pub fn host(&self) -> &str {
         self.connect.get_host()
@@ -317,5 +329,14 @@ mod tests {
         let s = o.get_options().unwrap_or_default().to_owned();
         assert!(s.contains("search_path=abc"), "{s}");
         assert!(s.contains("statement_timeout=1500"), "{s}");
+    }
+
+    #[test]
+    fn application_name_is_set() {
+        let c = PostgresConfig::from_url("postgres://u@h/db?application_name=url").unwrap();
+        assert_eq!(c.application_name(), Some("url"));
+        let c = c.with_application_name("sched-x");
+        assert_eq!(c.application_name(), Some("sched-x"));
+        assert_eq!(c.connect_options().get_application_name(), Some("sched-x"));
     }
 }

@@ -60,9 +60,20 @@ impl fmt::Debug for PostgresRepository {
 
 /// Runs one statement on a pooled connection, counting a round trip per attempt and retrying
 /// serialization failures and deadlocks (which roll the statement back) up to the bound.
+///
+/// With `read: true` (a statement that changes nothing), a broken connection (`Ambiguous`) is
+/// also retried on another one, up to `max_connections + 1` times: after a server restart or a
+/// mass `pg_terminate_backend`, every idle pooled connection is dead and fails once when used
+/// (sqlx closes it when it comes back), and without this each read would spend one of the
+/// caller's retries per dead connection.
 macro_rules! with_retry {
-    ($self:ident, |$conn:ident| $body:expr) => {{
+    ($self:ident, |$conn:ident| $body:expr) => {
+        with_retry!(read: false, $self, |$conn| $body)
+    };
+    (read: $read:expr, $self:ident, |$conn:ident| $body:expr) => {{
+        let read: bool = $read;
         let mut attempt = 0u32;
+        let mut broken = 0u32;
         loop {
             let mut pooled = $self.acquire().await?;
             $self.inner.counters.round_trips(BACKEND, 1);
@@ -82,6 +93,13 @@ macro_rules! with_retry {
                     Failure::Retry(e) => {
                         tracing::warn!(attempt, error = %e, "giving up after repeated rollbacks");
                         break Err(RepoError::Unavailable(Box::new(e)));
+                    }
+                    Failure::Fail(RepoError::Ambiguous(e))
+                        if read && broken <= $self.inner.config.max_connections() =>
+                    {
+                        broken += 1;
+                        tracing::debug!(broken, error = %e, "read on a broken connection; retrying");
+                        drop(pooled);
                     }
                     Failure::Fail(err) => break Err(err),
                 },
@@ -366,11 +384,14 @@ struct AuditOut {
 impl PostgresRepository {
     async fn audit_impl(&self, worker_id: &str, repair: bool) -> Result<AuditReport, RepoError> {
         validate_id("worker", worker_id)?;
-        let out: Option<Json<AuditOut>> =
-            with_retry!(self, |c| sqlx::query_scalar("SELECT sched_audit($1, $2)")
+        // An audit changes nothing; a repair must not be repeated blindly (its report is the
+        // state before the repair).
+        let out: Option<Json<AuditOut>> = with_retry!(read: !repair, self, |c| {
+            sqlx::query_scalar("SELECT sched_audit($1, $2)")
                 .bind(worker_id)
                 .bind(repair)
-                .fetch_one(c))?;
+                .fetch_one(c)
+        })?;
         let Some(Json(a)) = out else {
             return Err(RepoError::UnknownWorker(worker_id.to_owned()));
         };
@@ -449,7 +470,7 @@ impl WorkerRepository for PostgresRepository {
     async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
         validate_id("worker", worker_id)?;
         self.inner.counters.read_call(BACKEND);
-        let row = with_retry!(self, |c| sqlx::query(WORKER_BY_ID)
+        let row = with_retry!(read: true, self, |c| sqlx::query(WORKER_BY_ID)
             .bind(worker_id)
             .fetch_optional(c))?;
         row.as_ref().map(worker_from_row).transpose()
@@ -460,7 +481,7 @@ impl WorkerRepository for PostgresRepository {
             validate_id("pool", p)?;
         }
         self.inner.counters.read_call(BACKEND);
-        let rows = with_retry!(self, |c| sqlx::query(WORKERS_BY_POOL)
+        let rows = with_retry!(read: true, self, |c| sqlx::query(WORKERS_BY_POOL)
             .bind(pool)
             .fetch_all(c))?;
         rows.iter().map(worker_from_row).collect()
@@ -568,7 +589,7 @@ impl WorkerRepository for PostgresRepository {
         container_id: &str,
     ) -> Result<Option<ReservationRecord>, RepoError> {
         validate_id("container", container_id)?;
-        let row = with_retry!(self, |c| sqlx::query(
+        let row = with_retry!(read: true, self, |c| sqlx::query(
             "SELECT worker_id, container_id, cpu, mem, gpu, gpu_type \
              FROM reservations WHERE container_id = $1"
         )
@@ -586,7 +607,7 @@ impl WorkerRepository for PostgresRepository {
         worker_id: &str,
     ) -> Result<Vec<ReservationRecord>, RepoError> {
         validate_id("worker", worker_id)?;
-        let rows = with_retry!(self, |c| sqlx::query(
+        let rows = with_retry!(read: true, self, |c| sqlx::query(
             "SELECT r.container_id, r.cpu, r.mem, r.gpu, r.gpu_type \
              FROM workers w LEFT JOIN reservations r ON r.worker_id = w.id \
              WHERE w.id = $1 ORDER BY r.container_id"
