@@ -406,10 +406,10 @@ async fn kill_mid_stream(kind: Kind, test: &str) {
     eprintln!(
         "{test}: {} bursts x {} containers; CLIENT KILL commands {}, connections killed {}, \
          kills while a reserve_batch was in flight {}; scheduler saw reserve_batch Ambiguous {}, \
-         other reserve errors {}, read errors {}, release errors {}; placements {}, failed {}; \
-         held {} on {} workers, duplicates {}, misplaced {}, overcommitted {}, drifted workers {}, \
-         total drift {}; find_reservation checked {} containers, {} held, {} disagreeing with the \
-         ledgers",
+         other reserve errors {}, read errors {}, release errors {}; containers sent {}, \
+         placements {}, failed {}; held {} on {} workers, duplicates {}, misplaced {}, \
+         overcommitted {}, drifted workers {}, total drift {}; find_reservation checked {} \
+         containers, {} held, {} disagreeing with the ledgers",
         BURSTS,
         PER_BURST,
         kills.commands.load(Ordering::Relaxed),
@@ -419,6 +419,7 @@ async fn kill_mid_stream(kind: Kind, test: &str) {
         o.reserve_other_errors.load(Ordering::Relaxed),
         o.read_errors.load(Ordering::Relaxed),
         o.release_errors.load(Ordering::Relaxed),
+        settled.sent,
         run.placements,
         run.failed,
         settled.held,
