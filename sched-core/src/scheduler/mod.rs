@@ -629,32 +629,36 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
         for chunk in container_ids.chunks(MAX_BATCH) {
             let res = self.inner.repo.release_batch(chunk).await?;
             let snap = self.inner.cache.peek();
+            // Per worker, the releases' versions; if they continue the cached version without a
+            // gap, nobody else wrote in between and the new free capacity is known exactly.
+            let mut per_worker: BTreeMap<&str, Vec<(u64, crate::Resources)>> = BTreeMap::new();
+            for rel in res.iter().filter_map(|o| o.released.as_ref()) {
+                per_worker
+                    .entry(rel.worker_id.as_str())
+                    .or_default()
+                    .push((rel.new_version, rel.resources));
+            }
             let mut through = Vec::new();
-            for o in &res {
-                if let Some(rel) = &o.released {
-                    let exact = snap
-                        .as_ref()
-                        .and_then(|s| s.get(&rel.worker_id))
-                        .and_then(|w| {
-                            (w.resource_version + 1 == rel.new_version)
-                                .then(|| w.free.checked_add(&rel.resources).ok())
-                                .flatten()
-                        });
-                    match exact {
-                        Some(free) => through.push((rel.worker_id.clone(), free, rel.new_version)),
-                        None => self.inner.cache.invalidate_worker(&rel.worker_id),
+            for (worker_id, mut rels) in per_worker {
+                rels.sort_by_key(|(v, _)| *v);
+                let exact = snap.as_ref().and_then(|s| s.get(worker_id)).and_then(|w| {
+                    let contiguous = rels
+                        .iter()
+                        .enumerate()
+                        .all(|(k, (v, _))| *v == w.resource_version + 1 + k as u64);
+                    if !contiguous {
+                        return None;
                     }
+                    let returned =
+                        crate::Resources::checked_sum(rels.iter().map(|(_, r)| r)).ok()?;
+                    let free = w.free.checked_add(&returned).ok()?;
+                    free.le(&w.total).then_some((free, rels.last()?.0))
+                });
+                match exact {
+                    Some((free, version)) => through.push((worker_id.to_owned(), free, version)),
+                    None => self.inner.cache.invalidate_worker(worker_id),
                 }
             }
-            // Several releases on one worker: only the first is exact; invalidate the rest.
-            let mut seen = HashSet::new();
-            through.retain(|(w, _, _)| {
-                let first = seen.insert(w.clone());
-                if !first {
-                    self.inner.cache.invalidate_worker(w);
-                }
-                first
-            });
             self.inner.cache.write_through(&through);
             out.extend(res);
         }

@@ -217,17 +217,22 @@ where
     Fut: Future<Output = PlaceResult> + Send + 'static,
 {
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    // The burst arrives at once: every task is spawned first, then all are released together.
+    let (go, ready) = tokio::sync::watch::channel(false);
     let handles: Vec<_> = requests
         .into_iter()
         .map(|r| {
             let permits = Arc::clone(&permits);
+            let mut ready = ready.clone();
             let fut = f(r);
             tokio::spawn(async move {
+                let _ = ready.wait_for(|go| *go).await;
                 let _permit = permits.acquire_owned().await;
                 fut.await
             })
         })
         .collect();
+    let _ = go.send(true);
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {
         out.push(h.await.unwrap_or_else(|e| Err(format!("task failed: {e}"))));
