@@ -324,8 +324,12 @@ async fn release_returns_capacity_and_writes_through() {
         .flatten()
         .map(|p| p.container_id.clone())
         .collect();
+    let refreshes = sched.cache_stats().refreshes;
     let out = sched.release(&ids).await.unwrap();
     assert!(out.iter().all(|o| o.released.is_some()));
+    // Several releases per worker, versions contiguous: written through exactly, no re-read.
+    sched.cache().snapshot(sched.repo()).await.unwrap();
+    assert_eq!(sched.cache_stats().refreshes, refreshes, "release was written through");
     let again = sched.release(&ids).await.unwrap();
     assert!(
         again.iter().all(|o| o.released.is_none()),
