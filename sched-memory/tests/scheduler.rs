@@ -329,7 +329,11 @@ async fn release_returns_capacity_and_writes_through() {
     assert!(out.iter().all(|o| o.released.is_some()));
     // Several releases per worker, versions contiguous: written through exactly, no re-read.
     sched.cache().snapshot(sched.repo()).await.unwrap();
-    assert_eq!(sched.cache_stats().refreshes, refreshes, "release was written through");
+    assert_eq!(
+        sched.cache_stats().refreshes,
+        refreshes,
+        "release was written through"
+    );
     let again = sched.release(&ids).await.unwrap();
     assert!(
         again.iter().all(|o| o.released.is_none()),
