@@ -73,6 +73,19 @@ pub trait WorkerRepository: Send + Sync {
         container_id: &str,
     ) -> Result<Option<ReservationRecord>, RepoError>;
 
+    /// Where each of several containers is held, in input order: one round trip where the backend
+    /// can. The default calls [`find_reservation`](Self::find_reservation) for each, concurrently.
+    async fn find_reservations(
+        &self,
+        container_ids: &[String],
+    ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
+        crate::validate::validate_release(container_ids)?;
+        futures::future::join_all(container_ids.iter().map(|c| self.find_reservation(c)))
+            .await
+            .into_iter()
+            .collect()
+    }
+
     /// A worker's ledger, ordered by container id. This is also the worker's inbox: a committed
     /// reservation is the hand-off, so a scheduler that dies after its commit loses nothing.
     async fn list_reservations(&self, worker_id: &str)
@@ -121,6 +134,12 @@ macro_rules! forward {
                 container_id: &str,
             ) -> Result<Option<ReservationRecord>, RepoError> {
                 (**self).find_reservation(container_id).await
+            }
+            async fn find_reservations(
+                &self,
+                container_ids: &[String],
+            ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
+                (**self).find_reservations(container_ids).await
             }
             async fn list_reservations(
                 &self,

@@ -468,6 +468,28 @@ impl WorkerRepository for MemoryRepository {
         }))
     }
 
+    async fn find_reservations(
+        &self,
+        container_ids: &[String],
+    ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
+        validate_release(container_ids)?;
+        self.enter().await;
+        let state = self.lock();
+        Ok(container_ids
+            .iter()
+            .map(|cid| {
+                let wid = state.index.get(cid)?;
+                let held = state.workers.get(wid)?.ledger.get(cid)?;
+                Some(ReservationRecord {
+                    worker_id: wid.clone(),
+                    container_id: cid.clone(),
+                    resources: held.resources,
+                    gpu_type: held.gpu_type.clone(),
+                })
+            })
+            .collect())
+    }
+
     async fn list_reservations(
         &self,
         worker_id: &str,

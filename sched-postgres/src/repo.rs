@@ -602,6 +602,29 @@ impl WorkerRepository for PostgresRepository {
         .transpose()
     }
 
+    async fn find_reservations(
+        &self,
+        container_ids: &[String],
+    ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
+        sched_core::validate::validate_release(container_ids)?;
+        if container_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = with_retry!(read: true, self, |c| sqlx::query(
+            "SELECT worker_id, container_id, cpu, mem, gpu, gpu_type \
+             FROM reservations WHERE container_id = ANY($1)"
+        )
+        .bind(container_ids)
+        .fetch_all(c))?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let wid: String = get(r, "worker_id")?;
+            let rec = record_from_row(r, wid)?;
+            found.insert(rec.container_id.clone(), rec);
+        }
+        Ok(container_ids.iter().map(|c| found.remove(c)).collect())
+    }
+
     async fn list_reservations(
         &self,
         worker_id: &str,

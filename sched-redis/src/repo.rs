@@ -931,6 +931,63 @@ impl WorkerRepository for RedisRepository {
         }))
     }
 
+    async fn find_reservations(
+        &self,
+        container_ids: &[String],
+    ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
+        sched_core::validate::validate_release(container_ids)?;
+        if container_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Round trip 1: every index key. Round trip 2: every ledger entry found.
+        let idx = self
+            .run(
+                container_ids
+                    .iter()
+                    .map(|c| Op::Get(self.keys.index(c)))
+                    .collect(),
+                false,
+            )
+            .await?;
+        if idx.len() != container_ids.len() {
+            return Err(bad("wrong number of replies"));
+        }
+        let mut holders: Vec<Option<String>> = Vec::with_capacity(idx.len());
+        for v in &idx {
+            holders.push(parse::opt_string(v)?.map(|v| holder_of(&v).to_owned()));
+        }
+        let asks: Vec<(usize, Op)> = holders
+            .iter()
+            .zip(container_ids)
+            .enumerate()
+            .filter_map(|(i, (h, c))| {
+                h.as_ref()
+                    .map(|w| (i, Op::HGet(self.keys.ledger(w), c.clone())))
+            })
+            .collect();
+        let mut out: Vec<Option<ReservationRecord>> = vec![None; container_ids.len()];
+        if asks.is_empty() {
+            return Ok(out);
+        }
+        let (which, ops): (Vec<usize>, Vec<Op>) = asks.into_iter().unzip();
+        let held = self.run(ops, false).await?;
+        if held.len() != which.len() {
+            return Err(bad("wrong number of replies"));
+        }
+        for (i, v) in which.into_iter().zip(held) {
+            if let (Some(held), Some(wid)) = (parse::opt_string(&v)?, holders[i].as_ref()) {
+                let (resources, gpu_type) = parse::held(&held)?;
+                out[i] = Some(ReservationRecord {
+                    worker_id: wid.clone(),
+                    container_id: container_ids[i].clone(),
+                    resources,
+                    gpu_type,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     async fn list_reservations(
         &self,
         worker_id: &str,

@@ -171,6 +171,15 @@ pub struct ContentionArgs {
     /// Run the instances as separate OS processes (needs a shared backend).
     #[arg(long)]
     pub processes: bool,
+    /// With --processes: every instance places the SAME pool of this many container ids (each
+    /// in its own order), so the instances race for every container. 0 = disjoint shares.
+    #[arg(long, default_value_t = 0)]
+    pub shared_ids: usize,
+    /// With --processes: kill one instance (SIGKILL) at a random moment of every round, to show
+    /// that a crashed scheduler leaks nothing: what it committed is in the workers' ledgers
+    /// (their inboxes), the rest never happened.
+    #[arg(long)]
+    pub kill_one: bool,
 }
 
 /// Hidden `worker` options: which share of which round to place, in which namespace.
@@ -188,6 +197,9 @@ pub struct WorkerArgs {
     /// Start placing at this wall-clock time (Unix ms).
     #[arg(long, default_value_t = 0)]
     pub start_at_unix_ms: u64,
+    /// Draw the containers from a shared pool of this many ids (0 = this instance's own ids).
+    #[arg(long, default_value_t = 0)]
+    pub shared_ids: usize,
 }
 
 impl Common {

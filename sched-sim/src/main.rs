@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             instance: w.instance,
             round: w.round,
             start_at_unix_ms: w.start_at_unix_ms,
+            shared_ids: w.shared_ids,
         };
         let cfg = cli.common.run_config(1);
         let reply = rt.block_on(contention::run_worker(&cfg, cli.common.strategy, &job));
@@ -137,7 +138,11 @@ async fn run(cli: &Cli) -> Result<Output, SimError> {
             for k in c.strategies() {
                 reports.push(if a.processes {
                     let exe = std::env::current_exe()?;
-                    contention::run_processes(&cfg, k, a.instances, &exe).await?
+                    let faults = contention::ProcessFaults {
+                        shared_ids: a.shared_ids,
+                        kill_one: a.kill_one,
+                    };
+                    contention::run_processes(&cfg, k, a.instances, &exe, faults).await?
                 } else {
                     contention::run_tasks(&cfg, k, a.instances).await?
                 });

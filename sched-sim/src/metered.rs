@@ -245,6 +245,15 @@ impl<R: WorkerRepository> WorkerRepository for Metered<R> {
             .around(self.inner.find_reservation(container_id))
             .await
     }
+    async fn find_reservations(
+        &self,
+        container_ids: &[String],
+    ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
+        self.counters.count(Kind::Other);
+        self.latency
+            .around(self.inner.find_reservations(container_ids))
+            .await
+    }
     async fn list_reservations(
         &self,
         worker_id: &str,

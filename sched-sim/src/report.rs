@@ -337,5 +337,18 @@ fn contention_text(s: &mut String, reports: &[ContentionReport]) {
             r.max_over_mean,
             if r.audit.is_clean() { "OK" } else { "FAILED" }
         );
+        let a = &r.audit;
+        let _ = writeln!(
+            s,
+            "audit           double-bookings {}   misplaced {}   missing {}   orphaned {}   drifting workers {}   ledger entries {}",
+            a.double_bookings, a.misplaced, a.missing, a.orphaned, a.drift_workers, a.ledger_entries
+        );
+        if r.shared_ids > 0 || r.crashed_instances > 0 {
+            let _ = writeln!(
+                s,
+                "races/crashes   shared id pool {}   instances killed {}   reservations handed off by killed instances {}",
+                r.shared_ids, r.crashed_instances, r.crash_handoffs
+            );
+        }
     }
 }

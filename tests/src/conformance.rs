@@ -53,6 +53,7 @@ macro_rules! __for_each_check {
             check_reregister_below_reserved
             check_remove_then_reregister_late_release
             check_find_reservation
+            check_find_reservations_batch
             check_list_reservations_ordered
             check_list_workers
             check_audit_and_reconcile
@@ -2302,6 +2303,79 @@ pub async fn check_remove_then_reregister_late_release(repo: &dyn WorkerReposito
     assert_consistent(repo, &id, "after remove and re-register").await;
     cleanup(repo, std::slice::from_ref(&id)).await;
     assert_eq!(find(repo, &c1).await, None);
+}
+
+/// `find_reservations` answers in input order, `None` for what is not held, agrees with
+/// `find_reservation`, and rejects bad input (duplicates, empty ids) like `release_batch`.
+pub async fn check_find_reservations_batch(repo: &dyn WorkerRepository) {
+    let ns = Ns::awkward("finds");
+    let (a, b) = (ns.worker("a"), ns.worker("b"));
+    for w in [&a, &b] {
+        register(
+            repo,
+            &WorkerSpec::new(w.clone(), res(1000, 1000, 0))
+                .with_pool(ns.pool("p"))
+                .requiring_pool_selector(),
+        )
+        .await;
+    }
+    let held: Vec<String> = (0..6).map(|i| ns.container(&format!("h{i}"))).collect();
+    let batch = vec![
+        cr(
+            &a,
+            held[..3].iter().map(|c| rr(c, res(10, 10, 0))).collect(),
+        ),
+        cr(
+            &b,
+            held[3..].iter().map(|c| rr(c, res(20, 20, 0))).collect(),
+        ),
+    ];
+    for r in reserve(repo, &batch, CommitMode::AllOrNothing).await {
+        committed(r.outcome, "reserve");
+    }
+    let query: Vec<String> = vec![
+        held[4].clone(),
+        ns.container("missing"),
+        held[0].clone(),
+        ns.container(DROP_TABLE),
+        held[5].clone(),
+    ];
+    let found = repo
+        .find_reservations(&query)
+        .await
+        .expect("find_reservations");
+    assert_eq!(found.len(), query.len(), "one answer per id");
+    for (q, f) in query.iter().zip(&found) {
+        assert_eq!(
+            *f,
+            find(repo, q).await,
+            "batch agrees with find_reservation for {q:?}"
+        );
+    }
+    assert_eq!(
+        found[0].as_ref().map(|r| r.worker_id.clone()),
+        Some(b.clone())
+    );
+    assert_eq!(found[1], None);
+    assert_eq!(
+        found[2].as_ref().map(|r| r.worker_id.clone()),
+        Some(a.clone())
+    );
+    assert_eq!(found[3], None);
+    assert!(
+        repo.find_reservations(&[]).await.expect("empty").is_empty(),
+        "empty query, empty answer"
+    );
+    let dup = vec![held[0].clone(), held[0].clone()];
+    assert!(matches!(
+        repo.find_reservations(&dup).await,
+        Err(RepoError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        repo.find_reservations(&[String::new()]).await,
+        Err(RepoError::InvalidInput(_))
+    ));
+    cleanup(repo, &[a, b]).await;
 }
 
 /// `find_reservation` returns the full record while held, `None` before and after.

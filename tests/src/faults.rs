@@ -107,6 +107,12 @@ impl<R: WorkerRepository> WorkerRepository for LoseReplies<R> {
     async fn find_reservation(&self, id: &str) -> Result<Option<ReservationRecord>, RepoError> {
         self.inner.find_reservation(id).await
     }
+    async fn find_reservations(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
+        self.inner.find_reservations(ids).await
+    }
     async fn list_reservations(&self, id: &str) -> Result<Vec<ReservationRecord>, RepoError> {
         self.inner.list_reservations(id).await
     }

@@ -342,6 +342,7 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
         };
         let mut last_error: BTreeMap<usize, String> = BTreeMap::new();
         let mut rechecked_capacity = false;
+        let mut contested = false;
         let mut attempt = 0u32;
         while !pending.is_empty() {
             attempt += 1;
@@ -358,6 +359,14 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
             if attempt > 1 {
                 inner.counters.retries(pending.len());
                 tokio::time::sleep(backoff(cfg, attempt)).await;
+            }
+            if std::mem::take(&mut contested) {
+                pending = self
+                    .sweep_held(pending, &requests, attempt, &mut results)
+                    .await;
+                if pending.is_empty() {
+                    break;
+                }
             }
             let snap = match inner.cache.snapshot(&inner.repo).await {
                 Ok(s) => s,
@@ -431,15 +440,16 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
                 }
             }
             for call in chunk_calls(parts) {
-                self.commit_call(
-                    call,
-                    &requests,
-                    attempt,
-                    &mut results,
-                    &mut next,
-                    &mut last_error,
-                )
-                .await;
+                contested |= self
+                    .commit_call(
+                        call,
+                        &requests,
+                        attempt,
+                        &mut results,
+                        &mut next,
+                        &mut last_error,
+                    )
+                    .await;
             }
             pending = next;
         }
@@ -466,7 +476,8 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
         results: &mut [Option<Result<Placement, ScheduleError>>],
         next: &mut Vec<usize>,
         last_error: &mut BTreeMap<usize, String>,
-    ) {
+    ) -> bool {
+        let mut contested = false;
         let inner = &*self.inner;
         let (batch, idxs): (Vec<CapacityReservation>, Vec<Vec<usize>>) = call.into_iter().unzip();
         inner.counters.reserve_call(batch.len());
@@ -493,41 +504,29 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
                                 }));
                             }
                             if let Some(rej) = c.remainder {
-                                self.rejected(&cr.worker_id, &rej);
-                                for &i in &idxs[c.accepted.min(idxs.len())..] {
-                                    last_error.insert(i, rej.to_string());
-                                    next.push(i);
-                                }
+                                contested |= self.settle_rejected(
+                                    &cr.worker_id,
+                                    &rej,
+                                    &idxs[c.accepted.min(idxs.len())..],
+                                    requests,
+                                    attempt,
+                                    results,
+                                    next,
+                                    last_error,
+                                );
                             }
                         }
                         Err(rej) => {
-                            self.rejected(&cr.worker_id, &rej);
-                            for &i in idxs {
-                                match &rej {
-                                    Rejection::AlreadyReserved {
-                                        container_id,
-                                        worker_id,
-                                    } if *container_id == requests[i].id => {
-                                        results[i] = Some(Ok(Placement {
-                                            container_id: container_id.clone(),
-                                            worker_id: worker_id.clone(),
-                                            resource_version: 0,
-                                            attempts: attempt,
-                                            already_held: true,
-                                        }));
-                                    }
-                                    Rejection::InvalidInput { reason } => {
-                                        results[i] = Some(Err(ScheduleError::InvalidRequest {
-                                            container_id: requests[i].id.clone(),
-                                            reason: reason.clone(),
-                                        }));
-                                    }
-                                    _ => {
-                                        last_error.insert(i, rej.to_string());
-                                        next.push(i);
-                                    }
-                                }
-                            }
+                            contested |= self.settle_rejected(
+                                &cr.worker_id,
+                                &rej,
+                                idxs,
+                                requests,
+                                attempt,
+                                results,
+                                next,
+                                last_error,
+                            );
                         }
                     }
                 }
@@ -569,6 +568,115 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
                 }
             }
         }
+        contested
+    }
+
+    /// Handles one worker's rejection for the containers `idxs` (the whole part, or the
+    /// remainder after a partial commit). Returns true when the rejection shows another
+    /// scheduler holding one of our containers (so more of them may be held).
+    #[allow(clippy::too_many_arguments)]
+    fn settle_rejected(
+        &self,
+        worker_id: &str,
+        rej: &Rejection,
+        idxs: &[usize],
+        requests: &[ContainerRequest],
+        attempt: u32,
+        results: &mut [Option<Result<Placement, ScheduleError>>],
+        next: &mut Vec<usize>,
+        last_error: &mut BTreeMap<usize, String>,
+    ) -> bool {
+        self.rejected(worker_id, rej);
+        let mut contested = false;
+        for &i in idxs {
+            match rej {
+                Rejection::AlreadyReserved {
+                    container_id,
+                    worker_id: holder,
+                } if *container_id == requests[i].id => {
+                    // Held already (a repeated request, or another scheduler placed it): the
+                    // store's one-holder rule makes that the placement.
+                    contested = true;
+                    self.inner.counters.placed(holder);
+                    results[i] = Some(Ok(Placement {
+                        container_id: container_id.clone(),
+                        worker_id: holder.clone(),
+                        resource_version: 0,
+                        attempts: attempt,
+                        already_held: true,
+                    }));
+                }
+                Rejection::InvalidInput { reason } => {
+                    results[i] = Some(Err(ScheduleError::InvalidRequest {
+                        container_id: requests[i].id.clone(),
+                        reason: reason.clone(),
+                    }));
+                }
+                _ => {
+                    last_error.insert(i, rej.to_string());
+                    next.push(i);
+                }
+            }
+        }
+        contested
+    }
+
+    /// `find_reservations` for the given requests, in chunks of [`MAX_BATCH`]; a failed chunk
+    /// yields an error for each of its containers.
+    async fn lookup(
+        &self,
+        idxs: &[usize],
+        requests: &[ContainerRequest],
+    ) -> Vec<Result<Option<crate::ReservationRecord>, RepoError>> {
+        let mut out = Vec::with_capacity(idxs.len());
+        for chunk in idxs.chunks(MAX_BATCH) {
+            let ids: Vec<String> = chunk.iter().map(|&i| requests[i].id.clone()).collect();
+            match self.inner.repo.find_reservations(&ids).await {
+                Ok(found) if found.len() == ids.len() => out.extend(found.into_iter().map(Ok)),
+                Ok(_) => out.extend(chunk.iter().map(|_| {
+                    Err(RepoError::backend(
+                        "find_reservations returned the wrong count",
+                    ))
+                })),
+                Err(e) => {
+                    let msg = e.to_string();
+                    out.extend(chunk.iter().map(|_| Err(RepoError::backend(msg.clone()))));
+                }
+            }
+        }
+        out
+    }
+
+    /// Before re-planning after an `AlreadyReserved`: find which of the pending containers other
+    /// schedulers already hold, and report those as placed instead of fighting for them one
+    /// rejection at a time. Returns the containers still to place.
+    async fn sweep_held(
+        &self,
+        pending: Vec<usize>,
+        requests: &[ContainerRequest],
+        attempt: u32,
+        results: &mut [Option<Result<Placement, ScheduleError>>],
+    ) -> Vec<usize> {
+        let inner = &*self.inner;
+        let lookups = self.lookup(&pending, requests).await;
+        let mut still = Vec::with_capacity(pending.len());
+        for (i, found) in pending.into_iter().zip(lookups) {
+            match found {
+                Ok(Some(rec)) => {
+                    inner.counters.placed(&rec.worker_id);
+                    results[i] = Some(Ok(Placement {
+                        container_id: rec.container_id,
+                        worker_id: rec.worker_id,
+                        resource_version: 0,
+                        attempts: attempt,
+                        already_held: true,
+                    }));
+                }
+                // Not held, or unknown: placing it again is safe (one-holder rule).
+                Ok(None) | Err(_) => still.push(i),
+            }
+        }
+        still
     }
 
     /// After a lost reply: find where each container is held before placing it anywhere else.
@@ -584,11 +692,7 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
         let inner = &*self.inner;
         inner.cache.invalidate();
         let all: Vec<usize> = idxs.iter().flatten().copied().collect();
-        let lookups = futures::future::join_all(
-            all.iter()
-                .map(|&i| inner.repo.find_reservation(&requests[i].id)),
-        )
-        .await;
+        let lookups = self.lookup(&all, requests).await;
         for (i, found) in all.into_iter().zip(lookups) {
             match found {
                 Ok(Some(rec)) => {

@@ -61,6 +61,12 @@ pub struct ContentionReport {
     pub max_over_mean: f64,
     /// Audit totals (must be clean).
     pub audit: AuditSummary,
+    /// Size of the shared id pool every instance raced for (0 = disjoint shares).
+    pub shared_ids: usize,
+    /// Instances killed mid-round (`--kill-one`).
+    pub crashed_instances: u64,
+    /// Reservations committed by killed instances: handed off through the ledgers, not leaked.
+    pub crash_handoffs: u64,
 }
 
 /// What a `worker` child prints (one JSON line on stdout).
@@ -135,6 +141,9 @@ pub async fn run_tasks(
         });
     let rounds = f64::from(cfg.repeat.max(1));
     let report = ContentionReport {
+        shared_ids: 0,
+        crashed_instances: 0,
+        crash_handoffs: 0,
         strategy: kind,
         backend: env.kind.as_str().into(),
         mode: Mode::Tasks,
@@ -174,6 +183,39 @@ pub struct WorkerJob {
     pub round: u32,
     /// Start placing at this wall-clock time (Unix ms), so the instances overlap.
     pub start_at_unix_ms: u64,
+    /// Draw containers from a shared pool of this many ids (0 = own ids).
+    pub shared_ids: usize,
+}
+
+/// Faults and races for the processes mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessFaults {
+    /// Every instance places the same pool of this many ids (0 = disjoint shares).
+    pub shared_ids: usize,
+    /// SIGKILL one instance at a random moment of each round.
+    pub kill_one: bool,
+}
+
+/// The shared pool's requests for one instance: every id of the pool, in an order of its own.
+pub fn shared_requests(
+    cfg: &RunConfig,
+    round: u32,
+    pool: usize,
+    instance: usize,
+) -> Vec<sched_core::ContainerRequest> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut reqs = requests(
+        &format!("k{:x}-shared", cfg.seed),
+        round,
+        pool,
+        cfg.container_size,
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(
+        cfg.seed ^ (u64::from(round) << 32) ^ (instance as u64).wrapping_mul(0x9E37_79B9),
+    );
+    reqs.shuffle(&mut rng);
+    reqs
 }
 
 /// A `worker` child's whole answer.
@@ -208,12 +250,16 @@ pub async fn run_worker(
     }
     let calls0 = env.calls.snapshot();
     let started_unix_ms = unix_ms();
-    let reqs = requests(
-        &format!("k{:x}-i{}", cfg.seed, job.instance),
-        job.round,
-        cfg.containers,
-        cfg.container_size,
-    );
+    let reqs = if job.shared_ids > 0 {
+        shared_requests(cfg, job.round, job.shared_ids, job.instance)
+    } else {
+        requests(
+            &format!("k{:x}-i{}", cfg.seed, job.instance),
+            job.round,
+            cfg.containers,
+            cfg.container_size,
+        )
+    };
     let results = strat.place_burst(reqs, cfg.effective_concurrency()).await;
     let finished_unix_ms = unix_ms();
     let mut output = WorkerOutput {
@@ -253,7 +299,14 @@ fn child_args(cfg: &RunConfig, kind: StrategyKind, share: usize, job: &WorkerJob
         "--strategy".into(),
         kind.as_str().into(),
         "--affinity".into(),
-        affinity_arg(cfg.strategy.affinity).into(),
+        // Racing for a shared pool, odd instances spread by rendezvous and even ones by
+        // rotation, so they pick different workers for the same container and the store's
+        // one-holder rule has to settle it.
+        if job.shared_ids > 0 && job.instance % 2 == 1 {
+            "rendezvous".into()
+        } else {
+            affinity_arg(cfg.strategy.affinity).into()
+        },
         "--workers".into(),
         cfg.workers.to_string(),
         "--containers".into(),
@@ -291,6 +344,8 @@ fn child_args(cfg: &RunConfig, kind: StrategyKind, share: usize, job: &WorkerJob
         job.round.to_string(),
         "--start-at-unix-ms".into(),
         job.start_at_unix_ms.to_string(),
+        "--shared-ids".into(),
+        job.shared_ids.to_string(),
     ]);
     a
 }
@@ -301,6 +356,7 @@ pub async fn run_processes(
     kind: StrategyKind,
     instances: usize,
     exe: &std::path::Path,
+    faults: ProcessFaults,
 ) -> Result<ContentionReport, SimError> {
     if cfg.backend.kind == crate::backend::BackendKind::Memory {
         return Err(SimError::Config(
@@ -315,7 +371,7 @@ pub async fn run_processes(
         capacity: cfg.worker_capacity,
     };
     let env = Env::open_in(&cfg.backend, &setup, &namespace, true).await?;
-    let result = processes_rounds(&env, cfg, kind, instances, exe, &namespace).await;
+    let result = processes_rounds(&env, cfg, kind, instances, exe, &namespace, faults).await;
     env.cleanup().await?;
     result
 }
@@ -327,8 +383,10 @@ async fn processes_rounds(
     instances: usize,
     exe: &std::path::Path,
     namespace: &str,
+    faults: ProcessFaults,
 ) -> Result<ContentionReport, SimError> {
     let k = instances.max(1);
+    let (mut disagreements, mut crashed, mut crash_handoffs) = (0u64, 0u64, 0u64);
     let share = cfg.containers.div_ceil(k);
     let mut times = Recorder::new();
     let mut audit_sum = AuditSummary::default();
@@ -339,13 +397,21 @@ async fn processes_rounds(
         let start_at = unix_ms() + 700;
         let mut children = Vec::new();
         for i in 0..k {
-            let n = share.min(cfg.containers.saturating_sub(i * share));
-            requested += n as u64;
+            let n = if faults.shared_ids > 0 {
+                faults.shared_ids
+            } else {
+                share.min(cfg.containers.saturating_sub(i * share))
+            };
+            // A shared pool is requested once per round, however many instances race for it.
+            if faults.shared_ids == 0 || i == 0 {
+                requested += n as u64;
+            }
             let job = WorkerJob {
                 namespace: namespace.to_owned(),
                 instance: i,
                 round,
                 start_at_unix_ms: start_at,
+                shared_ids: faults.shared_ids,
             };
             let child = tokio::process::Command::new(exe)
                 .args(child_args(cfg, kind, n, &job))
@@ -355,13 +421,34 @@ async fn processes_rounds(
                 .kill_on_drop(true)
                 .spawn()
                 .map_err(|e| SimError::Process(format!("spawning {}: {e}", exe.display())))?;
-            children.push(child.wait_with_output());
+            children.push(child);
         }
-        let outs = futures::future::join_all(children).await;
-        let mut placements = Vec::new();
+        // Kill one instance somewhere in the round: before, during or after its commits.
+        let victim = if faults.kill_one {
+            use rand::Rng;
+            let delay = rand::rng().random_range(0..60u64);
+            let wait = start_at.saturating_sub(unix_ms()) + delay;
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            let v = usize::try_from(u64::from(round)).unwrap_or(0) % k;
+            if let Some(c) = children.get_mut(v) {
+                let _ = c.start_kill();
+            }
+            Some(v)
+        } else {
+            None
+        };
+        let outs =
+            futures::future::join_all(children.into_iter().map(|c| c.wait_with_output())).await;
+        let mut placements: Vec<Placement> = Vec::new();
+        let mut holder_of: std::collections::HashMap<String, String> =
+            std::collections::HashMap::new();
         let (mut first_start, mut last_end) = (u64::MAX, 0u64);
-        for out in outs {
+        for (i, out) in outs.into_iter().enumerate() {
             let out = out.map_err(|e| SimError::Process(e.to_string()))?;
+            if Some(i) == victim && !out.status.success() {
+                crashed += 1;
+                continue;
+            }
             if !out.status.success() {
                 return Err(SimError::Process(format!(
                     "worker exited with {}: {}",
@@ -374,27 +461,60 @@ async fn processes_rounds(
             last_end = last_end.max(reply.finished_unix_ms);
             stats = stats.plus(&reply.output.stats);
             calls = calls.plus(&reply.output.calls);
-            placements.extend(reply.output.placements.into_iter().map(|(c, w)| Placement {
-                container_id: c,
-                worker_id: w,
-                resource_version: 0,
-                attempts: 0,
-                already_held: false,
-            }));
+            for (c, w) in reply.output.placements {
+                // With a shared pool several instances report the same container: they must all
+                // name the same worker (the store's one-holder rule), and it counts once.
+                match holder_of.get(&c) {
+                    Some(prev) if *prev != w => disagreements += 1,
+                    Some(_) => {}
+                    None => {
+                        holder_of.insert(c.clone(), w.clone());
+                        placements.push(Placement {
+                            container_id: c,
+                            worker_id: w,
+                            resource_version: 0,
+                            attempts: 0,
+                            already_held: false,
+                        });
+                    }
+                }
+            }
         }
         times.record(std::time::Duration::from_millis(
             last_end.saturating_sub(first_start.min(last_end)),
         ));
         placed += placements.len() as u64;
         spread += max_over_mean(&per_worker(&env.worker_ids, &placements));
-        audit_sum = audit_sum.plus(&audit(&*env.raw, &env.worker_ids, &placements).await?);
-        let ids: Vec<String> = placements.into_iter().map(|p| p.container_id).collect();
+        let mut round_audit = audit(&*env.raw, &env.worker_ids, &placements).await?;
+        round_audit.double_bookings += disagreements;
+        disagreements = 0;
+        if victim.is_some() {
+            // Held but reported by nobody: committed by the killed instance. Its commit was the
+            // hand-off (the worker's ledger is its inbox), so this is not a leak.
+            crash_handoffs += round_audit.orphaned;
+            round_audit.orphaned = 0;
+        }
+        audit_sum = audit_sum.plus(&round_audit);
+        // Release everything held, including what the killed instance handed off.
+        let mut ids: Vec<String> = Vec::new();
+        for w in &env.worker_ids {
+            ids.extend(
+                env.raw
+                    .list_reservations(w)
+                    .await?
+                    .into_iter()
+                    .map(|r| r.container_id),
+            );
+        }
         for chunk in ids.chunks(sched_core::validate::MAX_BATCH) {
             env.raw.release_batch(chunk).await?;
         }
     }
     let rounds = f64::from(cfg.repeat.max(1));
     Ok(ContentionReport {
+        shared_ids: faults.shared_ids,
+        crashed_instances: crashed,
+        crash_handoffs,
         strategy: kind,
         backend: env.kind.as_str().into(),
         mode: Mode::Processes,
