@@ -271,10 +271,8 @@ impl WorkerStateCache {
                 // Keep anything written through while we were reading: per worker, the higher
                 // version wins.
                 let snap = Arc::new(snap);
-                let merged = self
-                    .current
+                self.current
                     .rcu(|cur| Some(Arc::new(merge_newer(&snap, cur.as_deref()))));
-                drop(merged);
                 let snap = self.current.load_full().unwrap_or(snap);
                 metrics::gauge!("sched_cache_age_seconds").set(0.0);
                 Ok(snap)
@@ -363,8 +361,7 @@ impl WorkerStateCache {
 fn merge_newer(fresh: &Snapshot, cur: Option<&Snapshot>) -> Snapshot {
     let mut out = fresh.clone();
     if let Some(cur) = cur {
-        for (i, w) in out.workers.iter_mut().enumerate() {
-            let _ = i;
+        for w in &mut out.workers {
             if let Some(c) = cur.get(&w.id) {
                 if c.resource_version > w.resource_version {
                     *w = Arc::clone(c);
