@@ -2,11 +2,6 @@
 //! (CASCADE) when the test ends, even if it panics.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use async_trait::async_trait;
-use sched_core::{
-    AuditReport, CapacityReservation, CommitMode, ReleaseOutcome, RepoError, ReservationRecord,
-    Worker, WorkerRepository, WorkerResult, WorkerSpec,
-};
 use sched_postgres::{PostgresConfig, PostgresRepository};
 use sqlx::{Connection, PgConnection};
 
@@ -117,43 +112,4 @@ impl Drop for TestDb {
     }
 }
 
-#[async_trait]
-impl WorkerRepository for TestDb {
-    fn backend_name(&self) -> &str {
-        self.repo.backend_name()
-    }
-    async fn register_worker(&self, spec: &WorkerSpec) -> Result<Worker, RepoError> {
-        self.repo.register_worker(spec).await
-    }
-    async fn remove_worker(&self, worker_id: &str) -> Result<bool, RepoError> {
-        self.repo.remove_worker(worker_id).await
-    }
-    async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
-        self.repo.get_worker(worker_id).await
-    }
-    async fn list_workers(&self, pool: Option<&str>) -> Result<Vec<Worker>, RepoError> {
-        self.repo.list_workers(pool).await
-    }
-    async fn reserve_batch(
-        &self,
-        batch: &[CapacityReservation],
-        mode: CommitMode,
-    ) -> Result<Vec<WorkerResult>, RepoError> {
-        self.repo.reserve_batch(batch, mode).await
-    }
-    async fn release_batch(&self, ids: &[String]) -> Result<Vec<ReleaseOutcome>, RepoError> {
-        self.repo.release_batch(ids).await
-    }
-    async fn find_reservation(&self, cid: &str) -> Result<Option<ReservationRecord>, RepoError> {
-        self.repo.find_reservation(cid).await
-    }
-    async fn list_reservations(&self, wid: &str) -> Result<Vec<ReservationRecord>, RepoError> {
-        self.repo.list_reservations(wid).await
-    }
-    async fn audit(&self, wid: &str) -> Result<AuditReport, RepoError> {
-        self.repo.audit(wid).await
-    }
-    async fn reconcile(&self, wid: &str) -> Result<AuditReport, RepoError> {
-        self.repo.reconcile(wid).await
-    }
-}
+sched_tests::forward_repository!(TestDb => repo);

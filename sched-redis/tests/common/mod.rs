@@ -2,11 +2,7 @@
 //! deleted again when the test ends.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use async_trait::async_trait;
-use sched_core::{
-    AuditReport, CapacityReservation, CommitMode, ReleaseOutcome, RepoError, ReservationRecord,
-    Worker, WorkerRepository, WorkerResult, WorkerSpec,
-};
+use sched_core::RepoError;
 use sched_redis::{RedisConfig, RedisRepository};
 use std::ops::Deref;
 
@@ -112,46 +108,7 @@ impl Drop for Fresh {
     }
 }
 
-#[async_trait]
-impl WorkerRepository for Fresh {
-    fn backend_name(&self) -> &str {
-        self.repo.backend_name()
-    }
-    async fn register_worker(&self, spec: &WorkerSpec) -> Result<Worker, RepoError> {
-        self.repo.register_worker(spec).await
-    }
-    async fn remove_worker(&self, worker_id: &str) -> Result<bool, RepoError> {
-        self.repo.remove_worker(worker_id).await
-    }
-    async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
-        self.repo.get_worker(worker_id).await
-    }
-    async fn list_workers(&self, pool: Option<&str>) -> Result<Vec<Worker>, RepoError> {
-        self.repo.list_workers(pool).await
-    }
-    async fn reserve_batch(
-        &self,
-        batch: &[CapacityReservation],
-        mode: CommitMode,
-    ) -> Result<Vec<WorkerResult>, RepoError> {
-        self.repo.reserve_batch(batch, mode).await
-    }
-    async fn release_batch(&self, ids: &[String]) -> Result<Vec<ReleaseOutcome>, RepoError> {
-        self.repo.release_batch(ids).await
-    }
-    async fn find_reservation(&self, id: &str) -> Result<Option<ReservationRecord>, RepoError> {
-        self.repo.find_reservation(id).await
-    }
-    async fn list_reservations(&self, id: &str) -> Result<Vec<ReservationRecord>, RepoError> {
-        self.repo.list_reservations(id).await
-    }
-    async fn audit(&self, id: &str) -> Result<AuditReport, RepoError> {
-        self.repo.audit(id).await
-    }
-    async fn reconcile(&self, id: &str) -> Result<AuditReport, RepoError> {
-        self.repo.reconcile(id).await
-    }
-}
+sched_tests::forward_repository!(Fresh => repo);
 
 /// Direct connections to every node (for `SCRIPT FLUSH` and friends behind the repository's
 /// back).
