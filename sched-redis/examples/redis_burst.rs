@@ -37,7 +37,10 @@ async fn main() {
             RedisRepository::connect_fred(&cfg).await.expect("connect")
         }
         #[cfg(not(feature = "fred"))]
-        panic!("build with --features fred")
+        {
+            eprintln!("the fred client needs: --features fred");
+            std::process::exit(2)
+        }
     } else {
         RedisRepository::connect(&cfg).await.expect("connect")
     };
