@@ -1,6 +1,6 @@
 //! # sched-memory
 //!
-//! [`MemoryRepository`]: an in-process [`WorkerRepository`] that is atomic per worker, fast, and
+//! [`MemoryRepository`]: an in-process [`WorkerRepository`](sched_core::WorkerRepository) that is atomic per worker, fast, and
 //! passes the shared conformance suite. It doubles as a test double for code that depends on
 //! sched: seed workers in one line and inject faults (failures, conflicts, latency, lost replies)
 //! to exercise retry paths.

@@ -19,7 +19,7 @@
 //!   Redis and Postgres suites run with their own server-side kill.
 //! * [`forward_repository!`]: implement `WorkerRepository` for a test wrapper by forwarding every
 //!   method to one of its fields.
-//! * [`env`]: select the server from an environment variable (skip locally, fail under CI).
+//! * [`env`](mod@env): select the server from an environment variable (skip locally, fail under CI).
 //!
 //! ## Wiring a backend
 //!
