@@ -36,6 +36,7 @@ pub struct Snapshot {
     index: HashMap<String, usize>,
     taken_at: Instant,
     generation: u64,
+    tiers: std::sync::OnceLock<Arc<crate::scheduler::Tiers>>,
 }
 
 impl Snapshot {
@@ -51,6 +52,7 @@ impl Snapshot {
             index,
             taken_at: Instant::now(),
             generation,
+            tiers: std::sync::OnceLock::new(),
         }
     }
 
@@ -62,6 +64,15 @@ impl Snapshot {
     /// One worker by id.
     pub fn get(&self, worker_id: &str) -> Option<&Arc<Worker>> {
         self.index.get(worker_id).map(|&i| &self.workers[i])
+    }
+
+    /// The workers' priority tiers, computed once per snapshot (write-through keeps them: it
+    /// changes only free capacity and versions).
+    pub fn tiers(&self) -> Arc<crate::scheduler::Tiers> {
+        Arc::clone(
+            self.tiers
+                .get_or_init(|| Arc::new(crate::scheduler::Tiers::new(&self.workers))),
+        )
     }
 
     /// When the underlying read was taken (write-through does not change it).

@@ -20,7 +20,7 @@
 mod plan;
 mod stats;
 
-pub use plan::{eligible, plan, Plan, PlanConfig, Unplaceable};
+pub use plan::{eligible, plan, plan_with_tiers, Plan, PlanConfig, Tiers, Unplaceable};
 pub use stats::SchedulerStats;
 
 use crate::affinity::AffinityMode;
@@ -257,7 +257,14 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
             .unwrap_or_else(|e| e.into_inner())
             .push((request, tx));
         loop {
-            let turn = self.inner.commit_lock.lock().await;
+            // Either our result arrives (someone else's batch carried it), or we get the commit
+            // turn. Waiting on both means finished callers never queue on the lock just to
+            // collect their answer.
+            let turn = tokio::select! {
+                biased;
+                r = &mut rx => return r.unwrap_or_else(|_| Err(lost())),
+                turn = self.inner.commit_lock.lock() => turn,
+            };
             match rx.try_recv() {
                 Ok(r) => return r,
                 Err(oneshot::error::TryRecvError::Closed) => return Err(lost()),
@@ -382,7 +389,7 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
             let reqs: Vec<&ContainerRequest> = pending.iter().map(|&i| &requests[i]).collect();
             let p = {
                 let _s = tracing::debug_span!("plan", containers = reqs.len()).entered();
-                plan(snap.workers(), &reqs, &plan_cfg)
+                plan_with_tiers(snap.workers(), &snap.tiers(), &reqs, &plan_cfg)
             };
             let mut next = Vec::new();
             if !p.unplaceable.is_empty() {
