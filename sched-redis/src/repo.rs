@@ -163,8 +163,27 @@ impl RedisRepository {
     /// Sends `ops` in one pipeline. Scripts the server does not know (`NOSCRIPT`, e.g. after
     /// `SCRIPT FLUSH` or a failover) are loaded and those commands retried once, in a second
     /// round trip: an `EVALSHA` answered with `NOSCRIPT` did not run, so the retry is safe.
+    async fn retry_read(&self, ops: &[Op], first: RepoError) -> Result<Vec<Val>, RepoError> {
+        let mut last = first;
+        for delay_ms in [5u64, 20, 80, 320] {
+            tracing::debug!(error = %last, delay_ms, "read failed; retrying");
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            match self.round_trip(ops, false).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
     async fn run(&self, ops: Vec<Op>, write: bool) -> Result<Vec<Val>, RepoError> {
-        let mut replies = self.round_trip(&ops, write).await?;
+        let mut replies = match self.round_trip(&ops, write).await {
+            // A read that failed on a broken or reconnecting connection changed nothing:
+            // retry it a few times instead of spending the caller's attempts.
+            Err(e) if !write && e.is_transient() => self.retry_read(&ops, e).await?,
+            r => r?,
+        };
         let missing: Vec<usize> = replies
             .iter()
             .enumerate()
