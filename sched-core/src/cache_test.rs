@@ -1,0 +1,167 @@
+//! Unit tests of the worker-state cache (kept apart from the library code).
+use super::*;
+use crate::*;
+use async_trait::async_trait;
+use std::sync::atomic::AtomicUsize;
+
+/// A repository that only answers list/get and counts them.
+#[derive(Default)]
+struct Fake {
+    workers: Mutex<Vec<Worker>>,
+    lists: AtomicUsize,
+    gets: AtomicUsize,
+    delay: Duration,
+}
+
+#[async_trait]
+impl WorkerRepository for Fake {
+    fn backend_name(&self) -> &str {
+        "fake"
+    }
+    async fn register_worker(&self, _: &WorkerSpec) -> Result<Worker, RepoError> {
+        unimplemented!()
+    }
+    async fn remove_worker(&self, _: &str) -> Result<bool, RepoError> {
+        unimplemented!()
+    }
+    async fn get_worker(&self, id: &str) -> Result<Option<Worker>, RepoError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        Ok(self
+            .workers
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|w| w.id == id)
+            .cloned())
+    }
+    async fn list_workers(&self, _: Option<&str>) -> Result<Vec<Worker>, RepoError> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        Ok(self.workers.lock().unwrap().clone())
+    }
+    async fn reserve_batch(
+        &self,
+        _: &[CapacityReservation],
+        _: CommitMode,
+    ) -> Result<Vec<WorkerResult>, RepoError> {
+        unimplemented!()
+    }
+    async fn release_batch(&self, _: &[String]) -> Result<Vec<ReleaseOutcome>, RepoError> {
+        unimplemented!()
+    }
+    async fn find_reservation(&self, _: &str) -> Result<Option<ReservationRecord>, RepoError> {
+        unimplemented!()
+    }
+    async fn list_reservations(&self, _: &str) -> Result<Vec<ReservationRecord>, RepoError> {
+        unimplemented!()
+    }
+    async fn audit(&self, _: &str) -> Result<AuditReport, RepoError> {
+        unimplemented!()
+    }
+    async fn reconcile(&self, _: &str) -> Result<AuditReport, RepoError> {
+        unimplemented!()
+    }
+}
+
+fn fake(n: usize) -> Fake {
+    Fake {
+        workers: Mutex::new(
+            (0..n)
+                .map(|i| {
+                    Worker::from_spec(
+                        &WorkerSpec::new(format!("w{i}"), Resources::cpu_mem(1000, 1000)),
+                        1,
+                    )
+                })
+                .collect(),
+        ),
+        ..Fake::default()
+    }
+}
+
+#[tokio::test]
+async fn ttl_serves_hits_then_refreshes() {
+    let repo = fake(3);
+    let cache = WorkerStateCache::new(CacheConfig {
+        ttl: Duration::from_millis(50),
+    });
+    cache.snapshot(&repo).await.unwrap();
+    cache.snapshot(&repo).await.unwrap();
+    assert_eq!(repo.lists.load(Ordering::SeqCst), 1);
+    let st = cache.stats();
+    assert_eq!((st.hits, st.misses), (1, 1));
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    cache.snapshot(&repo).await.unwrap();
+    assert_eq!(repo.lists.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn ttl_zero_reads_through() {
+    let repo = fake(2);
+    let cache = WorkerStateCache::new(CacheConfig {
+        ttl: Duration::ZERO,
+    });
+    for _ in 0..3 {
+        cache.snapshot(&repo).await.unwrap();
+    }
+    assert_eq!(repo.lists.load(Ordering::SeqCst), 3);
+    assert_eq!(cache.stats().hits, 0);
+}
+
+#[tokio::test]
+async fn one_refresh_in_flight() {
+    let mut repo = fake(2);
+    repo.delay = Duration::from_millis(30);
+    let repo = Arc::new(repo);
+    let cache = Arc::new(WorkerStateCache::new(CacheConfig::default()));
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (c, r) = (Arc::clone(&cache), Arc::clone(&repo));
+            tokio::spawn(async move { c.snapshot(&*r).await.map(|s| s.workers().len()) })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 2);
+    }
+    assert_eq!(
+        repo.lists.load(Ordering::SeqCst),
+        1,
+        "readers must share one refresh"
+    );
+}
+
+#[tokio::test]
+async fn invalidate_worker_rereads_only_that_worker() {
+    let repo = fake(4);
+    let cache = WorkerStateCache::new(CacheConfig::default());
+    cache.snapshot(&repo).await.unwrap();
+    repo.workers.lock().unwrap()[1].free = Resources::cpu_mem(1, 1);
+    repo.workers.lock().unwrap()[1].resource_version = 2;
+    cache.invalidate_worker("w1");
+    let s = cache.snapshot(&repo).await.unwrap();
+    assert_eq!(s.get("w1").unwrap().free, Resources::cpu_mem(1, 1));
+    assert_eq!(repo.lists.load(Ordering::SeqCst), 1);
+    assert_eq!(repo.gets.load(Ordering::SeqCst), 1);
+    cache.invalidate();
+    cache.snapshot(&repo).await.unwrap();
+    assert_eq!(repo.lists.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn write_through_keeps_newest_version() {
+    let repo = fake(2);
+    let cache = WorkerStateCache::new(CacheConfig::default());
+    cache.snapshot(&repo).await.unwrap();
+    cache.write_through(&[("w0".into(), Resources::cpu_mem(10, 10), 5)]);
+    cache.write_through(&[("w0".into(), Resources::cpu_mem(20, 20), 4)]); // older: ignored
+    let s = cache.snapshot(&repo).await.unwrap();
+    let w = s.get("w0").unwrap();
+    assert_eq!(
+        (w.free, w.resource_version),
+        (Resources::cpu_mem(10, 10), 5)
+    );
+    // A later full refresh that read older data keeps the written-through version.
+    cache.invalidate();
+    let s = cache.snapshot(&repo).await.unwrap();
+    assert_eq!(s.get("w0").unwrap().resource_version, 5);
+}
