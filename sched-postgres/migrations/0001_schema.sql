@@ -50,14 +50,15 @@ CREATE TABLE worker_locks (
     worker_id text COLLATE "C" PRIMARY KEY
 );
 
--- Raised inside sched_reserve_worker to undo a worker's partial writes; caught per worker.
+-- Raised inside sched_reserve_worker_slow to undo a worker's partial writes; caught per worker.
 -- SQLSTATE 'SR001' carries the outcome as JSON in DETAIL.
 
--- One worker's part of a batch. `item` is {"i": index, "w": worker id, "v": expected version or
+-- One worker's part of a batch, container by container (the fallback when the bulk version below
+-- loses a race with a concurrent insert of one of its containers). `item` is {"i": index, "w": worker id, "v": expected version or
 -- null, "r": [{"c": container, "cpu": n, "mem": n, "gpu": n, "g": gpu type or null}, ...]}.
 -- Returns {"i": index, "ok": Committed} or {"i": index, "err": Rejection} (serde shapes of
 -- sched_core::Committed / Rejection).
-CREATE FUNCTION sched_reserve_worker(item jsonb, p_partial boolean) RETURNS jsonb
+CREATE FUNCTION sched_reserve_worker_slow(item jsonb, p_partial boolean) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $fn$
@@ -185,6 +186,127 @@ BEGIN
 END
 $fn$;
 
+-- One worker's part of a batch, in bulk: the container holders are read with ONE query and the
+-- charged prefix is inserted with ONE statement. If a concurrent batch inserts one of the
+-- containers between the two (a lost race), it raises SR002 and the batch redoes the worker with
+-- sched_reserve_worker_slow, which handles that race container by container.
+CREATE FUNCTION sched_reserve_worker(item jsonb, p_partial boolean) RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $fn$
+DECLARE
+    w        workers%ROWTYPE;
+    r        jsonb;
+    holders  jsonb;
+    cid      text;
+    gt       text;
+    holder   text;
+    c_cpu    bigint;
+    c_mem    bigint;
+    c_gpu    bigint;
+    f_cpu    bigint;
+    f_mem    bigint;
+    f_gpu    bigint;
+    accepted integer := 0;
+    charged  jsonb := '[]'::jsonb;
+    n_charge integer := 0;
+    rej      jsonb := NULL;
+    n        integer;
+BEGIN
+    SELECT * INTO w FROM workers WHERE id = item->>'w' FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN jsonb_build_object('i', item->'i', 'err', jsonb_build_object('kind', 'unknown_worker'));
+    END IF;
+    IF jsonb_typeof(item->'v') = 'number' AND (item->>'v')::numeric <> w.version THEN
+        RETURN jsonb_build_object('i', item->'i', 'err', jsonb_build_object(
+            'kind', 'version_conflict', 'expected', item->'v', 'current', w.version));
+    END IF;
+    IF w.status <> 'available' THEN
+        RETURN jsonb_build_object('i', item->'i', 'err', jsonb_build_object(
+            'kind', 'worker_unavailable', 'status', w.status));
+    END IF;
+
+    SELECT coalesce(jsonb_object_agg(x.container_id, x.worker_id), '{}'::jsonb)
+      INTO holders
+      FROM reservations x
+     WHERE x.container_id = ANY (ARRAY(SELECT e->>'c' FROM jsonb_array_elements(item->'r') AS e));
+
+    f_cpu := w.free_cpu;
+    f_mem := w.free_mem;
+    f_gpu := w.free_gpu;
+
+    FOR r IN SELECT e.value FROM jsonb_array_elements(item->'r') WITH ORDINALITY AS e(value, ord)
+             ORDER BY e.ord
+    LOOP
+        cid := r->>'c';
+        holder := holders->>cid;
+        IF holder IS NOT NULL THEN
+            IF holder = w.id THEN
+                accepted := accepted + 1;   -- idempotent re-reserve: no second charge
+                CONTINUE;
+            END IF;
+            rej := jsonb_build_object('kind', 'already_reserved', 'container_id', cid, 'worker_id', holder);
+            EXIT;
+        END IF;
+        gt := r->>'g';
+        IF gt IS NOT NULL AND (w.gpu_type IS NULL OR w.gpu_type <> gt) THEN
+            rej := jsonb_build_object('kind', 'gpu_type_mismatch', 'container_id', cid,
+                                      'requested', gt, 'actual', to_jsonb(w.gpu_type));
+            EXIT;
+        END IF;
+        c_cpu := (r->>'cpu')::bigint;
+        c_mem := (r->>'mem')::bigint;
+        c_gpu := (r->>'gpu')::bigint;
+        IF c_cpu > f_cpu THEN
+            rej := jsonb_build_object('kind', 'insufficient_capacity', 'container_id', cid,
+                                      'resource', 'cpu', 'requested', c_cpu, 'available', f_cpu);
+            EXIT;
+        ELSIF c_mem > f_mem THEN
+            rej := jsonb_build_object('kind', 'insufficient_capacity', 'container_id', cid,
+                                      'resource', 'memory', 'requested', c_mem, 'available', f_mem);
+            EXIT;
+        ELSIF c_gpu > f_gpu THEN
+            rej := jsonb_build_object('kind', 'insufficient_capacity', 'container_id', cid,
+                                      'resource', 'gpu', 'requested', c_gpu, 'available', f_gpu);
+            EXIT;
+        END IF;
+        f_cpu := f_cpu - c_cpu;
+        f_mem := f_mem - c_mem;
+        f_gpu := f_gpu - c_gpu;
+        charged := charged || jsonb_build_array(r);
+        n_charge := n_charge + 1;
+        accepted := accepted + 1;
+    END LOOP;
+
+    IF rej IS NOT NULL AND (NOT p_partial OR accepted = 0) THEN
+        -- nothing was written yet
+        RETURN jsonb_build_object('i', item->'i', 'err', rej);
+    END IF;
+
+    IF n_charge > 0 THEN
+        INSERT INTO reservations (container_id, worker_id, cpu, mem, gpu, gpu_type)
+        SELECT t.c, w.id, t.cpu, t.mem, t.gpu, t.g
+          FROM jsonb_to_recordset(charged) AS t(c text, cpu bigint, mem bigint, gpu bigint, g text)
+        ON CONFLICT (container_id) DO NOTHING;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n <> n_charge THEN
+            -- lost a race for a container: undo and redo this worker container by container
+            RAISE EXCEPTION 'sched: container race' USING ERRCODE = 'SR002';
+        END IF;
+        UPDATE workers
+           SET free_cpu = f_cpu, free_mem = f_mem, free_gpu = f_gpu, version = version + 1
+         WHERE id = w.id
+        RETURNING version INTO w.version;
+    END IF;
+
+    RETURN jsonb_build_object('i', item->'i', 'ok', jsonb_build_object(
+        'new_version', w.version,
+        'free', jsonb_build_object('cpu_millicores', f_cpu, 'memory_mib', f_mem, 'gpu_count', f_gpu),
+        'accepted', accepted,
+        'remainder', rej));
+END
+$fn$;
+
 -- A whole reserve_batch in one call: workers in id order (so concurrent batches lock rows in the
 -- same order), each in its own subtransaction so one worker's rejection never undoes another's
 -- commit. Returns the per-worker outcomes (in id order; each carries its input index "i").
@@ -203,9 +325,13 @@ BEGIN
     LOOP
         BEGIN
             res := sched_reserve_worker(item, p_partial);
-        EXCEPTION WHEN SQLSTATE 'SR001' THEN
-            GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
-            res := detail::jsonb;
+        EXCEPTION WHEN SQLSTATE 'SR002' THEN
+            BEGIN
+                res := sched_reserve_worker_slow(item, p_partial);
+            EXCEPTION WHEN SQLSTATE 'SR001' THEN
+                GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+                res := detail::jsonb;
+            END;
         END;
         out := out || jsonb_build_array(res);
     END LOOP;
@@ -213,7 +339,7 @@ BEGIN
 END
 $fn$;
 
--- A whole release_batch in one call. Holders are locked in worker id order. Within a worker the
+-- A whole release_batch in one call. All holders are locked in worker id order with one statement, then one DELETE and one UPDATE. Within a worker the
 -- version goes up by one per released container, in input order, like the reference backend.
 -- Returns [{"p": 1-based input position, "w": worker, "cpu": n, "mem": n, "gpu": n, "v": version}].
 CREATE FUNCTION sched_release_batch(p_ids text[]) RETURNS jsonb
@@ -221,42 +347,43 @@ LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $fn$
 DECLARE
-    wid   text;
-    n     bigint;
-    s_cpu numeric;
-    s_mem numeric;
-    s_gpu numeric;
-    arr   jsonb;
-    v     bigint;
-    out   jsonb := '[]'::jsonb;
+    wids text[];
+    out  jsonb;
 BEGIN
-    FOR wid IN SELECT DISTINCT x.worker_id FROM reservations x
-               WHERE x.container_id = ANY (p_ids) ORDER BY x.worker_id
-    LOOP
-        PERFORM 1 FROM workers WHERE id = wid FOR UPDATE;
-        CONTINUE WHEN NOT FOUND;
-        WITH d AS (
-            DELETE FROM reservations x
-             USING unnest(p_ids) WITH ORDINALITY AS t(cid, pos)
-             WHERE x.worker_id = wid AND x.container_id = t.cid
-            RETURNING t.pos, x.cpu, x.mem, x.gpu
-        )
-        SELECT count(*), coalesce(sum(d.cpu), 0), coalesce(sum(d.mem), 0), coalesce(sum(d.gpu), 0),
-               jsonb_agg(jsonb_build_object('p', d.pos, 'cpu', d.cpu, 'mem', d.mem, 'gpu', d.gpu)
-                         ORDER BY d.pos)
-          INTO n, s_cpu, s_mem, s_gpu, arr
-          FROM d;
-        CONTINUE WHEN n = 0;
-        UPDATE workers
-           SET free_cpu = LEAST(free_cpu + s_cpu, total_cpu),
-               free_mem = LEAST(free_mem + s_mem, total_mem),
-               free_gpu = LEAST(free_gpu + s_gpu, total_gpu),
-               version  = version + n
-         WHERE id = wid
-        RETURNING version INTO v;
-        out := out || (SELECT jsonb_agg(e.value || jsonb_build_object('w', wid, 'v', v - n + e.ord))
-                         FROM jsonb_array_elements(arr) WITH ORDINALITY AS e(value, ord));
-    END LOOP;
+    SELECT array_agg(DISTINCT x.worker_id) INTO wids
+      FROM reservations x WHERE x.container_id = ANY (p_ids);
+    IF wids IS NULL THEN
+        RETURN '[]'::jsonb;
+    END IF;
+    -- lock every holder, in id order
+    PERFORM 1 FROM workers WHERE id = ANY (wids) ORDER BY id FOR UPDATE;
+    -- Only ledgers of locked workers are touched. A container that moved to another worker
+    -- since the lookup was released in between: it is not ours to release now.
+    WITH d AS (
+        DELETE FROM reservations x
+         USING unnest(p_ids) WITH ORDINALITY AS t(cid, pos)
+         WHERE x.container_id = t.cid AND x.worker_id = ANY (wids)
+        RETURNING x.worker_id, t.pos, x.cpu, x.mem, x.gpu
+    ), s AS (
+        SELECT d.worker_id, count(*) AS n, sum(d.cpu) AS c, sum(d.mem) AS m, sum(d.gpu) AS g
+          FROM d GROUP BY d.worker_id
+    ), u AS (
+        UPDATE workers w
+           SET free_cpu = LEAST(w.free_cpu + s.c, w.total_cpu),
+               free_mem = LEAST(w.free_mem + s.m, w.total_mem),
+               free_gpu = LEAST(w.free_gpu + s.g, w.total_gpu),
+               version  = w.version + s.n
+          FROM s
+         WHERE w.id = s.worker_id
+        RETURNING w.id, w.version, s.n
+    ), r AS (
+        SELECT d.*, row_number() OVER (PARTITION BY d.worker_id ORDER BY d.pos) AS k FROM d
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'p', r.pos, 'w', r.worker_id, 'cpu', r.cpu, 'mem', r.mem, 'gpu', r.gpu,
+               'v', u.version - u.n + r.k)), '[]'::jsonb)
+      INTO out
+      FROM r JOIN u ON u.id = r.worker_id;
     RETURN out;
 END
 $fn$;
