@@ -139,30 +139,64 @@ pub async fn run_tasks(
         .fold(StrategyStats::default(), |acc, (s, s0)| {
             acc.plus(&s.stats().since(s0))
         });
-    let rounds = f64::from(cfg.repeat.max(1));
-    let report = ContentionReport {
-        shared_ids: 0,
-        crashed_instances: 0,
-        crash_handoffs: 0,
-        strategy: kind,
-        backend: env.kind.as_str().into(),
-        mode: Mode::Tasks,
-        instances: k,
-        containers: cfg.containers,
-        rounds: cfg.repeat,
-        rtt_ms: env.rtt.as_secs_f64() * 1000.0,
-        round_time: times.summary(),
+    let report = Tally {
+        times,
+        audit: audit_sum,
         requested,
         placed,
-        conflicts_per_placement: ratio(stats.conflicts as f64, placed as f64),
-        retries_per_placement: ratio(stats.retries as f64, placed as f64),
-        round_trips_per_round: calls.round_trips as f64 / rounds,
-        atomic_sections_per_round: calls.atomic_sections as f64 / rounds,
-        max_over_mean: spread / rounds,
-        audit: audit_sum,
-    };
+        spread,
+        stats,
+        calls,
+    }
+    .into_report(cfg, &env, kind, Mode::Tasks, k);
     env.cleanup().await?;
     Ok(report)
+}
+
+/// What a contention run accumulated over its rounds, in either mode.
+struct Tally {
+    times: Recorder,
+    audit: AuditSummary,
+    requested: u64,
+    placed: u64,
+    spread: f64,
+    stats: StrategyStats,
+    calls: Calls,
+}
+
+impl Tally {
+    fn into_report(
+        self,
+        cfg: &RunConfig,
+        env: &Env,
+        kind: StrategyKind,
+        mode: Mode,
+        instances: usize,
+    ) -> ContentionReport {
+        let rounds = f64::from(cfg.repeat.max(1));
+        let placed = self.placed as f64;
+        ContentionReport {
+            strategy: kind,
+            backend: env.kind.as_str().into(),
+            mode,
+            instances,
+            containers: cfg.containers,
+            rounds: cfg.repeat,
+            rtt_ms: env.rtt.as_secs_f64() * 1000.0,
+            round_time: self.times.summary(),
+            requested: self.requested,
+            placed: self.placed,
+            conflicts_per_placement: ratio(self.stats.conflicts as f64, placed),
+            retries_per_placement: ratio(self.stats.retries as f64, placed),
+            round_trips_per_round: self.calls.round_trips as f64 / rounds,
+            atomic_sections_per_round: self.calls.atomic_sections as f64 / rounds,
+            max_over_mean: self.spread / rounds,
+            audit: self.audit,
+            shared_ids: 0,
+            crashed_instances: 0,
+            crash_handoffs: 0,
+        }
+    }
 }
 
 fn unix_ms() -> u64 {
@@ -517,26 +551,19 @@ async fn processes_rounds(
             env.raw.release_batch(chunk).await?;
         }
     }
-    let rounds = f64::from(cfg.repeat.max(1));
     Ok(ContentionReport {
         shared_ids: faults.shared_ids,
         crashed_instances: crashed,
         crash_handoffs,
-        strategy: kind,
-        backend: env.kind.as_str().into(),
-        mode: Mode::Processes,
-        instances: k,
-        containers: cfg.containers,
-        rounds: cfg.repeat,
-        rtt_ms: env.rtt.as_secs_f64() * 1000.0,
-        round_time: times.summary(),
-        requested,
-        placed,
-        conflicts_per_placement: ratio(stats.conflicts as f64, placed as f64),
-        retries_per_placement: ratio(stats.retries as f64, placed as f64),
-        round_trips_per_round: calls.round_trips as f64 / rounds,
-        atomic_sections_per_round: calls.atomic_sections as f64 / rounds,
-        max_over_mean: spread / rounds,
-        audit: audit_sum,
+        ..Tally {
+            times,
+            audit: audit_sum,
+            requested,
+            placed,
+            spread,
+            stats,
+            calls,
+        }
+        .into_report(cfg, env, kind, Mode::Processes, k)
     })
 }
