@@ -131,8 +131,8 @@ pub async fn raw_nodes(topology: Topology) -> Vec<redis::aio::MultiplexedConnect
     out
 }
 
-/// `SCRIPT FLUSH` is server-wide: tests that count round trips hold this for reading, the test
-/// that flushes holds it for writing.
+/// `SCRIPT FLUSH` is server-wide: tests that count round trips or need the scripts cached hold
+/// this for reading, the test that flushes holds it for writing.
 pub static SCRIPT_CACHE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// A repository (fresh prefix) that talks to `REDIS_URL` through a [`FaultProxy`].
@@ -513,7 +513,9 @@ macro_rules! redis_suite {
                 "w",
                 vec![rr("c1", 100), rr("c2", 100)],
             )];
-            // Make sure the scripts are cached, so the lost reply is the script's own.
+            // Make sure the scripts are cached, so the lost reply is the script's own (and keep
+            // the NOSCRIPT test from flushing them until this test is done).
+            let _cache = SCRIPT_CACHE.read().await;
             repo.reserve_batch(
                 &[CapacityReservation::new("w", vec![rr("warm", 1)])],
                 CommitMode::AllOrNothing,
