@@ -3270,17 +3270,26 @@ pub async fn check_concurrent_same_container_one_holder(repo: &dyn WorkerReposit
                 container_id: c.clone(),
                 worker_id: holder.clone(),
             };
+            // Where one-holder spans several atomic sections (Redis Cluster claims), a loser that
+            // raced the winner's still-uncommitted claim may be told `Contended` (retry) instead.
+            let contended = Rejection::Contended {
+                container_id: c.clone(),
+            };
+            let loser_ok = |r: Option<&Rejection>| r == Some(&already) || r == Some(&contended);
             match &o[0].outcome {
                 Ok(cm) if cm.accepted == 2 => {
                     winners += 1;
                     assert_eq!(ids[i], holder, "the winner must be the holder");
                 }
-                Ok(cm) => assert_eq!(
-                    cm.remainder.as_ref(),
-                    Some(&already),
-                    "a partial loser's remainder"
+                Ok(cm) => assert!(
+                    loser_ok(cm.remainder.as_ref()),
+                    "a partial loser's remainder: {:?}, expected {already:?}",
+                    cm.remainder
                 ),
-                Err(r) => assert_eq!(r, &already, "a loser must be told who holds the container"),
+                Err(r) => assert!(
+                    loser_ok(Some(r)),
+                    "a loser must be told who holds the container: {r:?}, expected {already:?}"
+                ),
             }
         }
         assert_eq!(
