@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use sched_core::{
+use sched_core::{AuditMode, 
     AuditReport, CacheConfig, CapacityReservation, CommitMode, ReleaseOutcome, RepoError,
     ReservationRecord, Resources, Worker, WorkerRepository, WorkerResult, WorkerSpec,
     WorkerStateCache,
@@ -66,16 +66,16 @@ impl WorkerRepository for ListOnly {
     async fn release_batch(&self, _: &[String]) -> Result<Vec<ReleaseOutcome>, RepoError> {
         Err(unsupported())
     }
-    async fn find_reservation(&self, _: &str) -> Result<Option<ReservationRecord>, RepoError> {
+    async fn find_reservations(
+        &self,
+        _: &[String],
+    ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
         Err(unsupported())
     }
     async fn list_reservations(&self, _: &str) -> Result<Vec<ReservationRecord>, RepoError> {
         Err(unsupported())
     }
-    async fn audit(&self, _: &str) -> Result<AuditReport, RepoError> {
-        Err(unsupported())
-    }
-    async fn reconcile(&self, _: &str) -> Result<AuditReport, RepoError> {
+    async fn audit_worker(&self, _: &str, _: AuditMode) -> Result<AuditReport, RepoError> {
         Err(unsupported())
     }
 }

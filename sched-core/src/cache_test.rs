@@ -49,16 +49,16 @@ impl WorkerRepository for Fake {
     async fn release_batch(&self, _: &[String]) -> Result<Vec<ReleaseOutcome>, RepoError> {
         unimplemented!()
     }
-    async fn find_reservation(&self, _: &str) -> Result<Option<ReservationRecord>, RepoError> {
+    async fn find_reservations(
+        &self,
+        _: &[String],
+    ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
         unimplemented!()
     }
     async fn list_reservations(&self, _: &str) -> Result<Vec<ReservationRecord>, RepoError> {
         unimplemented!()
     }
-    async fn audit(&self, _: &str) -> Result<AuditReport, RepoError> {
-        unimplemented!()
-    }
-    async fn reconcile(&self, _: &str) -> Result<AuditReport, RepoError> {
+    async fn audit_worker(&self, _: &str, _: AuditMode) -> Result<AuditReport, RepoError> {
         unimplemented!()
     }
 }

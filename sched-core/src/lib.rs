@@ -29,7 +29,7 @@ pub use cache::{CacheConfig, CacheStats, WorkerStateCache};
 pub use counters::{BackendCounters, CounterSnapshot};
 pub use error::{BoxError, InvalidInput, RepoError};
 pub use locks::{LockToken, WorkerLocks};
-pub use repository::WorkerRepository;
+pub use repository::{AuditMode, RepositoryLayer, WorkerRepository};
 pub use request::{ContainerRequest, ANY_GPU};
 pub use reservation::{
     AuditReport, CapacityReservation, CommitMode, Committed, Drift, Rejection, ReleaseOutcome,

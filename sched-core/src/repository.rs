@@ -1,4 +1,6 @@
-//! The [`WorkerRepository`] trait: the one interface every backend implements.
+//! [`WorkerRepository`], the one interface every backend implements, and [`RepositoryLayer`],
+//! the way to wrap one (opendal's `LayeredAccess`): a layer names its inner repository and
+//! overrides only what it intercepts; everything else forwards.
 
 use crate::{
     AuditReport, CapacityReservation, CommitMode, ReleaseOutcome, RepoError, ReservationRecord,
@@ -7,10 +9,21 @@ use crate::{
 use async_trait::async_trait;
 use std::sync::Arc;
 
+/// What [`WorkerRepository::audit_worker`] does after measuring a worker's drift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditMode {
+    /// Only report; change nothing.
+    Check,
+    /// Report, then set `free = total − Σ ledger` (bumping the version if it changed).
+    Repair,
+}
+
 /// A shared store of workers, their free capacity and their reservation ledgers.
 ///
-/// Object-safe, so it can be used as `Arc<dyn WorkerRepository>`. Every backend passes the
-/// shared conformance suite in `sched-tests`, which is the executable form of these rules:
+/// Object-safe, so it can be used as `Arc<dyn WorkerRepository>`. Nine methods are required;
+/// the rest are conveniences with defaults built on them (as in `object_store`). Every backend
+/// passes the shared conformance suite in `sched-tests`, which is the executable form of these
+/// rules:
 ///
 /// * **Per-worker atomicity.** Each worker's part of [`reserve_batch`](Self::reserve_batch) or
 ///   [`release_batch`](Self::release_batch) is applied atomically; one worker's rejection never
@@ -22,10 +35,14 @@ use std::sync::Arc;
 ///   a worker id, even across removal and re-registration.
 /// * **Bad input** is rejected with [`RepoError::InvalidInput`] before anything changes
 ///   (see [`validate`](crate::validate)).
+///
+/// The per-worker rules themselves are written once, as pure functions, in [`rules`](crate::rules).
 #[async_trait]
 pub trait WorkerRepository: Send + Sync {
     /// Short backend name, for reports (`memory`, `redis`, `postgres`, ...).
-    fn backend_name(&self) -> &str;
+    fn backend_name(&self) -> &str {
+        "custom"
+    }
 
     /// Registers a worker, or updates an existing one. Re-registration keeps the capacity in use
     /// (`free = new total − reserved`) and fails with [`RepoError::TotalBelowReserved`] when the
@@ -62,99 +79,217 @@ pub trait WorkerRepository: Send + Sync {
     /// Releases containers by id and returns one outcome per id, in input order. Idempotent:
     /// a container not held returns nothing, so capacity comes back at most once and free never
     /// exceeds total.
-    async fn release_batch(
-        &self,
-        container_ids: &[String],
-    ) -> Result<Vec<ReleaseOutcome>, RepoError>;
+    async fn release_batch(&self, container_ids: &[String])
+        -> Result<Vec<ReleaseOutcome>, RepoError>;
 
-    /// Where a container is held, if anywhere.
-    async fn find_reservation(
-        &self,
-        container_id: &str,
-    ) -> Result<Option<ReservationRecord>, RepoError>;
-
-    /// Where each of several containers is held, in input order: one round trip where the backend
-    /// can. The default calls [`find_reservation`](Self::find_reservation) for each, concurrently.
+    /// Where each of several containers is held, in input order, in one round trip where the
+    /// backend can.
     async fn find_reservations(
         &self,
         container_ids: &[String],
-    ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
-        crate::validate::validate_release(container_ids)?;
-        futures::future::join_all(container_ids.iter().map(|c| self.find_reservation(c)))
-            .await
-            .into_iter()
-            .collect()
-    }
+    ) -> Result<Vec<Option<ReservationRecord>>, RepoError>;
 
     /// A worker's ledger, ordered by container id. This is also the worker's inbox: a committed
     /// reservation is the hand-off, so a scheduler that dies after its commit loses nothing.
     async fn list_reservations(&self, worker_id: &str)
         -> Result<Vec<ReservationRecord>, RepoError>;
 
-    /// Recomputes free capacity from the ledger and reports the drift (zero when consistent).
-    async fn audit(&self, worker_id: &str) -> Result<AuditReport, RepoError>;
+    /// Recomputes free capacity from the ledger and reports the drift (zero when consistent),
+    /// taken before any repair. With [`AuditMode::Repair`] it then sets
+    /// `free = total − Σ ledger`, bumping the version if that changed anything.
+    async fn audit_worker(&self, worker_id: &str, mode: AuditMode)
+        -> Result<AuditReport, RepoError>;
 
-    /// Repairs drift: sets `free = total − Σ ledger` (bumping the version if it changed) and
-    /// returns the audit taken before the repair.
-    async fn reconcile(&self, worker_id: &str) -> Result<AuditReport, RepoError>;
+    /// Where a container is held, if anywhere: [`find_reservations`](Self::find_reservations)
+    /// of one id.
+    async fn find_reservation(
+        &self,
+        container_id: &str,
+    ) -> Result<Option<ReservationRecord>, RepoError> {
+        let ids = [container_id.to_owned()];
+        Ok(self.find_reservations(&ids).await?.pop().flatten())
+    }
+
+    /// [`audit_worker`](Self::audit_worker) with [`AuditMode::Check`].
+    async fn audit(&self, worker_id: &str) -> Result<AuditReport, RepoError> {
+        self.audit_worker(worker_id, AuditMode::Check).await
+    }
+
+    /// [`audit_worker`](Self::audit_worker) with [`AuditMode::Repair`]: repairs drift and returns
+    /// the audit taken before the repair.
+    async fn reconcile(&self, worker_id: &str) -> Result<AuditReport, RepoError> {
+        self.audit_worker(worker_id, AuditMode::Repair).await
+    }
 }
 
-macro_rules! forward {
-    ($($ty:ty),*) => {$(
-        #[async_trait]
-        impl<T: WorkerRepository + ?Sized> WorkerRepository for $ty {
-            fn backend_name(&self) -> &str { (**self).backend_name() }
-            async fn register_worker(&self, spec: &WorkerSpec) -> Result<Worker, RepoError> {
-                (**self).register_worker(spec).await
-            }
-            async fn remove_worker(&self, worker_id: &str) -> Result<bool, RepoError> {
-                (**self).remove_worker(worker_id).await
-            }
-            async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
-                (**self).get_worker(worker_id).await
-            }
-            async fn list_workers(&self, pool: Option<&str>) -> Result<Vec<Worker>, RepoError> {
-                (**self).list_workers(pool).await
-            }
-            async fn reserve_batch(
-                &self,
-                batch: &[CapacityReservation],
-                mode: CommitMode,
-            ) -> Result<Vec<WorkerResult>, RepoError> {
-                (**self).reserve_batch(batch, mode).await
-            }
-            async fn release_batch(
-                &self,
-                container_ids: &[String],
-            ) -> Result<Vec<ReleaseOutcome>, RepoError> {
-                (**self).release_batch(container_ids).await
-            }
-            async fn find_reservation(
-                &self,
-                container_id: &str,
-            ) -> Result<Option<ReservationRecord>, RepoError> {
-                (**self).find_reservation(container_id).await
-            }
-            async fn find_reservations(
-                &self,
-                container_ids: &[String],
-            ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
-                (**self).find_reservations(container_ids).await
-            }
-            async fn list_reservations(
-                &self,
-                worker_id: &str,
-            ) -> Result<Vec<ReservationRecord>, RepoError> {
-                (**self).list_reservations(worker_id).await
-            }
-            async fn audit(&self, worker_id: &str) -> Result<AuditReport, RepoError> {
-                (**self).audit(worker_id).await
-            }
-            async fn reconcile(&self, worker_id: &str) -> Result<AuditReport, RepoError> {
-                (**self).reconcile(worker_id).await
-            }
-        }
-    )*};
+/// A wrapper around another repository, in the style of opendal's `LayeredAccess`.
+///
+/// Implement [`inner`](Self::inner) and only the methods the layer intercepts; every other method
+/// forwards to the inner repository. Every `RepositoryLayer` is a [`WorkerRepository`]. The
+/// conveniences ([`find_reservation`](WorkerRepository::find_reservation),
+/// [`audit`](WorkerRepository::audit), [`reconcile`](WorkerRepository::reconcile)) go through
+/// `find_reservations` and `audit_worker`, so a layer that intercepts those sees every lookup and
+/// every audit.
+///
+/// The methods share their names with [`WorkerRepository`]'s; import this trait only where a
+/// layer is implemented, and call the inner repository through its own trait there.
+///
+/// ```
+/// use sched_core::{RepositoryLayer, WorkerRepository, RepoError, CapacityReservation, CommitMode, WorkerResult};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// /// Counts reserve calls; forwards everything else.
+/// struct CountReserves<R> { inner: R, calls: AtomicU64 }
+///
+/// #[async_trait::async_trait]
+/// impl<R: WorkerRepository> RepositoryLayer for CountReserves<R> {
+///     type Inner = R;
+///     fn inner(&self) -> &R { &self.inner }
+///     async fn reserve_batch(&self, batch: &[CapacityReservation], mode: CommitMode)
+///         -> Result<Vec<WorkerResult>, RepoError> {
+///         self.calls.fetch_add(1, Ordering::Relaxed);
+///         self.inner.reserve_batch(batch, mode).await
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait RepositoryLayer: Send + Sync {
+    /// The wrapped repository.
+    type Inner: WorkerRepository + ?Sized;
+
+    /// The wrapped repository.
+    fn inner(&self) -> &Self::Inner;
+
+    /// Forwards [`WorkerRepository::backend_name`].
+    fn backend_name(&self) -> &str {
+        self.inner().backend_name()
+    }
+    /// Forwards [`WorkerRepository::register_worker`].
+    async fn register_worker(&self, spec: &WorkerSpec) -> Result<Worker, RepoError> {
+        self.inner().register_worker(spec).await
+    }
+    /// Forwards [`WorkerRepository::remove_worker`].
+    async fn remove_worker(&self, worker_id: &str) -> Result<bool, RepoError> {
+        self.inner().remove_worker(worker_id).await
+    }
+    /// Forwards [`WorkerRepository::get_worker`].
+    async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
+        self.inner().get_worker(worker_id).await
+    }
+    /// Forwards [`WorkerRepository::list_workers`].
+    async fn list_workers(&self, pool: Option<&str>) -> Result<Vec<Worker>, RepoError> {
+        self.inner().list_workers(pool).await
+    }
+    /// Forwards [`WorkerRepository::reserve_batch`].
+    async fn reserve_batch(
+        &self,
+        batch: &[CapacityReservation],
+        mode: CommitMode,
+    ) -> Result<Vec<WorkerResult>, RepoError> {
+        self.inner().reserve_batch(batch, mode).await
+    }
+    /// Forwards [`WorkerRepository::release_batch`].
+    async fn release_batch(
+        &self,
+        container_ids: &[String],
+    ) -> Result<Vec<ReleaseOutcome>, RepoError> {
+        self.inner().release_batch(container_ids).await
+    }
+    /// Forwards [`WorkerRepository::find_reservations`].
+    async fn find_reservations(
+        &self,
+        container_ids: &[String],
+    ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
+        self.inner().find_reservations(container_ids).await
+    }
+    /// Forwards [`WorkerRepository::list_reservations`].
+    async fn list_reservations(
+        &self,
+        worker_id: &str,
+    ) -> Result<Vec<ReservationRecord>, RepoError> {
+        self.inner().list_reservations(worker_id).await
+    }
+    /// Forwards [`WorkerRepository::audit_worker`].
+    async fn audit_worker(
+        &self,
+        worker_id: &str,
+        mode: AuditMode,
+    ) -> Result<AuditReport, RepoError> {
+        self.inner().audit_worker(worker_id, mode).await
+    }
 }
 
-forward!(Arc<T>, Box<T>, &T);
+#[async_trait]
+impl<L: RepositoryLayer> WorkerRepository for L {
+    fn backend_name(&self) -> &str {
+        RepositoryLayer::backend_name(self)
+    }
+    async fn register_worker(&self, spec: &WorkerSpec) -> Result<Worker, RepoError> {
+        RepositoryLayer::register_worker(self, spec).await
+    }
+    async fn remove_worker(&self, worker_id: &str) -> Result<bool, RepoError> {
+        RepositoryLayer::remove_worker(self, worker_id).await
+    }
+    async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
+        RepositoryLayer::get_worker(self, worker_id).await
+    }
+    async fn list_workers(&self, pool: Option<&str>) -> Result<Vec<Worker>, RepoError> {
+        RepositoryLayer::list_workers(self, pool).await
+    }
+    async fn reserve_batch(
+        &self,
+        batch: &[CapacityReservation],
+        mode: CommitMode,
+    ) -> Result<Vec<WorkerResult>, RepoError> {
+        RepositoryLayer::reserve_batch(self, batch, mode).await
+    }
+    async fn release_batch(
+        &self,
+        container_ids: &[String],
+    ) -> Result<Vec<ReleaseOutcome>, RepoError> {
+        RepositoryLayer::release_batch(self, container_ids).await
+    }
+    async fn find_reservations(
+        &self,
+        container_ids: &[String],
+    ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
+        RepositoryLayer::find_reservations(self, container_ids).await
+    }
+    async fn list_reservations(
+        &self,
+        worker_id: &str,
+    ) -> Result<Vec<ReservationRecord>, RepoError> {
+        RepositoryLayer::list_reservations(self, worker_id).await
+    }
+    async fn audit_worker(
+        &self,
+        worker_id: &str,
+        mode: AuditMode,
+    ) -> Result<AuditReport, RepoError> {
+        RepositoryLayer::audit_worker(self, worker_id, mode).await
+    }
+}
+
+/// Smart pointers and references are layers that intercept nothing.
+impl<T: WorkerRepository + ?Sized> RepositoryLayer for Arc<T> {
+    type Inner = T;
+    fn inner(&self) -> &T {
+        self
+    }
+}
+
+/// Smart pointers and references are layers that intercept nothing.
+impl<T: WorkerRepository + ?Sized> RepositoryLayer for Box<T> {
+    type Inner = T;
+    fn inner(&self) -> &T {
+        self
+    }
+}
+
+/// Smart pointers and references are layers that intercept nothing.
+impl<T: WorkerRepository + ?Sized> RepositoryLayer for &T {
+    type Inner = T;
+    fn inner(&self) -> &T {
+        self
+    }
+}

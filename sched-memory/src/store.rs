@@ -5,7 +5,7 @@ use crate::{Fault, FaultPlan};
 use async_trait::async_trait;
 use sched_core::validate::{validate_batch, validate_id, validate_release, validate_spec};
 use sched_core::{
-    AuditReport, BackendCounters, CapacityReservation, CommitMode, Committed, Rejection,
+    AuditMode, AuditReport, BackendCounters, CapacityReservation, CommitMode, Committed, Rejection,
     ReleaseOutcome, Released, RepoError, ReservationRecord, ResourceReservation, Resources, Worker,
     WorkerRepository, WorkerResult, WorkerSpec,
 };
@@ -450,24 +450,6 @@ impl WorkerRepository for MemoryRepository {
         Ok(out)
     }
 
-    async fn find_reservation(
-        &self,
-        container_id: &str,
-    ) -> Result<Option<ReservationRecord>, RepoError> {
-        validate_id("container", container_id)?;
-        self.enter().await;
-        let state = self.lock();
-        Ok(state.index.get(container_id).and_then(|wid| {
-            let held = state.workers.get(wid)?.ledger.get(container_id)?;
-            Some(ReservationRecord {
-                worker_id: wid.clone(),
-                container_id: container_id.to_owned(),
-                resources: held.resources,
-                gpu_type: held.gpu_type.clone(),
-            })
-        }))
-    }
-
     async fn find_reservations(
         &self,
         container_ids: &[String],
@@ -513,18 +495,11 @@ impl WorkerRepository for MemoryRepository {
             .collect())
     }
 
-    async fn audit(&self, worker_id: &str) -> Result<AuditReport, RepoError> {
-        validate_id("worker", worker_id)?;
-        self.enter().await;
-        let state = self.lock();
-        let entry = state
-            .workers
-            .get(worker_id)
-            .ok_or_else(|| RepoError::UnknownWorker(worker_id.to_owned()))?;
-        Ok(audit_entry(entry))
-    }
-
-    async fn reconcile(&self, worker_id: &str) -> Result<AuditReport, RepoError> {
+    async fn audit_worker(
+        &self,
+        worker_id: &str,
+        mode: AuditMode,
+    ) -> Result<AuditReport, RepoError> {
         validate_id("worker", worker_id)?;
         self.enter().await;
         let mut state = self.lock();
@@ -533,7 +508,7 @@ impl WorkerRepository for MemoryRepository {
             .get_mut(worker_id)
             .ok_or_else(|| RepoError::UnknownWorker(worker_id.to_owned()))?;
         let report = audit_entry(entry);
-        if !report.is_consistent() {
+        if mode == AuditMode::Repair && !report.is_consistent() {
             tracing::warn!(worker = worker_id, drift = ?report.drift, "reconciling drift");
             entry.worker.free = entry.worker.total.saturating_sub(&report.reserved);
             entry.worker.resource_version = entry.worker.resource_version.saturating_add(1);

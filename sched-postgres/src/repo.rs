@@ -5,7 +5,7 @@ use crate::error::{acquire_error, protocol, sqlstate, statement_error, Failure};
 use async_trait::async_trait;
 use sched_core::validate::{validate_batch, validate_id, validate_release, validate_spec};
 use sched_core::{
-    AuditReport, BackendCounters, CapacityReservation, CommitMode, Committed, Rejection,
+    AuditMode, AuditReport, BackendCounters, CapacityReservation, CommitMode, Committed, Rejection,
     ReleaseOutcome, Released, RepoError, ReservationRecord, Resources, Worker, WorkerRepository,
     WorkerResult, WorkerSpec, WorkerStatus,
 };
@@ -584,24 +584,6 @@ impl WorkerRepository for PostgresRepository {
         Ok(out)
     }
 
-    async fn find_reservation(
-        &self,
-        container_id: &str,
-    ) -> Result<Option<ReservationRecord>, RepoError> {
-        validate_id("container", container_id)?;
-        let row = with_retry!(read: true, self, |c| sqlx::query(
-            "SELECT worker_id, container_id, cpu, mem, gpu, gpu_type \
-             FROM reservations WHERE container_id = $1"
-        )
-        .bind(container_id)
-        .fetch_optional(c))?;
-        row.map(|r| {
-            let wid: String = get(&r, "worker_id")?;
-            record_from_row(&r, wid)
-        })
-        .transpose()
-    }
-
     async fn find_reservations(
         &self,
         container_ids: &[String],
@@ -650,11 +632,11 @@ impl WorkerRepository for PostgresRepository {
         Ok(out)
     }
 
-    async fn audit(&self, worker_id: &str) -> Result<AuditReport, RepoError> {
-        self.audit_impl(worker_id, false).await
-    }
-
-    async fn reconcile(&self, worker_id: &str) -> Result<AuditReport, RepoError> {
-        self.audit_impl(worker_id, true).await
+    async fn audit_worker(
+        &self,
+        worker_id: &str,
+        mode: AuditMode,
+    ) -> Result<AuditReport, RepoError> {
+        self.audit_impl(worker_id, mode == AuditMode::Repair).await
     }
 }

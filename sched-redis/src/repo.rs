@@ -8,7 +8,7 @@ use crate::scripts::{self, Script};
 use async_trait::async_trait;
 use sched_core::validate::{validate_batch, validate_id, validate_release, validate_spec};
 use sched_core::{
-    AuditReport, BackendCounters, CapacityReservation, CommitMode, Committed, LockToken, Rejection,
+    AuditMode, AuditReport, BackendCounters, CapacityReservation, CommitMode, Committed, LockToken, Rejection,
     ReleaseOutcome, Released, RepoError, ReservationRecord, Resources, Worker, WorkerLocks,
     WorkerRepository, WorkerResult, WorkerSpec,
 };
@@ -916,40 +916,6 @@ impl WorkerRepository for RedisRepository {
         Ok(out)
     }
 
-    async fn find_reservation(
-        &self,
-        container_id: &str,
-    ) -> Result<Option<ReservationRecord>, RepoError> {
-        validate_id("container", container_id)?;
-        let v = self
-            .run(vec![Op::Get(self.keys.index(container_id))], false)
-            .await?
-            .pop()
-            .ok_or_else(|| bad("no reply"))?;
-        let Some(v) = parse::opt_string(&v)? else {
-            return Ok(None);
-        };
-        let wid = holder_of(&v);
-        let held = self
-            .run(
-                vec![Op::HGet(self.keys.ledger(wid), container_id.to_owned())],
-                false,
-            )
-            .await?
-            .pop()
-            .ok_or_else(|| bad("no reply"))?;
-        let Some(held) = parse::opt_string(&held)? else {
-            return Ok(None);
-        };
-        let (resources, gpu_type) = parse::held(&held)?;
-        Ok(Some(ReservationRecord {
-            worker_id: wid.to_owned(),
-            container_id: container_id.to_owned(),
-            resources,
-            gpu_type,
-        }))
-    }
-
     async fn find_reservations(
         &self,
         container_ids: &[String],
@@ -1016,19 +982,18 @@ impl WorkerRepository for RedisRepository {
             .map(|(_, l)| l)
     }
 
-    async fn audit(&self, worker_id: &str) -> Result<AuditReport, RepoError> {
-        let (w, l) = self
-            .audit_with(&scripts::SNAPSHOT, worker_id, false)
-            .await?;
-        Ok(Self::report(&w, &l))
-    }
-
-    async fn reconcile(&self, worker_id: &str) -> Result<AuditReport, RepoError> {
-        let (w, l) = self
-            .audit_with(&scripts::RECONCILE, worker_id, true)
-            .await?;
+    async fn audit_worker(
+        &self,
+        worker_id: &str,
+        mode: AuditMode,
+    ) -> Result<AuditReport, RepoError> {
+        let (script, repair) = match mode {
+            AuditMode::Check => (&scripts::SNAPSHOT, false),
+            AuditMode::Repair => (&scripts::RECONCILE, true),
+        };
+        let (w, l) = self.audit_with(script, worker_id, repair).await?;
         let report = Self::report(&w, &l);
-        if !report.is_consistent() {
+        if repair && !report.is_consistent() {
             tracing::warn!(worker = worker_id, drift = ?report.drift, "reconciled drift");
         }
         Ok(report)

@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 use sched_core::{
-    AuditReport, CapacityReservation, CommitMode, LockToken, ReleaseOutcome, RepoError,
+    AuditMode, AuditReport, CapacityReservation, CommitMode, LockToken, ReleaseOutcome, RepoError,
     ReservationRecord, Worker, WorkerLocks, WorkerRepository, WorkerResult, WorkerSpec,
 };
 use serde::{Deserialize, Serialize};
@@ -236,15 +236,6 @@ impl<R: WorkerRepository> WorkerRepository for Metered<R> {
             .around(self.inner.release_batch(container_ids))
             .await
     }
-    async fn find_reservation(
-        &self,
-        container_id: &str,
-    ) -> Result<Option<ReservationRecord>, RepoError> {
-        self.counters.count(Kind::Other);
-        self.latency
-            .around(self.inner.find_reservation(container_id))
-            .await
-    }
     async fn find_reservations(
         &self,
         container_ids: &[String],
@@ -263,13 +254,15 @@ impl<R: WorkerRepository> WorkerRepository for Metered<R> {
             .around(self.inner.list_reservations(worker_id))
             .await
     }
-    async fn audit(&self, worker_id: &str) -> Result<AuditReport, RepoError> {
+    async fn audit_worker(
+        &self,
+        worker_id: &str,
+        mode: AuditMode,
+    ) -> Result<AuditReport, RepoError> {
         self.counters.count(Kind::Other);
-        self.latency.around(self.inner.audit(worker_id)).await
-    }
-    async fn reconcile(&self, worker_id: &str) -> Result<AuditReport, RepoError> {
-        self.counters.count(Kind::Other);
-        self.latency.around(self.inner.reconcile(worker_id)).await
+        self.latency
+            .around(self.inner.audit_worker(worker_id, mode))
+            .await
     }
 }
 

@@ -9,7 +9,7 @@
 use crate::ns::Ns;
 use async_trait::async_trait;
 use sched_core::{
-    AuditReport, CapacityReservation, CommitMode, ContainerRequest, ReleaseOutcome, RepoError,
+    AuditMode, AuditReport, CapacityReservation, CommitMode, ContainerRequest, ReleaseOutcome, RepoError,
     ReservationRecord, Resources, Scheduler, SchedulerConfig, Worker, WorkerRepository,
     WorkerResult, WorkerSpec,
 };
@@ -104,9 +104,6 @@ impl<R: WorkerRepository> WorkerRepository for LoseReplies<R> {
         }
         Ok(out)
     }
-    async fn find_reservation(&self, id: &str) -> Result<Option<ReservationRecord>, RepoError> {
-        self.inner.find_reservation(id).await
-    }
     async fn find_reservations(
         &self,
         ids: &[String],
@@ -116,11 +113,8 @@ impl<R: WorkerRepository> WorkerRepository for LoseReplies<R> {
     async fn list_reservations(&self, id: &str) -> Result<Vec<ReservationRecord>, RepoError> {
         self.inner.list_reservations(id).await
     }
-    async fn audit(&self, id: &str) -> Result<AuditReport, RepoError> {
-        self.inner.audit(id).await
-    }
-    async fn reconcile(&self, id: &str) -> Result<AuditReport, RepoError> {
-        self.inner.reconcile(id).await
+    async fn audit_worker(&self, id: &str, mode: AuditMode) -> Result<AuditReport, RepoError> {
+        self.inner.audit_worker(id, mode).await
     }
 }
 

@@ -13,7 +13,7 @@
 use crate::faults::{run_bursts_with_faults, FaultRun};
 use async_trait::async_trait;
 use sched_core::{
-    AuditReport, CapacityReservation, CommitMode, ReleaseOutcome, RepoError, ReservationRecord,
+    AuditMode, AuditReport, CapacityReservation, CommitMode, ReleaseOutcome, RepoError, ReservationRecord,
     Worker, WorkerRepository, WorkerResult, WorkerSpec,
 };
 use std::collections::{BTreeSet, HashMap};
@@ -372,10 +372,6 @@ impl WorkerRepository for Observed {
         }
         r
     }
-    async fn find_reservation(&self, id: &str) -> Result<Option<ReservationRecord>, RepoError> {
-        let r = self.inner.find_reservation(id).await;
-        self.note_read(r)
-    }
     async fn find_reservations(
         &self,
         ids: &[String],
@@ -387,11 +383,11 @@ impl WorkerRepository for Observed {
         let r = self.inner.list_reservations(id).await;
         self.note_read(r)
     }
-    async fn audit(&self, id: &str) -> Result<AuditReport, RepoError> {
-        let r = self.inner.audit(id).await;
-        self.note_read(r)
-    }
-    async fn reconcile(&self, id: &str) -> Result<AuditReport, RepoError> {
-        self.inner.reconcile(id).await
+    async fn audit_worker(&self, id: &str, mode: AuditMode) -> Result<AuditReport, RepoError> {
+        let r = self.inner.audit_worker(id, mode).await;
+        match mode {
+            AuditMode::Check => self.note_read(r),
+            AuditMode::Repair => r,
+        }
     }
 }

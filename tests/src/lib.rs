@@ -17,8 +17,6 @@
 //!   and a loopback TCP proxy that injects network faults in front of a real server.
 //! * [`kill`]: the kill-connections-mid-stream scenario ([`kill::run_kill_mid_stream`]) that the
 //!   Redis and Postgres suites run with their own server-side kill.
-//! * [`forward_repository!`]: implement `WorkerRepository` for a test wrapper by forwarding every
-//!   method to one of its fields.
 //! * [`env`](mod@env): select the server from an environment variable (skip locally, fail under CI).
 //!
 //! ## Wiring a backend
@@ -77,87 +75,3 @@ pub mod kill;
 pub mod ns;
 pub mod properties;
 pub mod proxy;
-
-#[doc(hidden)]
-pub mod __private {
-    pub use async_trait::async_trait;
-    pub use sched_core;
-}
-
-/// Implements [`WorkerRepository`](sched_core::WorkerRepository) for `$ty` by forwarding every
-/// method (including `find_reservations`, so the backend's own batched lookup is used) to the
-/// field `$field`. For test wrappers that own a repository plus a clean-up guard:
-///
-/// ```
-/// struct Fresh {
-///     repo: sched_memory::MemoryRepository,
-/// }
-/// sched_tests::forward_repository!(Fresh => repo);
-/// ```
-#[macro_export]
-macro_rules! forward_repository {
-    ($ty:ty => $field:ident) => {
-        const _: () = {
-            use $crate::__private::sched_core::{
-                AuditReport, CapacityReservation, CommitMode, ReleaseOutcome, RepoError,
-                ReservationRecord, Worker, WorkerRepository, WorkerResult, WorkerSpec,
-            };
-
-            #[$crate::__private::async_trait]
-            impl WorkerRepository for $ty {
-                fn backend_name(&self) -> &str {
-                    WorkerRepository::backend_name(&self.$field)
-                }
-                async fn register_worker(&self, spec: &WorkerSpec) -> Result<Worker, RepoError> {
-                    WorkerRepository::register_worker(&self.$field, spec).await
-                }
-                async fn remove_worker(&self, worker_id: &str) -> Result<bool, RepoError> {
-                    WorkerRepository::remove_worker(&self.$field, worker_id).await
-                }
-                async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
-                    WorkerRepository::get_worker(&self.$field, worker_id).await
-                }
-                async fn list_workers(&self, pool: Option<&str>) -> Result<Vec<Worker>, RepoError> {
-                    WorkerRepository::list_workers(&self.$field, pool).await
-                }
-                async fn reserve_batch(
-                    &self,
-                    batch: &[CapacityReservation],
-                    mode: CommitMode,
-                ) -> Result<Vec<WorkerResult>, RepoError> {
-                    WorkerRepository::reserve_batch(&self.$field, batch, mode).await
-                }
-                async fn release_batch(
-                    &self,
-                    ids: &[String],
-                ) -> Result<Vec<ReleaseOutcome>, RepoError> {
-                    WorkerRepository::release_batch(&self.$field, ids).await
-                }
-                async fn find_reservation(
-                    &self,
-                    id: &str,
-                ) -> Result<Option<ReservationRecord>, RepoError> {
-                    WorkerRepository::find_reservation(&self.$field, id).await
-                }
-                async fn find_reservations(
-                    &self,
-                    ids: &[String],
-                ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
-                    WorkerRepository::find_reservations(&self.$field, ids).await
-                }
-                async fn list_reservations(
-                    &self,
-                    id: &str,
-                ) -> Result<Vec<ReservationRecord>, RepoError> {
-                    WorkerRepository::list_reservations(&self.$field, id).await
-                }
-                async fn audit(&self, id: &str) -> Result<AuditReport, RepoError> {
-                    WorkerRepository::audit(&self.$field, id).await
-                }
-                async fn reconcile(&self, id: &str) -> Result<AuditReport, RepoError> {
-                    WorkerRepository::reconcile(&self.$field, id).await
-                }
-            }
-        };
-    };
-}

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use futures::FutureExt;
 use sched_core::{
-    AuditReport, CapacityReservation, CommitMode, InvalidInput, ReleaseOutcome, RepoError,
+    AuditMode, AuditReport, CapacityReservation, CommitMode, InvalidInput, ReleaseOutcome, RepoError,
     ReservationRecord, Worker, WorkerRepository, WorkerResult, WorkerSpec,
 };
 use sched_memory::MemoryRepository;
@@ -117,10 +117,6 @@ impl WorkerRepository for Mutant {
         Ok(out)
     }
 
-    async fn find_reservation(&self, c: &str) -> Result<Option<ReservationRecord>, RepoError> {
-        self.inner.find_reservation(c).await
-    }
-
     async fn list_reservations(&self, w: &str) -> Result<Vec<ReservationRecord>, RepoError> {
         let mut l = self.inner.list_reservations(w).await?;
         if self.bug == Bug::ReverseLedger {
@@ -129,12 +125,15 @@ impl WorkerRepository for Mutant {
         Ok(l)
     }
 
-    async fn audit(&self, w: &str) -> Result<AuditReport, RepoError> {
-        self.inner.audit(w).await
+    async fn find_reservations(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
+        self.inner.find_reservations(ids).await
     }
 
-    async fn reconcile(&self, w: &str) -> Result<AuditReport, RepoError> {
-        self.inner.reconcile(w).await
+    async fn audit_worker(&self, w: &str, mode: AuditMode) -> Result<AuditReport, RepoError> {
+        self.inner.audit_worker(w, mode).await
     }
 }
 

@@ -112,4 +112,10 @@ impl Drop for TestDb {
     }
 }
 
-sched_tests::forward_repository!(TestDb => repo);
+/// Forwards everything to the repository; the wrapper only adds the clean-up on drop.
+impl sched_core::RepositoryLayer for TestDb {
+    type Inner = PostgresRepository;
+    fn inner(&self) -> &PostgresRepository {
+        &self.repo
+    }
+}

@@ -108,7 +108,13 @@ impl Drop for Fresh {
     }
 }
 
-sched_tests::forward_repository!(Fresh => repo);
+/// Forwards everything to the repository; the wrapper only adds the clean-up on drop.
+impl sched_core::RepositoryLayer for Fresh {
+    type Inner = RedisRepository;
+    fn inner(&self) -> &RedisRepository {
+        &self.repo
+    }
+}
 
 /// Direct connections to every node (for `SCRIPT FLUSH` and friends behind the repository's
 /// back).
