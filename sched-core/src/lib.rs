@@ -16,6 +16,7 @@ pub mod affinity;
 pub mod cache;
 pub mod counters;
 mod error;
+pub mod layers;
 pub mod locks;
 mod repository;
 mod request;

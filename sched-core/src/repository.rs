@@ -79,8 +79,10 @@ pub trait WorkerRepository: Send + Sync {
     /// Releases containers by id and returns one outcome per id, in input order. Idempotent:
     /// a container not held returns nothing, so capacity comes back at most once and free never
     /// exceeds total.
-    async fn release_batch(&self, container_ids: &[String])
-        -> Result<Vec<ReleaseOutcome>, RepoError>;
+    async fn release_batch(
+        &self,
+        container_ids: &[String],
+    ) -> Result<Vec<ReleaseOutcome>, RepoError>;
 
     /// Where each of several containers is held, in input order, in one round trip where the
     /// backend can.
@@ -97,8 +99,11 @@ pub trait WorkerRepository: Send + Sync {
     /// Recomputes free capacity from the ledger and reports the drift (zero when consistent),
     /// taken before any repair. With [`AuditMode::Repair`] it then sets
     /// `free = total − Σ ledger`, bumping the version if that changed anything.
-    async fn audit_worker(&self, worker_id: &str, mode: AuditMode)
-        -> Result<AuditReport, RepoError>;
+    async fn audit_worker(
+        &self,
+        worker_id: &str,
+        mode: AuditMode,
+    ) -> Result<AuditReport, RepoError>;
 
     /// Where a container is held, if anywhere: [`find_reservations`](Self::find_reservations)
     /// of one id.

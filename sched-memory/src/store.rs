@@ -333,7 +333,6 @@ impl WorkerRepository for MemoryRepository {
     async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
         validate_id("worker", worker_id)?;
         self.enter().await;
-        self.counters.read_call(BACKEND);
         Ok(self.lock().workers.get(worker_id).map(|e| e.worker.clone()))
     }
 
@@ -342,7 +341,6 @@ impl WorkerRepository for MemoryRepository {
             validate_id("pool", p)?;
         }
         self.enter().await;
-        self.counters.read_call(BACKEND);
         let state = self.lock();
         Ok(state
             .workers
@@ -363,7 +361,6 @@ impl WorkerRepository for MemoryRepository {
         if fault == Some(Fault::Fail) {
             return Err(RepoError::Unavailable("injected failure".into()));
         }
-        self.counters.reserve_call(BACKEND, batch.len() as u64);
         if fault == Some(Fault::Conflict) {
             let state = self.lock();
             return Ok(batch
@@ -443,7 +440,6 @@ impl WorkerRepository for MemoryRepository {
                 })
                 .collect::<Vec<_>>()
         };
-        self.counters.release_call(BACKEND, sections);
         if fault == Some(Fault::LoseReply) {
             return Err(ambiguous("injected lost reply (release_batch was applied)"));
         }

@@ -469,7 +469,6 @@ impl WorkerRepository for PostgresRepository {
 
     async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
         validate_id("worker", worker_id)?;
-        self.inner.counters.read_call(BACKEND);
         let row = with_retry!(read: true, self, |c| sqlx::query(WORKER_BY_ID)
             .bind(worker_id)
             .fetch_optional(c))?;
@@ -480,7 +479,6 @@ impl WorkerRepository for PostgresRepository {
         if let Some(p) = pool {
             validate_id("pool", p)?;
         }
-        self.inner.counters.read_call(BACKEND);
         let rows = with_retry!(read: true, self, |c| sqlx::query(WORKERS_BY_POOL)
             .bind(pool)
             .fetch_all(c))?;
@@ -493,9 +491,6 @@ impl WorkerRepository for PostgresRepository {
         mode: CommitMode,
     ) -> Result<Vec<WorkerResult>, RepoError> {
         validate_batch(batch)?;
-        self.inner
-            .counters
-            .reserve_call(BACKEND, batch.len() as u64);
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -553,7 +548,6 @@ impl WorkerRepository for PostgresRepository {
     ) -> Result<Vec<ReleaseOutcome>, RepoError> {
         validate_release(container_ids)?;
         if container_ids.is_empty() {
-            self.inner.counters.release_call(BACKEND, 0);
             return Ok(Vec::new());
         }
         let Json(outs): Json<Vec<ReleaseOut>> = with_retry!(self, |c| sqlx::query_scalar(
@@ -561,7 +555,6 @@ impl WorkerRepository for PostgresRepository {
         )
         .bind(container_ids)
         .fetch_one(c))?;
-        self.inner.counters.release_call(BACKEND, outs.len() as u64);
         let mut out: Vec<ReleaseOutcome> = container_ids
             .iter()
             .map(|cid| ReleaseOutcome {

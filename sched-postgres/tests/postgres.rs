@@ -47,6 +47,8 @@ async fn one_round_trip_per_burst() {
         })
         .collect();
     let counters = db.repo.counters();
+    // Calls and sections are counted by the layer, round trips by the backend.
+    let db = sched_core::layers::Counted::with_counters(&db.repo, counters.clone());
     let before = counters.snapshot();
     let out = db
         .reserve_batch(&batch, CommitMode::AllOrNothing)

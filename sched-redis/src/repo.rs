@@ -8,9 +8,9 @@ use crate::scripts::{self, Script};
 use async_trait::async_trait;
 use sched_core::validate::{validate_batch, validate_id, validate_release, validate_spec};
 use sched_core::{
-    AuditMode, AuditReport, BackendCounters, CapacityReservation, CommitMode, Committed, LockToken, Rejection,
-    ReleaseOutcome, Released, RepoError, ReservationRecord, Resources, Worker, WorkerLocks,
-    WorkerRepository, WorkerResult, WorkerSpec,
+    AuditMode, AuditReport, BackendCounters, CapacityReservation, CommitMode, Committed, LockToken,
+    Rejection, ReleaseOutcome, Released, RepoError, ReservationRecord, Resources, Worker,
+    WorkerLocks, WorkerRepository, WorkerResult, WorkerSpec,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -746,7 +746,6 @@ impl WorkerRepository for RedisRepository {
 
     async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
         validate_id("worker", worker_id)?;
-        self.counters.read_call(self.name());
         let reply = self
             .run(vec![Op::HGetAll(self.keys.state(worker_id))], false)
             .await?
@@ -763,7 +762,6 @@ impl WorkerRepository for RedisRepository {
         if let Some(p) = pool {
             validate_id("pool", p)?;
         }
-        self.counters.read_call(self.name());
         let ids = self
             .run(vec![Op::SMembers(self.keys.workers())], false)
             .await?
@@ -802,7 +800,6 @@ impl WorkerRepository for RedisRepository {
     ) -> Result<Vec<WorkerResult>, RepoError> {
         validate_batch(batch)?;
         if batch.is_empty() {
-            self.counters.reserve_call(self.name(), 0);
             return Ok(Vec::new());
         }
         let out = if self.client.is_cluster() {
@@ -810,7 +807,6 @@ impl WorkerRepository for RedisRepository {
         } else {
             self.reserve_standalone(batch, mode).await
         };
-        self.counters.reserve_call(self.name(), batch.len() as u64);
         out
     }
 
@@ -820,7 +816,6 @@ impl WorkerRepository for RedisRepository {
     ) -> Result<Vec<ReleaseOutcome>, RepoError> {
         validate_release(container_ids)?;
         if container_ids.is_empty() {
-            self.counters.release_call(self.name(), 0);
             return Ok(Vec::new());
         }
         let cluster = self.client.is_cluster();
@@ -850,7 +845,6 @@ impl WorkerRepository for RedisRepository {
             })
             .collect();
         if groups.is_empty() {
-            self.counters.release_call(self.name(), 0);
             return Ok(out);
         }
         // Round trip 2: one release script per worker.
@@ -912,7 +906,6 @@ impl WorkerRepository for RedisRepository {
             // Round trip 3 (cluster only).
             self.run(cleanup, true).await?;
         }
-        self.counters.release_call(self.name(), groups.len() as u64);
         Ok(out)
     }
 

@@ -9,8 +9,8 @@
 use crate::ns::Ns;
 use async_trait::async_trait;
 use sched_core::{
-    AuditMode, AuditReport, CapacityReservation, CommitMode, ContainerRequest, ReleaseOutcome, RepoError,
-    ReservationRecord, Resources, Scheduler, SchedulerConfig, Worker, WorkerRepository,
+    AuditMode, AuditReport, CapacityReservation, CommitMode, ContainerRequest, ReleaseOutcome,
+    RepoError, ReservationRecord, Resources, Scheduler, SchedulerConfig, Worker, WorkerRepository,
     WorkerResult, WorkerSpec,
 };
 use std::collections::HashMap;

@@ -13,8 +13,8 @@
 use crate::faults::{run_bursts_with_faults, FaultRun};
 use async_trait::async_trait;
 use sched_core::{
-    AuditMode, AuditReport, CapacityReservation, CommitMode, ReleaseOutcome, RepoError, ReservationRecord,
-    Worker, WorkerRepository, WorkerResult, WorkerSpec,
+    AuditMode, AuditReport, CapacityReservation, CommitMode, ReleaseOutcome, RepoError,
+    ReservationRecord, Worker, WorkerRepository, WorkerResult, WorkerSpec,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;

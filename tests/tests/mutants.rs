@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use futures::FutureExt;
 use sched_core::{
-    AuditMode, AuditReport, CapacityReservation, CommitMode, InvalidInput, ReleaseOutcome, RepoError,
-    ReservationRecord, Worker, WorkerRepository, WorkerResult, WorkerSpec,
+    AuditMode, AuditReport, CapacityReservation, CommitMode, InvalidInput, ReleaseOutcome,
+    RepoError, ReservationRecord, Worker, WorkerRepository, WorkerResult, WorkerSpec,
 };
 use sched_memory::MemoryRepository;
 use sched_tests::conformance;
