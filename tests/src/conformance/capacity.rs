@@ -1,11 +1,11 @@
 //! Capacity rejections: not enough CPU, memory or GPUs, GPU types, and GPU counts that never wrap.
 
+use super::fixture::Fixture;
 use super::support::{
-    assert_consistent, assert_insufficient, cleanup, committed, cr, find, get, register, rejected,
-    release, res, reserve1, rr, BOTH_MODES,
+    assert_consistent, assert_insufficient, committed, cr, find, get, rejected, release, res,
+    reserve1, rr, BOTH_MODES,
 };
-use crate::ns::Ns;
-use sched_core::{CommitMode, Rejection, ResourceKind, Resources, WorkerRepository, WorkerSpec};
+use sched_core::{CommitMode, Rejection, ResourceKind, Resources, WorkerRepository};
 
 /// This topic's checks, in run order: appends their names to the list being built (see
 /// `__for_each_check!` in `mod.rs`).
@@ -24,16 +24,11 @@ macro_rules! __conformance_checks_capacity {
 }
 
 async fn insufficient(repo: &dyn WorkerRepository, kind: ResourceKind) {
-    let ns = Ns::new(&format!("short-{kind}"));
+    let fx = Fixture::new(repo, &format!("short-{kind}"));
+    let ns = fx.ns();
     let id = ns.worker("a");
-    register(
-        repo,
-        &WorkerSpec::new(id.clone(), res(1000, 1000, 3))
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector()
-            .with_gpu_type("a100"),
-    )
-    .await;
+    fx.register(&fx.spec("a", res(1000, 1000, 3)).with_gpu_type("a100"))
+        .await;
     // Use part of the worker, so that "available" is neither the total nor zero.
     committed(
         reserve1(
@@ -130,7 +125,7 @@ async fn insufficient(repo: &dyn WorkerRepository, kind: ResourceKind) {
         "all-or-nothing: the fitting reservation must not commit"
     );
     assert_consistent(repo, &id, "after insufficient capacity").await;
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }
 
 /// Not enough CPU: `InsufficientCapacity` names cpu, the amount requested and the amount
@@ -152,24 +147,13 @@ pub async fn check_insufficient_gpu(repo: &dyn WorkerRepository) {
 /// A reservation naming a GPU type the worker does not have is rejected with
 /// `GpuTypeMismatch` (also on a worker without GPUs); a matching type commits and is recorded.
 pub async fn check_gpu_type_mismatch(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("gpu-type");
+    let fx = Fixture::new(repo, "gpu-type");
+    let ns = fx.ns();
     let gw = ns.worker("gpu");
     let cw = ns.worker("cpu");
-    register(
-        repo,
-        &WorkerSpec::new(gw.clone(), res(4000, 4096, 2))
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector()
-            .with_gpu_type("a100"),
-    )
-    .await;
-    register(
-        repo,
-        &WorkerSpec::new(cw.clone(), res(4000, 4096, 0))
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector(),
-    )
-    .await;
+    fx.register(&fx.spec("gpu", res(4000, 4096, 2)).with_gpu_type("a100"))
+        .await;
+    fx.worker("cpu", res(4000, 4096, 0)).await;
     let c = ns.container("c");
     for mode in BOTH_MODES {
         let r = rejected(
@@ -229,31 +213,20 @@ pub async fn check_gpu_type_mismatch(repo: &dyn WorkerRepository) {
     for id in [&gw, &cw] {
         assert_consistent(repo, id, "after GPU type checks").await;
     }
-    cleanup(repo, &[gw, cw]).await;
+    fx.finish().await;
 }
 
 /// GPU counts never wrap: asking for more GPUs than are free is rejected with available 0,
 /// free stays 0 (not `u64::MAX`), and releases never lift free above total.
 pub async fn check_gpu_count_never_wraps(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("gpu-wrap");
+    let fx = Fixture::new(repo, "gpu-wrap");
+    let ns = fx.ns();
     let gw = ns.worker("gpu");
     let cw = ns.worker("cpu");
     let gtotal = res(4000, 4096, 2);
-    register(
-        repo,
-        &WorkerSpec::new(gw.clone(), gtotal)
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector()
-            .with_gpu_type("a100"),
-    )
-    .await;
-    register(
-        repo,
-        &WorkerSpec::new(cw.clone(), res(4000, 4096, 0))
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector(),
-    )
-    .await;
+    fx.register(&fx.spec("gpu", gtotal).with_gpu_type("a100"))
+        .await;
+    fx.worker("cpu", res(4000, 4096, 0)).await;
     let (g1, g2, g3) = (ns.container("g1"), ns.container("g2"), ns.container("g3"));
     committed(
         reserve1(
@@ -306,5 +279,5 @@ pub async fn check_gpu_count_never_wraps(repo: &dyn WorkerRepository) {
     for id in [&gw, &cw] {
         assert_consistent(repo, id, "after GPU exhaustion").await;
     }
-    cleanup(repo, &[gw, cw]).await;
+    fx.finish().await;
 }

@@ -1,10 +1,8 @@
 //! Concurrency: concurrent callers never overcommit, one container has one holder, lists stay whole
 //! during writes.
 
-use super::support::{
-    assert_consistent, cleanup, cr, get, held_on, ledger, register, release, res, reserve, rr,
-};
-use crate::ns::Ns;
+use super::fixture::Fixture;
+use super::support::{assert_consistent, cr, get, held_on, ledger, release, res, reserve, rr};
 use sched_core::{
     CapacityReservation, CommitMode, Rejection, ResourceKind, WorkerRepository, WorkerSpec,
 };
@@ -26,15 +24,10 @@ macro_rules! __conformance_checks_concurrency {
 
 /// Many concurrent callers competing for one worker's capacity: exactly as many commit as fit.
 pub async fn check_concurrent_capacity_no_overcommit(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("overcommit");
+    let fx = Fixture::new(repo, "overcommit");
+    let ns = fx.ns();
     let id = ns.worker("a");
-    register(
-        repo,
-        &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector(),
-    )
-    .await;
+    fx.worker("a", res(1000, 1000, 0)).await;
     let batches: Vec<Vec<CapacityReservation>> = (0..40)
         .map(|i| {
             vec![cr(
@@ -75,17 +68,17 @@ pub async fn check_concurrent_capacity_no_overcommit(repo: &dyn WorkerRepository
     assert_eq!(ledger(repo, &id).await.len(), 10);
     assert_eq!(get(repo, &id).await.free.cpu_millicores, 0);
     assert_consistent(repo, &id, "after concurrent reservations").await;
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }
 
 /// The same container reserved on six workers at once: exactly one wins, the others are told
 /// `AlreadyReserved` with the winner's id.
 pub async fn check_concurrent_same_container_one_holder(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("one-holder");
+    let fx = Fixture::new(repo, "one-holder");
+    let ns = fx.ns();
     let ids: Vec<String> = (0..6).map(|i| ns.worker(&format!("{i}"))).collect();
     for id in &ids {
-        register(
-            repo,
+        fx.register(
             &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
                 .with_pool(ns.pool("p"))
                 .requiring_pool_selector(),
@@ -168,18 +161,18 @@ pub async fn check_concurrent_same_container_one_holder(repo: &dyn WorkerReposit
     for id in &ids {
         assert_consistent(repo, id, "after contended reservations").await;
     }
-    cleanup(repo, &ids).await;
+    fx.finish().await;
 }
 
 /// While workers are being written, `list_workers` never leaves one out and audits stay
 /// consistent.
 pub async fn check_list_workers_during_writes(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("list-writes");
+    let fx = Fixture::new(repo, "list-writes");
+    let ns = fx.ns();
     let pool = ns.pool("p");
     let ids: Vec<String> = (0..8).map(|i| ns.worker(&format!("{i}"))).collect();
     for id in &ids {
-        register(
-            repo,
+        fx.register(
             &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
                 .with_pool(pool.clone())
                 .requiring_pool_selector(),
@@ -202,7 +195,7 @@ pub async fn check_list_workers_during_writes(repo: &dyn WorkerRepository) {
                 )
                 .with_pool(pool.clone())
                 .requiring_pool_selector();
-                register(repo, &spec).await;
+                fx.register(&spec).await;
             }
             release(repo, &cs).await;
         }
@@ -237,5 +230,5 @@ pub async fn check_list_workers_during_writes(repo: &dyn WorkerRepository) {
     for id in &ids {
         assert_consistent(repo, id, "after concurrent writes").await;
     }
-    cleanup(repo, &ids).await;
+    fx.finish().await;
 }

@@ -1,10 +1,11 @@
 //! Valid input at the edges: awkward ids, amounts and ids at the limits, the largest batch.
 
+use super::fixture::Fixture;
 use super::support::{
-    assert_consistent, cleanup, committed, cr, find, get, held_on, ledger, register, release, res,
-    reserve, reserve1, rr,
+    assert_consistent, committed, cr, find, get, held_on, ledger, release, res, reserve, reserve1,
+    rr,
 };
-use crate::ns::{Ns, DROP_TABLE};
+use crate::ns::DROP_TABLE;
 use sched_core::validate::{MAX_AMOUNT, MAX_BATCH, MAX_ID_BYTES};
 use sched_core::{CommitMode, Resources, WorkerRepository, WorkerSpec};
 
@@ -25,7 +26,8 @@ macro_rules! __conformance_checks_limits {
 /// Ids with awkward characters (`{`, `}`, `:`, spaces, quotes, glob and LIKE wildcards, SQL,
 /// non-ASCII, ids that extend other ids) work everywhere.
 pub async fn check_awkward_ids(repo: &dyn WorkerRepository) {
-    let ns = Ns::awkward("awkward");
+    let fx = Fixture::awkward(repo, "awkward");
+    let ns = fx.ns();
     let pool = ns.pool(DROP_TABLE);
     let gpu = "{gpu}: 'x\" é";
     let names = [
@@ -42,14 +44,14 @@ pub async fn check_awkward_ids(repo: &dyn WorkerRepository) {
     ];
     let ids: Vec<String> = names.iter().map(|n| ns.worker(n)).collect();
     for id in &ids {
-        let w = register(
-            repo,
-            &WorkerSpec::new(id.clone(), res(1000, 1000, 2))
-                .with_pool(pool.clone())
-                .requiring_pool_selector()
-                .with_gpu_type(gpu),
-        )
-        .await;
+        let w = fx
+            .register(
+                &WorkerSpec::new(id.clone(), res(1000, 1000, 2))
+                    .with_pool(pool.clone())
+                    .requiring_pool_selector()
+                    .with_gpu_type(gpu),
+            )
+            .await;
         assert_eq!(&w.id, id, "the id must round-trip");
         assert_eq!(
             get(repo, id).await.gpu_type.as_deref(),
@@ -128,7 +130,7 @@ pub async fn check_awkward_ids(repo: &dyn WorkerRepository) {
         assert_eq!(get(repo, id).await.free, res(1000, 1000, 2));
         assert_consistent(repo, id, "awkward ids released").await;
     }
-    cleanup(repo, &ids).await;
+    fx.finish().await;
     for id in &ids {
         assert_eq!(
             repo.get_worker(id).await.ok(),
@@ -141,7 +143,8 @@ pub async fn check_awkward_ids(repo: &dyn WorkerRepository) {
 /// The limits themselves are accepted: amounts of exactly `MAX_AMOUNT` and ids of exactly
 /// `MAX_ID_BYTES` bytes (multi-byte characters included).
 pub async fn check_boundary_amounts_and_ids(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("boundary");
+    let fx = Fixture::new(repo, "boundary");
+    let ns = fx.ns();
     let pad = |s: String| {
         let mut s = s;
         while s.len() + "é".len() <= MAX_ID_BYTES {
@@ -156,14 +159,14 @@ pub async fn check_boundary_amounts_and_ids(repo: &dyn WorkerRepository) {
     let cid = pad(ns.container("long"));
     assert_eq!((id.len(), cid.len()), (MAX_ID_BYTES, MAX_ID_BYTES));
     let max = res(MAX_AMOUNT, MAX_AMOUNT, MAX_AMOUNT);
-    let w = register(
-        repo,
-        &WorkerSpec::new(id.clone(), max)
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector()
-            .with_gpu_type("g"),
-    )
-    .await;
+    let w = fx
+        .register(
+            &WorkerSpec::new(id.clone(), max)
+                .with_pool(ns.pool("p"))
+                .requiring_pool_selector()
+                .with_gpu_type("g"),
+        )
+        .await;
     assert_eq!(w.free, max, "MAX_AMOUNT totals are accepted exactly");
     let half = res(MAX_AMOUNT / 2, MAX_AMOUNT / 2, MAX_AMOUNT / 2);
     let c2 = ns.container("half");
@@ -209,22 +212,17 @@ pub async fn check_boundary_amounts_and_ids(repo: &dyn WorkerRepository) {
     );
     assert_eq!(get(repo, &id).await.free, max);
     assert_consistent(repo, &id, "after MAX_AMOUNT").await;
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }
 
 /// A batch of exactly `MAX_BATCH` reservations is accepted, and so is a release of
 /// `MAX_BATCH` ids.
 pub async fn check_max_batch_accepted(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("max-batch");
+    let fx = Fixture::new(repo, "max-batch");
+    let ns = fx.ns();
     let (a, b) = (ns.worker("a"), ns.worker("b"));
-    for id in [&a, &b] {
-        register(
-            repo,
-            &WorkerSpec::new(id.clone(), res(MAX_AMOUNT, MAX_AMOUNT, 0))
-                .with_pool(ns.pool("p"))
-                .requiring_pool_selector(),
-        )
-        .await;
+    for name in ["a", "b"] {
+        fx.worker(name, res(MAX_AMOUNT, MAX_AMOUNT, 0)).await;
     }
     let half = MAX_BATCH / 2;
     let ids: Vec<String> = (0..MAX_BATCH)
@@ -254,5 +252,5 @@ pub async fn check_max_batch_accepted(repo: &dyn WorkerRepository) {
         assert_eq!(get(repo, id).await.free, res(MAX_AMOUNT, MAX_AMOUNT, 0));
         assert_consistent(repo, id, "after MAX_BATCH").await;
     }
-    cleanup(repo, &[a, b]).await;
+    fx.finish().await;
 }

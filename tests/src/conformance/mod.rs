@@ -28,7 +28,8 @@
 //! | `bad_input.rs` | `InvalidInput` everywhere, with nothing changed |
 //! | `concurrency.rs` | concurrent callers, one holder, lists during writes |
 //!
-//! `support.rs` holds the helpers the checks share.
+//! `support.rs` holds the helpers the checks share, and `fixture.rs` the `Fixture` through which
+//! every check registers its workers and which removes them when the check calls `finish`.
 //!
 //! To add a check, write its `pub async fn check_*` in its topic's file and add its name to that
 //! file's list; [`CHECKS`], [`run_all`], [`run_all_concurrently`] and
@@ -42,6 +43,7 @@
 
 use sched_core::WorkerRepository;
 
+mod fixture;
 mod support;
 
 mod bad_input;

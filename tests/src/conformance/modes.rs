@@ -1,12 +1,12 @@
 //! Commit modes: all-or-nothing, the longest prefix of `Partial`, idempotent re-reserves and
 //! containers held elsewhere.
 
+use super::fixture::Fixture;
 use super::support::{
-    assert_consistent, assert_insufficient, cleanup, committed, cr, find, get, held_on, ledger,
-    register, rejected, res, reserve1, rr, BOTH_MODES,
+    assert_consistent, assert_insufficient, committed, cr, find, get, held_on, ledger, rejected,
+    res, reserve1, rr, BOTH_MODES,
 };
-use crate::ns::Ns;
-use sched_core::{CommitMode, Rejection, ResourceKind, WorkerRepository, WorkerSpec};
+use sched_core::{CommitMode, Rejection, ResourceKind, WorkerRepository};
 
 /// This topic's checks, in run order: appends their names to the list being built (see
 /// `__for_each_check!` in `mod.rs`).
@@ -26,15 +26,10 @@ macro_rules! __conformance_checks_modes {
 
 /// `AllOrNothing`: one reservation that does not fit rejects the worker's whole part.
 pub async fn check_all_or_nothing(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("aon");
+    let fx = Fixture::new(repo, "aon");
+    let ns = fx.ns();
     let id = ns.worker("a");
-    let w = register(
-        repo,
-        &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector(),
-    )
-    .await;
+    let w = fx.worker("a", res(1000, 1000, 0)).await;
     let names = ["a", "b", "c", "d"];
     let amounts = [300, 300, 600, 100];
     let rs: Vec<_> = names
@@ -67,21 +62,16 @@ pub async fn check_all_or_nothing(repo: &dyn WorkerRepository) {
         );
     }
     assert_consistent(repo, &id, "after all-or-nothing").await;
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }
 
 /// `Partial`: the longest fitting prefix commits; `accepted` counts it and `remainder` says why
 /// the rest did not. Later reservations do not commit even if they would fit.
 pub async fn check_partial_longest_prefix(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("partial");
+    let fx = Fixture::new(repo, "partial");
+    let ns = fx.ns();
     let id = ns.worker("a");
-    let w = register(
-        repo,
-        &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector(),
-    )
-    .await;
+    let w = fx.worker("a", res(1000, 1000, 0)).await;
     let names = ["a", "b", "c", "d"];
     let amounts = [300, 300, 600, 100];
     let rs: Vec<_> = names
@@ -156,20 +146,15 @@ pub async fn check_partial_longest_prefix(repo: &dyn WorkerRepository) {
         "nothing new charged: free unchanged"
     );
     assert_consistent(repo, &id, "after partial commits").await;
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }
 
 /// `Partial`: when the very first reservation is rejected, the worker is rejected.
 pub async fn check_partial_first_rejected_rejects_worker(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("partial-first");
+    let fx = Fixture::new(repo, "partial-first");
+    let ns = fx.ns();
     let id = ns.worker("a");
-    let w = register(
-        repo,
-        &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector(),
-    )
-    .await;
+    let w = fx.worker("a", res(1000, 1000, 0)).await;
     let (big, small) = (ns.container("big"), ns.container("small"));
     let r = rejected(
         reserve1(
@@ -194,21 +179,16 @@ pub async fn check_partial_first_rejected_rejects_worker(repo: &dyn WorkerReposi
         None,
         "reservations after the rejected one never commit"
     );
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }
 
 /// Re-reserving a container on the worker that holds it is accepted with no second charge and
 /// no version bump; mixed with new ones, only the new ones are charged.
 pub async fn check_idempotent_reserve(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("idem-reserve");
+    let fx = Fixture::new(repo, "idem-reserve");
+    let ns = fx.ns();
     let id = ns.worker("a");
-    register(
-        repo,
-        &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector(),
-    )
-    .await;
+    fx.worker("a", res(1000, 1000, 0)).await;
     let (c1, c2) = (ns.container("c1"), ns.container("c2"));
     let first = committed(
         reserve1(
@@ -260,21 +240,16 @@ pub async fn check_idempotent_reserve(repo: &dyn WorkerRepository) {
         "the ledger holds each container once"
     );
     assert_consistent(repo, &id, "after re-reserves").await;
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }
 
 /// A container held on worker A cannot be reserved on worker B: `AlreadyReserved` names A.
 pub async fn check_already_reserved_elsewhere(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("elsewhere");
+    let fx = Fixture::new(repo, "elsewhere");
+    let ns = fx.ns();
     let (a, b) = (ns.worker("a"), ns.worker("b"));
-    for id in [&a, &b] {
-        register(
-            repo,
-            &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
-                .with_pool(ns.pool("p"))
-                .requiring_pool_selector(),
-        )
-        .await;
+    for name in ["a", "b"] {
+        fx.worker(name, res(1000, 1000, 0)).await;
     }
     let c = ns.container("c");
     committed(
@@ -331,5 +306,5 @@ pub async fn check_already_reserved_elsewhere(repo: &dyn WorkerRepository) {
     for id in [&a, &b] {
         assert_consistent(repo, id, "after cross-worker attempts").await;
     }
-    cleanup(repo, &[a, b]).await;
+    fx.finish().await;
 }

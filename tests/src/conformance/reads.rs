@@ -1,10 +1,11 @@
 //! Reads: finding reservations, ledgers, listing workers, audit and reconcile.
 
+use super::fixture::Fixture;
 use super::support::{
-    assert_consistent, cleanup, committed, cr, find, get, held_on, ledger, register, release, res,
-    reserve, reserve1, rr,
+    assert_consistent, committed, cr, find, get, held_on, ledger, release, res, reserve, reserve1,
+    rr,
 };
-use crate::ns::{Ns, DROP_TABLE};
+use crate::ns::DROP_TABLE;
 use sched_core::{
     CommitMode, RepoError, ReservationRecord, Resources, Worker, WorkerRepository, WorkerSpec,
 };
@@ -28,23 +29,12 @@ macro_rules! __conformance_checks_reads {
 
 /// `find_reservation` returns the full record while held, `None` before and after.
 pub async fn check_find_reservation(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("find");
+    let fx = Fixture::new(repo, "find");
+    let ns = fx.ns();
     let (a, b) = (ns.worker("a"), ns.worker("b"));
-    register(
-        repo,
-        &WorkerSpec::new(a.clone(), res(1000, 1000, 2))
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector()
-            .with_gpu_type("l4"),
-    )
-    .await;
-    register(
-        repo,
-        &WorkerSpec::new(b.clone(), res(1000, 1000, 0))
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector(),
-    )
-    .await;
+    fx.register(&fx.spec("a", res(1000, 1000, 2)).with_gpu_type("l4"))
+        .await;
+    fx.worker("b", res(1000, 1000, 0)).await;
     let (ca, cb) = (ns.container("ca"), ns.container("cb"));
     assert_eq!(find(repo, &ca).await, None, "nothing held yet");
     let batch = vec![
@@ -96,23 +86,18 @@ pub async fn check_find_reservation(repo: &dyn WorkerRepository) {
         "cb is still held"
     );
     assert_eq!(find(repo, &ca).await, None, "released: not found");
-    cleanup(repo, &[a, b]).await;
+    fx.finish().await;
     assert_eq!(find(repo, &cb).await, None, "removed worker: not found");
 }
 
 /// `find_reservations` answers in input order, `None` for what is not held, agrees with
 /// `find_reservation`, and rejects bad input (duplicates, empty ids) like `release_batch`.
 pub async fn check_find_reservations_batch(repo: &dyn WorkerRepository) {
-    let ns = Ns::awkward("finds");
+    let fx = Fixture::awkward(repo, "finds");
+    let ns = fx.ns();
     let (a, b) = (ns.worker("a"), ns.worker("b"));
-    for w in [&a, &b] {
-        register(
-            repo,
-            &WorkerSpec::new(w.clone(), res(1000, 1000, 0))
-                .with_pool(ns.pool("p"))
-                .requiring_pool_selector(),
-        )
-        .await;
+    for name in ["a", "b"] {
+        fx.worker(name, res(1000, 1000, 0)).await;
     }
     let held: Vec<String> = (0..6).map(|i| ns.container(&format!("h{i}"))).collect();
     let batch = vec![
@@ -170,21 +155,16 @@ pub async fn check_find_reservations_batch(repo: &dyn WorkerRepository) {
         repo.find_reservations(&[String::new()]).await,
         Err(RepoError::InvalidInput(_))
     ));
-    cleanup(repo, &[a, b]).await;
+    fx.finish().await;
 }
 
 /// `list_reservations` returns the ledger ordered by container id (byte order, like Rust's
 /// `str` ordering), with full records; an empty worker has an empty ledger.
 pub async fn check_list_reservations_ordered(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("ledger-order");
+    let fx = Fixture::new(repo, "ledger-order");
+    let ns = fx.ns();
     let id = ns.worker("a");
-    register(
-        repo,
-        &WorkerSpec::new(id.clone(), res(100_000, 100_000, 0))
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector(),
-    )
-    .await;
+    fx.worker("a", res(100_000, 100_000, 0)).await;
     assert!(
         ledger(repo, &id).await.is_empty(),
         "a new worker has an empty ledger"
@@ -219,13 +199,14 @@ pub async fn check_list_reservations_ordered(repo: &dyn WorkerRepository) {
         "list_reservations must be ordered by container id (byte order)"
     );
     assert_consistent(repo, &id, "after many reservations").await;
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }
 
 /// `list_workers`: per pool, exactly that pool's workers ordered by id (byte order); without a
 /// pool, every worker, still ordered and without duplicates.
 pub async fn check_list_workers(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("list");
+    let fx = Fixture::new(repo, "list");
+    let ns = fx.ns();
     let (p1, p2) = (ns.pool("one"), ns.pool("two"));
     // Pool names that are LIKE / glob patterns matching other pools: "o_e", "o%" and "[o]ne"
     // match "one", "*" matches everything, "one " and "on" are near misses.
@@ -247,13 +228,13 @@ pub async fn check_list_workers(repo: &dyn WorkerRepository) {
         placements.push((n.as_str(), p));
     }
     for (n, pool) in placements {
-        let w = register(
-            repo,
-            &WorkerSpec::new(ns.worker(n), res(100, 100, 0))
-                .with_pool(pool.clone())
-                .requiring_pool_selector(),
-        )
-        .await;
+        let w = fx
+            .register(
+                &WorkerSpec::new(ns.worker(n), res(100, 100, 0))
+                    .with_pool(pool.clone())
+                    .requiring_pool_selector(),
+            )
+            .await;
         mine.insert(w.id.clone(), w);
     }
     // A reservation so that at least one worker's free differs from its total.
@@ -301,8 +282,7 @@ pub async fn check_list_workers(repo: &dyn WorkerRepository) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(empty.is_empty(), "an unused pool lists no workers");
-    let ids: Vec<String> = mine.keys().cloned().collect();
-    cleanup(repo, &ids).await;
+    fx.finish().await;
     let gone = repo
         .list_workers(Some(&p1))
         .await
@@ -316,17 +296,13 @@ pub async fn check_list_workers(repo: &dyn WorkerRepository) {
 /// `audit` reports total, free, reserved, count and zero drift; `reconcile` on a consistent
 /// worker returns the same report and changes nothing.
 pub async fn check_audit_and_reconcile(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("audit");
+    let fx = Fixture::new(repo, "audit");
+    let ns = fx.ns();
     let id = ns.worker("a");
     let total = res(1000, 2000, 2);
-    let w = register(
-        repo,
-        &WorkerSpec::new(id.clone(), total)
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector()
-            .with_gpu_type("a100"),
-    )
-    .await;
+    let w = fx
+        .register(&fx.spec("a", total).with_gpu_type("a100"))
+        .await;
     let a = repo
         .audit(&id)
         .await
@@ -381,5 +357,5 @@ pub async fn check_audit_and_reconcile(repo: &dyn WorkerRepository) {
     );
     release(repo, &[ns.container("x")]).await;
     assert_consistent(repo, &id, "after release").await;
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }

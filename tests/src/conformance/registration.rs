@@ -1,7 +1,7 @@
 //! Registration: a new worker stores every field, reads back, and is removed.
 
-use super::support::{assert_consistent, cleanup, get, register, res};
-use crate::ns::Ns;
+use super::fixture::Fixture;
+use super::support::{assert_consistent, get, res};
 use sched_core::{WorkerRepository, WorkerSpec, WorkerStatus};
 
 /// This topic's checks, in run order: appends their names to the list being built (see
@@ -19,7 +19,8 @@ macro_rules! __conformance_checks_registration {
 /// Registration stores every field; a new worker is entirely free; `get_worker` reads it back;
 /// `remove_worker` reports whether it existed; removed workers read as `None`.
 pub async fn check_register_and_get(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("register");
+    let fx = Fixture::new(repo, "register");
+    let ns = fx.ns();
     let spec = WorkerSpec::new(ns.worker("a"), res(4000, 8192, 2))
         .with_pool(ns.pool("p"))
         .requiring_pool_selector()
@@ -27,7 +28,7 @@ pub async fn check_register_and_get(repo: &dyn WorkerRepository) {
         .with_gpu_type("a100")
         .requiring_pool_selector()
         .preemptable();
-    let w = register(repo, &spec).await;
+    let w = fx.register(&spec).await;
     assert_eq!(
         w.spec(),
         spec,
@@ -51,7 +52,7 @@ pub async fn check_register_and_get(repo: &dyn WorkerRepository) {
             .requiring_pool_selector()
             .with_status(status)
             .with_priority(i32::MAX);
-        let w = register(repo, &s).await;
+        let w = fx.register(&s).await;
         assert_eq!(w.spec(), s, "status {status} and priority must round-trip");
         assert_eq!(
             get(repo, &s.id).await.spec(),
@@ -81,9 +82,5 @@ pub async fn check_register_and_get(repo: &dyn WorkerRepository) {
         Some(None),
         "a removed worker must read as None"
     );
-    let rest: Vec<String> = ["draining", "disabled", "available"]
-        .iter()
-        .map(|s| ns.worker(s))
-        .collect();
-    cleanup(repo, &rest).await;
+    fx.finish().await;
 }

@@ -1,12 +1,13 @@
 //! Worker-level answers: empty batches, unknown workers, versions, availability and the order of
 //! rejections.
 
+use super::fixture::Fixture;
 use super::support::{
-    assert_consistent, cleanup, committed, cr, find, get, held_on, register, rejected, release,
-    res, reserve1, rr, BOTH_MODES,
+    assert_consistent, committed, cr, find, get, held_on, rejected, release, res, reserve1, rr,
+    BOTH_MODES,
 };
 use crate::ns::Ns;
-use sched_core::{CommitMode, Rejection, RepoError, WorkerRepository, WorkerSpec, WorkerStatus};
+use sched_core::{CommitMode, Rejection, RepoError, WorkerRepository, WorkerStatus};
 
 /// This topic's checks, in run order: appends their names to the list being built (see
 /// `__for_each_check!` in `mod.rs`).
@@ -100,15 +101,10 @@ pub async fn check_unknown_worker(repo: &dyn WorkerRepository) {
 /// `expected_version`: a mismatch is rejected with `VersionConflict { expected, current }` and
 /// changes nothing; a match commits and bumps the version.
 pub async fn check_version_conflict(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("version");
+    let fx = Fixture::new(repo, "version");
+    let ns = fx.ns();
     let id = ns.worker("a");
-    let w0 = register(
-        repo,
-        &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector(),
-    )
-    .await;
+    let w0 = fx.worker("a", res(1000, 1000, 0)).await;
     let v0 = w0.resource_version;
     let (c1, c2) = (ns.container("c1"), ns.container("c2"));
     let mut wrong = vec![v0 + 1, v0 + 1000, u64::MAX];
@@ -184,18 +180,17 @@ pub async fn check_version_conflict(repo: &dyn WorkerRepository) {
         "an idempotent re-reserve must not bump the version"
     );
     assert_consistent(repo, &id, "after version checks").await;
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }
 
 /// Draining and disabled workers take no new reservations (`WorkerUnavailable`), keep their
 /// reservations, and still release them.
 pub async fn check_worker_unavailable(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("unavailable");
+    let fx = Fixture::new(repo, "unavailable");
+    let ns = fx.ns();
     let id = ns.worker("a");
-    let spec = WorkerSpec::new(id.clone(), res(1000, 1000, 0))
-        .with_pool(ns.pool("p"))
-        .requiring_pool_selector();
-    register(repo, &spec).await;
+    let spec = fx.spec("a", res(1000, 1000, 0));
+    fx.register(&spec).await;
     let (c1, c2, c3) = (ns.container("c1"), ns.container("c2"), ns.container("c3"));
     committed(
         reserve1(
@@ -210,7 +205,7 @@ pub async fn check_worker_unavailable(repo: &dyn WorkerRepository) {
         "reserve while available",
     );
     for status in [WorkerStatus::Draining, WorkerStatus::Disabled] {
-        let w = register(repo, &spec.clone().with_status(status)).await;
+        let w = fx.register(&spec.clone().with_status(status)).await;
         assert_eq!(
             w.free,
             res(800, 800, 0),
@@ -250,7 +245,7 @@ pub async fn check_worker_unavailable(repo: &dyn WorkerRepository) {
         "a disabled worker's reservation can be released"
     );
     assert_eq!(get(repo, &id).await.free, res(900, 900, 0));
-    register(repo, &spec).await;
+    fx.register(&spec).await;
     committed(
         reserve1(
             repo,
@@ -261,23 +256,19 @@ pub async fn check_worker_unavailable(repo: &dyn WorkerRepository) {
         "available again",
     );
     assert_consistent(repo, &id, "after status changes").await;
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }
 
 /// The documented order of checks: unknown worker, then version, then availability, then per
 /// reservation: held elsewhere, GPU type, capacity.
 pub async fn check_rejection_order(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("order");
+    let fx = Fixture::new(repo, "order");
+    let ns = fx.ns();
     let a = ns.worker("a");
     let b = ns.worker("b");
-    let wa = register(
-        repo,
-        &WorkerSpec::new(a.clone(), res(1000, 1000, 1))
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector()
-            .with_gpu_type("a100"),
-    )
-    .await;
+    let wa = fx
+        .register(&fx.spec("a", res(1000, 1000, 1)).with_gpu_type("a100"))
+        .await;
     let c = ns.container("c");
     committed(
         reserve1(
@@ -288,15 +279,13 @@ pub async fn check_rejection_order(repo: &dyn WorkerRepository) {
         .await,
         "hold c on a",
     );
-    let wb = register(
-        repo,
-        &WorkerSpec::new(b.clone(), res(1000, 1000, 1))
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector()
-            .with_gpu_type("a100")
-            .with_status(WorkerStatus::Draining),
-    )
-    .await;
+    let wb = fx
+        .register(
+            &fx.spec("b", res(1000, 1000, 1))
+                .with_gpu_type("a100")
+                .with_status(WorkerStatus::Draining),
+        )
+        .await;
     // version before availability
     let r = rejected(
         reserve1(
@@ -311,14 +300,8 @@ pub async fn check_rejection_order(repo: &dyn WorkerRepository) {
         matches!(r, Rejection::VersionConflict { .. }),
         "a version conflict is reported before unavailability, got {r:?}"
     );
-    register(
-        repo,
-        &WorkerSpec::new(b.clone(), res(1000, 1000, 1))
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector()
-            .with_gpu_type("a100"),
-    )
-    .await;
+    fx.register(&fx.spec("b", res(1000, 1000, 1)).with_gpu_type("a100"))
+        .await;
     // held elsewhere before GPU type and capacity
     let r = rejected(
         reserve1(
@@ -356,5 +339,5 @@ pub async fn check_rejection_order(repo: &dyn WorkerRepository) {
     for id in [&a, &b] {
         assert_consistent(repo, id, "after order checks").await;
     }
-    cleanup(repo, &[a, b]).await;
+    fx.finish().await;
 }

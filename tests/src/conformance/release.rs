@@ -1,9 +1,9 @@
 //! Releasing: capacity comes back once, across workers, idempotently; unknown containers release
 //! nothing.
 
+use super::fixture::Fixture;
 use super::support::{
-    assert_consistent, cleanup, committed, cr, find, get, ledger, register, release, res, reserve,
-    reserve1, rr,
+    assert_consistent, committed, cr, find, get, ledger, release, res, reserve, reserve1, rr,
 };
 use crate::ns::{Ns, DROP_TABLE};
 use sched_core::{CommitMode, WorkerRepository, WorkerSpec};
@@ -28,17 +28,12 @@ macro_rules! __conformance_checks_release {
 /// Reserve then release: release reports the worker, the resources and a newer version, and
 /// returns the capacity.
 pub async fn check_reserve_then_release(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("release");
+    let fx = Fixture::new(repo, "release");
+    let ns = fx.ns();
     let id = ns.worker("a");
     let total = res(2000, 2048, 2);
-    register(
-        repo,
-        &WorkerSpec::new(id.clone(), total)
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector()
-            .with_gpu_type("a100"),
-    )
-    .await;
+    fx.register(&fx.spec("a", total).with_gpu_type("a100"))
+        .await;
     let (c1, c2) = (ns.container("c1"), ns.container("c2"));
     let r1 = res(500, 512, 1);
     let r2 = res(300, 256, 0);
@@ -93,22 +88,17 @@ pub async fn check_reserve_then_release(repo: &dyn WorkerRepository) {
         "the ledger must be empty"
     );
     assert_consistent(repo, &id, "after releasing all").await;
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }
 
 /// Capacity comes back exactly once, even when several callers release the same container at
 /// the same time.
 pub async fn check_release_returns_capacity_once(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("release-once");
+    let fx = Fixture::new(repo, "release-once");
+    let ns = fx.ns();
     let id = ns.worker("a");
     let total = res(1000, 1000, 0);
-    register(
-        repo,
-        &WorkerSpec::new(id.clone(), total)
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector(),
-    )
-    .await;
+    fx.worker("a", total).await;
     for round in 0..3 {
         let c = ns.container(&format!("c{round}"));
         let other = ns.container(&format!("other{round}"));
@@ -146,19 +136,19 @@ pub async fn check_release_returns_capacity_once(repo: &dyn WorkerRepository) {
         assert_eq!(get(repo, &id).await.free, total);
         assert_consistent(repo, &id, "after concurrent releases").await;
     }
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }
 
 /// One release batch spanning several workers, in interleaved order: every outcome names the
 /// right worker and amount, each worker's reported versions exceed its version before, and its
 /// final version is the newest one reported.
 pub async fn check_release_across_workers(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("release-across");
+    let fx = Fixture::new(repo, "release-across");
+    let ns = fx.ns();
     let ids: Vec<String> = (0..3).map(|i| ns.worker(&format!("{i}"))).collect();
     let total = res(1000, 1000, 0);
     for id in &ids {
-        register(
-            repo,
+        fx.register(
             &WorkerSpec::new(id.clone(), total)
                 .with_pool(ns.pool("p"))
                 .requiring_pool_selector(),
@@ -223,22 +213,17 @@ pub async fn check_release_across_workers(repo: &dyn WorkerRepository) {
         );
         assert_consistent(repo, id, "after a release across workers").await;
     }
-    cleanup(repo, &ids).await;
+    fx.finish().await;
 }
 
 /// Releasing is idempotent: a second release returns `None`, unknown containers return `None`,
 /// outcomes are in input order, and free never exceeds total.
 pub async fn check_idempotent_release(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("idem-release");
+    let fx = Fixture::new(repo, "idem-release");
+    let ns = fx.ns();
     let id = ns.worker("a");
     let total = res(1000, 1000, 0);
-    register(
-        repo,
-        &WorkerSpec::new(id.clone(), total)
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector(),
-    )
-    .await;
+    fx.worker("a", total).await;
     let (c1, c2, ghost) = (
         ns.container("c1"),
         ns.container("c2"),
@@ -285,7 +270,7 @@ pub async fn check_idempotent_release(repo: &dyn WorkerRepository) {
         );
     }
     assert_consistent(repo, &id, "after double releases").await;
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }
 
 /// Releasing containers that are not held is `Ok` with `None` outcomes, in order.

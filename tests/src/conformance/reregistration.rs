@@ -1,11 +1,10 @@
 //! Re-registration: it keeps the capacity in use, refuses totals below it, and starts afresh after
 //! a removal.
 
+use super::fixture::Fixture;
 use super::support::{
-    assert_consistent, cleanup, committed, cr, find, get, ledger, register, release, res, reserve1,
-    rr, snapshot,
+    assert_consistent, committed, cr, find, get, ledger, release, res, reserve1, rr, snapshot,
 };
-use crate::ns::Ns;
 use sched_core::{CommitMode, RepoError, ResourceKind, Resources, WorkerRepository, WorkerSpec};
 
 /// This topic's checks, in run order: appends their names to the list being built (see
@@ -25,13 +24,11 @@ macro_rules! __conformance_checks_reregistration {
 /// Re-registration keeps the capacity in use (`free = new total − reserved`), keeps the ledger,
 /// updates the other fields and bumps the version, every time.
 pub async fn check_reregister_keeps_used_capacity(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("reregister");
+    let fx = Fixture::new(repo, "reregister");
+    let ns = fx.ns();
     let id = ns.worker("a");
-    let spec = WorkerSpec::new(id.clone(), res(4000, 8192, 2))
-        .with_pool(ns.pool("p"))
-        .requiring_pool_selector()
-        .with_gpu_type("a100");
-    register(repo, &spec).await;
+    let spec = fx.spec("a", res(4000, 8192, 2)).with_gpu_type("a100");
+    fx.register(&spec).await;
     let (c1, c2) = (ns.container("c1"), ns.container("c2"));
     let c = committed(
         reserve1(
@@ -55,7 +52,7 @@ pub async fn check_reregister_keeps_used_capacity(repo: &dyn WorkerRepository) {
         .with_gpu_type("a100")
         .with_priority(3)
         .preemptable();
-    let w2 = register(repo, &spec2).await;
+    let w2 = fx.register(&spec2).await;
     assert_eq!(w2.spec(), spec2, "re-registration must store the new spec");
     assert_eq!(
         w2.free,
@@ -72,7 +69,7 @@ pub async fn check_reregister_keeps_used_capacity(repo: &dyn WorkerRepository) {
         led,
         "re-registration must keep the ledger"
     );
-    let w3 = register(repo, &spec2).await;
+    let w3 = fx.register(&spec2).await;
     assert!(
         w3.resource_version > w2.resource_version,
         "even an identical re-registration bumps the version"
@@ -82,7 +79,7 @@ pub async fn check_reregister_keeps_used_capacity(repo: &dyn WorkerRepository) {
         total: res(1500, 1536, 1),
         ..spec2.clone()
     };
-    let w4 = register(repo, &exact).await;
+    let w4 = fx.register(&exact).await;
     assert_eq!(
         w4.free,
         Resources::ZERO,
@@ -103,19 +100,17 @@ pub async fn check_reregister_keeps_used_capacity(repo: &dyn WorkerRepository) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(old.is_empty(), "the worker must have left pool p: {old:?}");
     assert_consistent(repo, &id, "after re-registration").await;
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }
 
 /// Re-registration with a total below what is reserved fails with `TotalBelowReserved` naming
 /// the resource, and changes nothing.
 pub async fn check_reregister_below_reserved(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("below-reserved");
+    let fx = Fixture::new(repo, "below-reserved");
+    let ns = fx.ns();
     let id = ns.worker("a");
-    let spec = WorkerSpec::new(id.clone(), res(4000, 8192, 2))
-        .with_pool(ns.pool("p"))
-        .requiring_pool_selector()
-        .with_gpu_type("a100");
-    register(repo, &spec).await;
+    let spec = fx.spec("a", res(4000, 8192, 2)).with_gpu_type("a100");
+    fx.register(&spec).await;
     committed(
         reserve1(
             repo,
@@ -177,20 +172,18 @@ pub async fn check_reregister_below_reserved(repo: &dyn WorkerRepository) {
         );
     }
     assert_consistent(repo, &id, "after failed re-registrations").await;
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }
 
 /// Remove then re-register: the old containers are gone, a late release of one is a no-op that
 /// does not over-credit the new worker, and the new version is greater than any before removal.
 pub async fn check_remove_then_reregister_late_release(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("remove");
+    let fx = Fixture::new(repo, "remove");
+    let ns = fx.ns();
     let id = ns.worker("a");
     let total = res(1000, 1000, 1);
-    let spec = WorkerSpec::new(id.clone(), total)
-        .with_pool(ns.pool("p"))
-        .requiring_pool_selector()
-        .with_gpu_type("a100");
-    register(repo, &spec).await;
+    let spec = fx.spec("a", total).with_gpu_type("a100");
+    fx.register(&spec).await;
     let (c1, c2, c3) = (ns.container("c1"), ns.container("c2"), ns.container("c3"));
     committed(
         reserve1(
@@ -215,7 +208,7 @@ pub async fn check_remove_then_reregister_late_release(repo: &dyn WorkerReposito
         None,
         "a removed worker's containers are held nowhere"
     );
-    let w = register(repo, &spec).await;
+    let w = fx.register(&spec).await;
     assert!(
         w.resource_version > last,
         "versions never repeat: {} after removal must exceed {last}",
@@ -251,6 +244,6 @@ pub async fn check_remove_then_reregister_late_release(repo: &dyn WorkerReposito
         "reuse",
     );
     assert_consistent(repo, &id, "after remove and re-register").await;
-    cleanup(repo, std::slice::from_ref(&id)).await;
+    fx.finish().await;
     assert_eq!(find(repo, &c1).await, None);
 }

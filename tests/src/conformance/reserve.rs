@@ -1,13 +1,12 @@
 //! Reserving: batches over one and many workers commit, in input order, each worker on its own.
 
+use super::fixture::Fixture;
 use super::support::{
-    assert_consistent, assert_insufficient, cleanup, committed, cr, find, get, held_on, register,
-    rejected, res, reserve, reserve1, rr, BOTH_MODES,
+    assert_consistent, assert_insufficient, committed, cr, find, get, held_on, rejected, res,
+    reserve, reserve1, rr, BOTH_MODES,
 };
-use crate::ns::Ns;
 use sched_core::{
-    CommitMode, Rejection, ReservationRecord, ResourceKind, WorkerRepository, WorkerSpec,
-    WorkerStatus,
+    CommitMode, Rejection, ReservationRecord, ResourceKind, WorkerRepository, WorkerStatus,
 };
 
 /// This topic's checks, in run order: appends their names to the list being built (see
@@ -27,16 +26,11 @@ macro_rules! __conformance_checks_reserve {
 /// A batch of several reservations on one worker commits them all, charges their sum and bumps
 /// the version.
 pub async fn check_reserve_one_worker(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("one-worker");
+    let fx = Fixture::new(repo, "one-worker");
+    let ns = fx.ns();
     let id = ns.worker("a");
     let total = res(4000, 8192, 0);
-    let before = register(
-        repo,
-        &WorkerSpec::new(id.clone(), total)
-            .with_pool(ns.pool("p"))
-            .requiring_pool_selector(),
-    )
-    .await;
+    let before = fx.worker("a", total).await;
     let items = [
         ("c1", res(500, 1024, 0)),
         ("c2", res(1000, 512, 0)),
@@ -81,24 +75,17 @@ pub async fn check_reserve_one_worker(repo: &dyn WorkerRepository) {
         );
     }
     assert_consistent(repo, &id, "after reserve").await;
-    cleanup(repo, &[id]).await;
+    fx.finish().await;
 }
 
 /// A batch over many workers commits each, and results come back in input order (not sorted).
 pub async fn check_reserve_many_workers_in_input_order(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("many-workers");
-    let ids: Vec<String> = ["w0", "w1", "w2", "w3"]
-        .iter()
-        .map(|n| ns.worker(n))
-        .collect();
-    for id in &ids {
-        register(
-            repo,
-            &WorkerSpec::new(id.clone(), res(2000, 2048, 0))
-                .with_pool(ns.pool("p"))
-                .requiring_pool_selector(),
-        )
-        .await;
+    let fx = Fixture::new(repo, "many-workers");
+    let ns = fx.ns();
+    let names = ["w0", "w1", "w2", "w3"];
+    let ids: Vec<String> = names.iter().map(|n| ns.worker(n)).collect();
+    for n in names {
+        fx.worker(n, res(2000, 2048, 0)).await;
     }
     let order = [2usize, 0, 3, 1];
     let batch: Vec<_> = order
@@ -140,50 +127,29 @@ pub async fn check_reserve_many_workers_in_input_order(repo: &dyn WorkerReposito
     for id in &ids {
         assert_consistent(repo, id, "after a many-worker batch").await;
     }
-    cleanup(repo, &ids).await;
+    fx.finish().await;
 }
 
 /// One worker's rejection (of any kind) does not block the others' commits in the same batch.
 pub async fn check_rejection_does_not_block_other_workers(repo: &dyn WorkerRepository) {
-    let ns = Ns::new("independent");
+    let fx = Fixture::new(repo, "independent");
+    let ns = fx.ns();
     let small = ns.worker("small");
     let ok1 = ns.worker("ok1");
     let ok2 = ns.worker("ok2");
     let drain = ns.worker("drain");
     let stale = ns.worker("stale");
     let ghost = ns.worker("ghost");
-    let pool = ns.pool("p");
-    register(
-        repo,
-        &WorkerSpec::new(small.clone(), res(100, 100, 0))
-            .with_pool(pool.clone())
-            .requiring_pool_selector(),
-    )
-    .await;
-    for id in [&ok1, &ok2] {
-        register(
-            repo,
-            &WorkerSpec::new(id.clone(), res(1000, 1000, 0))
-                .with_pool(pool.clone())
-                .requiring_pool_selector(),
-        )
-        .await;
+    fx.worker("small", res(100, 100, 0)).await;
+    for name in ["ok1", "ok2"] {
+        fx.worker(name, res(1000, 1000, 0)).await;
     }
-    register(
-        repo,
-        &WorkerSpec::new(drain.clone(), res(1000, 1000, 0))
-            .with_pool(pool.clone())
-            .requiring_pool_selector()
+    fx.register(
+        &fx.spec("drain", res(1000, 1000, 0))
             .with_status(WorkerStatus::Draining),
     )
     .await;
-    let st = register(
-        repo,
-        &WorkerSpec::new(stale.clone(), res(1000, 1000, 0))
-            .with_pool(pool.clone())
-            .requiring_pool_selector(),
-    )
-    .await;
+    let st = fx.worker("stale", res(1000, 1000, 0)).await;
     let all = [
         small.clone(),
         ok1.clone(),
@@ -249,5 +215,5 @@ pub async fn check_rejection_does_not_block_other_workers(repo: &dyn WorkerRepos
     for id in &all {
         assert_consistent(repo, id, "after a mixed batch").await;
     }
-    cleanup(repo, &all).await;
+    fx.finish().await;
 }

@@ -26,7 +26,8 @@ pub(super) fn cr(worker: &str, rs: Vec<ResourceReservation>) -> CapacityReservat
 /// Both commit modes, for rules that hold in each.
 pub(super) const BOTH_MODES: [CommitMode; 2] = [CommitMode::AllOrNothing, CommitMode::Partial];
 
-/// `register_worker`, asserting it succeeds.
+/// `register_worker`, asserting it succeeds. Checks register through
+/// [`Fixture`](super::fixture::Fixture), which calls this and remembers the worker.
 pub(super) async fn register(repo: &dyn WorkerRepository, spec: &WorkerSpec) -> Worker {
     match repo.register_worker(spec).await {
         Ok(w) => w,
@@ -166,15 +167,6 @@ pub(super) async fn assert_consistent(repo: &dyn WorkerRepository, id: &str, ctx
             r.worker_id, id,
             "{ctx}: ledger record names the wrong worker"
         );
-    }
-}
-
-/// Removes `ids`, asserting each removal succeeds.
-pub(super) async fn cleanup(repo: &dyn WorkerRepository, ids: &[String]) {
-    for id in ids {
-        if let Err(e) = repo.remove_worker(id).await {
-            panic!("cleanup: remove_worker({id:?}) failed: {e}");
-        }
     }
 }
 
