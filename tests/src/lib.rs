@@ -7,7 +7,9 @@
 //!
 //! * [`conformance`]: one `check_*` per rule of the trait contract, [`conformance::run_all`],
 //!   [`conformance::run_all_concurrently`] and the [`conformance_tests!`] macro, which generates
-//!   one `#[tokio::test]` per check so a failure names its rule.
+//!   one `#[tokio::test]` per check so a failure names its rule. The checks live in one file
+//!   per topic under `src/conformance/`, each with the list of its checks' names, and register
+//!   their workers through a fixture that removes them when the check finishes.
 //! * [`properties`]: concurrent callers, concurrent schedulers and a sequential model-based test,
 //!   on random workers and bursts.
 //! * [`ns`]: random id namespaces. Every check and every property case works in its own, never
