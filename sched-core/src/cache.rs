@@ -6,6 +6,7 @@
 //! that one refresh if it was invalidated. The scheduler writes its own committed results
 //! through, so its own writes never make the cache stale.
 
+use crate::tiers::Tiers;
 use crate::{RepoError, Resources, Worker, WorkerRepository};
 use arc_swap::ArcSwapOption;
 use serde::Serialize;
@@ -36,7 +37,7 @@ pub struct Snapshot {
     index: HashMap<String, usize>,
     taken_at: Instant,
     generation: u64,
-    tiers: std::sync::OnceLock<Arc<crate::scheduler::Tiers>>,
+    tiers: std::sync::OnceLock<Arc<Tiers>>,
 }
 
 impl Snapshot {
@@ -68,10 +69,10 @@ impl Snapshot {
 
     /// The workers' priority tiers, computed once per snapshot (write-through keeps them: it
     /// changes only free capacity and versions).
-    pub fn tiers(&self) -> Arc<crate::scheduler::Tiers> {
+    pub(crate) fn tiers(&self) -> Arc<Tiers> {
         Arc::clone(
             self.tiers
-                .get_or_init(|| Arc::new(crate::scheduler::Tiers::new(&self.workers))),
+                .get_or_init(|| Arc::new(Tiers::new(&self.workers))),
         )
     }
 

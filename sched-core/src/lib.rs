@@ -22,6 +22,7 @@ mod request;
 mod reservation;
 mod resources;
 pub mod scheduler;
+mod tiers;
 pub mod validate;
 mod worker;
 

@@ -20,7 +20,7 @@
 mod plan;
 mod stats;
 
-pub use plan::{eligible, plan, plan_with_tiers, Plan, PlanConfig, Tiers, Unplaceable};
+pub use plan::{eligible, plan, Plan, PlanConfig, Unplaceable};
 pub use stats::SchedulerStats;
 
 use crate::affinity::AffinityMode;
@@ -30,6 +30,7 @@ use crate::{
     CapacityReservation, CommitMode, ContainerRequest, Rejection, ReleaseOutcome, RepoError,
     ResourceReservation, WorkerRepository,
 };
+use plan::plan_with_tiers;
 use serde::Serialize;
 use stats::Counters;
 use std::collections::{BTreeMap, HashSet};
