@@ -25,7 +25,7 @@ pub use stats::SchedulerStats;
 
 use crate::affinity::AffinityMode;
 use crate::cache::{CacheConfig, CacheStats, WorkerStateCache};
-use crate::validate::{validate_amounts, validate_id, MAX_BATCH};
+use crate::validate::{validate_request, MAX_BATCH};
 use crate::{
     CapacityReservation, CommitMode, ContainerRequest, Rejection, ReleaseOutcome, RepoError,
     ResourceReservation, WorkerRepository,
@@ -177,21 +177,6 @@ impl<R> std::fmt::Debug for Scheduler<R> {
     }
 }
 
-fn validate_request(r: &ContainerRequest) -> Result<(), String> {
-    validate_id("container", &r.id).map_err(|e| e.to_string())?;
-    if r.resources.is_zero() {
-        return Err("requests zero resources".into());
-    }
-    validate_amounts(&r.resources).map_err(|e| e.to_string())?;
-    for g in &r.gpu_types {
-        validate_id("gpu type", g).map_err(|e| e.to_string())?;
-    }
-    if let Some(p) = &r.pool_selector {
-        validate_id("pool", p).map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
 impl<R: WorkerRepository + 'static> Scheduler<R> {
     /// A scheduler over `repo`.
     pub fn new(repo: R, config: SchedulerConfig) -> Self {
@@ -326,13 +311,15 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
         let mut seen = HashSet::with_capacity(requests.len());
         let mut pending = Vec::with_capacity(requests.len());
         for (i, r) in requests.iter().enumerate() {
-            let verdict = validate_request(r).and_then(|()| {
-                if seen.insert(r.id.as_str()) {
-                    Ok(())
-                } else {
-                    Err("appears twice in the batch".to_owned())
-                }
-            });
+            let verdict = validate_request(r)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    if seen.insert(r.id.as_str()) {
+                        Ok(())
+                    } else {
+                        Err("appears twice in the batch".to_owned())
+                    }
+                });
             match verdict {
                 Ok(()) => pending.push(i),
                 Err(reason) => {
@@ -740,38 +727,7 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
         let mut out = Vec::with_capacity(container_ids.len());
         for chunk in container_ids.chunks(MAX_BATCH) {
             let res = self.inner.repo.release_batch(chunk).await?;
-            let snap = self.inner.cache.peek();
-            // Per worker, the releases' versions; if they continue the cached version without a
-            // gap, nobody else wrote in between and the new free capacity is known exactly.
-            let mut per_worker: BTreeMap<&str, Vec<(u64, crate::Resources)>> = BTreeMap::new();
-            for rel in res.iter().filter_map(|o| o.released.as_ref()) {
-                per_worker
-                    .entry(rel.worker_id.as_str())
-                    .or_default()
-                    .push((rel.new_version, rel.resources));
-            }
-            let mut through = Vec::new();
-            for (worker_id, mut rels) in per_worker {
-                rels.sort_by_key(|(v, _)| *v);
-                let exact = snap.as_ref().and_then(|s| s.get(worker_id)).and_then(|w| {
-                    let contiguous = rels
-                        .iter()
-                        .enumerate()
-                        .all(|(k, (v, _))| *v == w.resource_version + 1 + k as u64);
-                    if !contiguous {
-                        return None;
-                    }
-                    let returned =
-                        crate::Resources::checked_sum(rels.iter().map(|(_, r)| r)).ok()?;
-                    let free = w.free.checked_add(&returned).ok()?;
-                    free.le(&w.total).then_some((free, rels.last()?.0))
-                });
-                match exact {
-                    Some((free, version)) => through.push((worker_id.to_owned(), free, version)),
-                    None => self.inner.cache.invalidate_worker(worker_id),
-                }
-            }
-            self.inner.cache.write_through(&through);
+            self.inner.cache.write_through_releases(&res);
             out.extend(res);
         }
         Ok(out)
