@@ -37,5 +37,7 @@ pub use reservation::{
     Released, ReservationRecord, ResourceReservation, WorkerOutcome, WorkerResult,
 };
 pub use resources::{ResourceError, ResourceKind, Resources};
-pub use scheduler::{Placement, ScheduleError, Scheduler, SchedulerConfig, SchedulerStats};
+pub use scheduler::{
+    AttemptError, Placement, ScheduleError, Scheduler, SchedulerConfig, SchedulerStats, Unplaceable,
+};
 pub use worker::{Worker, WorkerSpec, WorkerStatus};

@@ -9,7 +9,7 @@ use crate::{ContainerRequest, Resources, Worker};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Planner settings (a subset of [`SchedulerConfig`](super::SchedulerConfig)).
+/// Planner settings (a subset of [`SchedulerConfig`](crate::SchedulerConfig)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanConfig {
     /// How to spread CPU-only containers within a priority tier.
@@ -30,12 +30,15 @@ impl Default for PlanConfig {
     }
 }
 
-/// Why a request has no candidate in the snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a container found no worker in a view of the workers (the cause of
+/// [`ScheduleError::NoCapacity`](crate::ScheduleError::NoCapacity)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum Unplaceable {
     /// No worker passes the filters (pool, GPU type, preemption, availability).
+    #[error("no eligible worker")]
     NoEligibleWorker,
-    /// Eligible workers exist but none has room left in this plan.
+    /// Eligible workers exist but none has room left.
+    #[error("no eligible worker has room")]
     NoCapacity,
 }
 
