@@ -1,5 +1,8 @@
 //! The planner: filters, ranks and assigns a whole burst against one snapshot, in memory,
 //! without overcommitting that snapshot. Pure and synchronous, so it is cheap to test and bench.
+//!
+//! Internal to the scheduler; [`crate::bench_support`] exposes [`plan`], [`eligible`] and
+//! [`PlanConfig`] to the criterion bench and to `sched-sim`'s baseline strategies.
 
 use crate::affinity::{
     hash_container_id, hash_worker_id, rendezvous_score, rotation_offset, AffinityMode,
