@@ -8,9 +8,9 @@
 
 use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use sched_core::{AuditMode, 
-    AuditReport, CacheConfig, CapacityReservation, CommitMode, ReleaseOutcome, RepoError,
-    ReservationRecord, Resources, Worker, WorkerRepository, WorkerResult, WorkerSpec,
+use sched_core::{
+    AuditMode, AuditReport, CacheConfig, CapacityReservation, CommitMode, ReleaseOutcome,
+    RepoError, ReservationRecord, Resources, Worker, WorkerRepository, WorkerResult, WorkerSpec,
     WorkerStateCache,
 };
 use std::collections::HashMap;
