@@ -1,4 +1,4 @@
-//! The planner (`sched_core::scheduler::plan`) on a 10,000-worker snapshot with bursts of 100
+//! The planner (`sched_core::bench_support::plan`) on a 10,000-worker snapshot with bursts of 100
 //! and 1,000 CPU-only containers, for each spreading mode.
 //!
 //! `cargo bench -p sched-core --bench plan -- --warm-up-time 1 --measurement-time 2`
@@ -6,7 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sched_core::affinity::AffinityMode;
-use sched_core::scheduler::{plan, PlanConfig};
+use sched_core::bench_support::{plan, PlanConfig};
 use sched_core::{ContainerRequest, Resources, Worker, WorkerSpec};
 use std::hint::black_box;
 use std::sync::Arc;

@@ -1,9 +1,10 @@
 //! Worker affinity: spread containers across equally good workers, deterministically.
 //!
 //! * [`hash_container_id`]: the first 8 bytes of sha256(container id), big-endian.
-//! * [`apply_worker_affinity`]: rotate candidates by `hash mod n` inside each tier of equal
-//!   priority (the original design's spreading, now tier-preserving).
-//! * [`rendezvous_score`]: highest-random-weight hashing, stable when workers join or leave.
+//! * [`rotation_offset`]: rotate a tier of equal priority by `hash mod n` (the original design's
+//!   spreading, kept inside each tier) — [`AffinityMode::Rotate`].
+//! * rendezvous (highest-random-weight) hashing, stable when workers join or leave —
+//!   [`AffinityMode::Rendezvous`].
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -34,38 +35,14 @@ pub fn hash_container_id(container_id: &str) -> u64 {
     u64::from_be_bytes(first)
 }
 
-/// Rotates `candidates` left by `hash_container_id(container_id) mod len` inside each run of
-/// equal `tier(c)`, so that tier order (e.g. priority) is kept. Candidates must already be sorted
-/// by tier.
+/// Where a container starts in a tier of `len` candidates under [`AffinityMode::Rotate`]:
+/// `container_hash mod len` (0 for an empty tier).
 ///
 /// ```
-/// use sched_core::affinity::apply_worker_affinity;
-/// let mut v = vec![(2, "a"), (2, "b"), (2, "c"), (1, "d")];
-/// apply_worker_affinity(&mut v, "some-container", |c| c.0);
-/// assert_eq!(v[3], (1, "d")); // the lower tier stays last
+/// use sched_core::affinity::{hash_container_id, rotation_offset};
+/// let off = rotation_offset(hash_container_id("some-container"), 3);
+/// assert!(off < 3);
 /// ```
-pub fn apply_worker_affinity<T, K: PartialEq>(
-    candidates: &mut [T],
-    container_id: &str,
-    tier: impl Fn(&T) -> K,
-) {
-    let h = hash_container_id(container_id);
-    let mut start = 0;
-    while start < candidates.len() {
-        let key = tier(&candidates[start]);
-        let mut end = start + 1;
-        while end < candidates.len() && tier(&candidates[end]) == key {
-            end += 1;
-        }
-        let run = &mut candidates[start..end];
-        let n = run.len() as u64;
-        // n >= 1 here, so the modulo is safe.
-        run.rotate_left((h % n) as usize);
-        start = end;
-    }
-}
-
-/// The rotation offset [`apply_worker_affinity`] uses for a tier of `len` candidates.
 pub fn rotation_offset(container_hash: u64, len: usize) -> usize {
     if len == 0 {
         0
@@ -75,13 +52,13 @@ pub fn rotation_offset(container_hash: u64, len: usize) -> usize {
 }
 
 /// A stable per-worker hash for [`rendezvous_score`] (first 8 bytes of sha256(worker id)).
-pub fn hash_worker_id(worker_id: &str) -> u64 {
+pub(crate) fn hash_worker_id(worker_id: &str) -> u64 {
     hash_container_id(worker_id)
 }
 
 /// Rendezvous weight of a (container, worker) pair; the candidate with the highest weight wins.
 /// Mixes the two sha256-derived hashes with splitmix64, so scoring n workers costs n cheap mixes.
-pub fn rendezvous_score(container_hash: u64, worker_hash: u64) -> u64 {
+pub(crate) fn rendezvous_score(container_hash: u64, worker_hash: u64) -> u64 {
     let mut z = container_hash ^ worker_hash.rotate_left(32);
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -89,31 +66,56 @@ pub fn rendezvous_score(container_hash: u64, worker_hash: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Sorts `candidates` inside each tier by descending rendezvous score for `container_id`.
-pub fn apply_rendezvous<T, K: PartialEq>(
-    candidates: &mut [T],
-    container_id: &str,
-    tier: impl Fn(&T) -> K,
-    worker_id: impl Fn(&T) -> &str,
-) {
-    let h = hash_container_id(container_id);
-    let mut start = 0;
-    while start < candidates.len() {
-        let key = tier(&candidates[start]);
-        let mut end = start + 1;
-        while end < candidates.len() && tier(&candidates[end]) == key {
-            end += 1;
-        }
-        candidates[start..end].sort_by_cached_key(|c| {
-            std::cmp::Reverse(rendezvous_score(h, hash_worker_id(worker_id(c))))
-        });
-        start = end;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rotates `candidates` left by `hash_container_id(container_id) mod len` inside each run of
+    /// equal `tier(c)`, so that tier order (e.g. priority) is kept. Candidates must already be sorted
+    /// by tier. (The tier-preserving rotation the planner performs with [`rotation_offset`].)
+    fn apply_worker_affinity<T, K: PartialEq>(
+        candidates: &mut [T],
+        container_id: &str,
+        tier: impl Fn(&T) -> K,
+    ) {
+        let h = hash_container_id(container_id);
+        let mut start = 0;
+        while start < candidates.len() {
+            let key = tier(&candidates[start]);
+            let mut end = start + 1;
+            while end < candidates.len() && tier(&candidates[end]) == key {
+                end += 1;
+            }
+            let run = &mut candidates[start..end];
+            let n = run.len() as u64;
+            // n >= 1 here, so the modulo is safe.
+            run.rotate_left((h % n) as usize);
+            start = end;
+        }
+    }
+
+    /// Sorts `candidates` inside each tier by descending rendezvous score for `container_id`
+    /// (the order the planner's rendezvous mode picks from).
+    fn apply_rendezvous<T, K: PartialEq>(
+        candidates: &mut [T],
+        container_id: &str,
+        tier: impl Fn(&T) -> K,
+        worker_id: impl Fn(&T) -> &str,
+    ) {
+        let h = hash_container_id(container_id);
+        let mut start = 0;
+        while start < candidates.len() {
+            let key = tier(&candidates[start]);
+            let mut end = start + 1;
+            while end < candidates.len() && tier(&candidates[end]) == key {
+                end += 1;
+            }
+            candidates[start..end].sort_by_cached_key(|c| {
+                std::cmp::Reverse(rendezvous_score(h, hash_worker_id(worker_id(c))))
+            });
+            start = end;
+        }
+    }
 
     #[test]
     fn hash_is_sha256_prefix_big_endian() {
@@ -132,6 +134,13 @@ mod tests {
         assert!(v[5..].iter().all(|c| c.0 == 1));
         let off = rotation_offset(hash_container_id("abc"), 5);
         assert_eq!(v[0].1, off);
+    }
+
+    #[test]
+    fn rotation_keeps_the_lower_tier_last() {
+        let mut v = vec![(2, "a"), (2, "b"), (2, "c"), (1, "d")];
+        apply_worker_affinity(&mut v, "some-container", |c| c.0);
+        assert_eq!(v[3], (1, "d")); // the lower tier stays last
     }
 
     #[test]

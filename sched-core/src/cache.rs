@@ -6,10 +6,11 @@
 //! that one refresh if it was invalidated. The scheduler writes its own committed results
 //! through, so its own writes never make the cache stale.
 
-use crate::{RepoError, Resources, Worker, WorkerRepository};
+use crate::tiers::Tiers;
+use crate::{ReleaseOutcome, RepoError, Resources, Worker, WorkerRepository};
 use arc_swap::ArcSwapOption;
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,7 +37,7 @@ pub struct Snapshot {
     index: HashMap<String, usize>,
     taken_at: Instant,
     generation: u64,
-    tiers: std::sync::OnceLock<Arc<crate::scheduler::Tiers>>,
+    tiers: std::sync::OnceLock<Arc<Tiers>>,
 }
 
 impl Snapshot {
@@ -68,15 +69,15 @@ impl Snapshot {
 
     /// The workers' priority tiers, computed once per snapshot (write-through keeps them: it
     /// changes only free capacity and versions).
-    pub fn tiers(&self) -> Arc<crate::scheduler::Tiers> {
+    pub(crate) fn tiers(&self) -> Arc<Tiers> {
         Arc::clone(
             self.tiers
-                .get_or_init(|| Arc::new(crate::scheduler::Tiers::new(&self.workers))),
+                .get_or_init(|| Arc::new(Tiers::new(&self.workers))),
         )
     }
 
     /// When the underlying read was taken (write-through does not change it).
-    pub fn taken_at(&self) -> Instant {
+    pub(crate) fn taken_at(&self) -> Instant {
         self.taken_at
     }
 
@@ -315,7 +316,7 @@ impl WorkerStateCache {
 
     /// Writes committed results through: for each `(worker_id, free, version)`, updates the
     /// cached worker if `version` is newer than the cached one. Unknown workers are ignored.
-    pub fn write_through(&self, updates: &[(String, Resources, u64)]) {
+    pub(crate) fn write_through(&self, updates: &[(String, Resources, u64)]) {
         if updates.is_empty() || self.config.ttl.is_zero() {
             return;
         }
@@ -337,6 +338,41 @@ impl WorkerStateCache {
         });
         self.write_throughs
             .fetch_add(updates.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Writes released capacity through. Per worker, when the releases' versions continue the
+    /// cached version without a gap, nobody else wrote in between and the new free capacity is
+    /// known exactly: it is written through. Otherwise the worker is invalidated.
+    pub(crate) fn write_through_releases(&self, outcomes: &[ReleaseOutcome]) {
+        let snap = self.peek();
+        let mut per_worker: BTreeMap<&str, Vec<(u64, Resources)>> = BTreeMap::new();
+        for rel in outcomes.iter().filter_map(|o| o.released.as_ref()) {
+            per_worker
+                .entry(rel.worker_id.as_str())
+                .or_default()
+                .push((rel.new_version, rel.resources));
+        }
+        let mut through = Vec::new();
+        for (worker_id, mut rels) in per_worker {
+            rels.sort_by_key(|(v, _)| *v);
+            let exact = snap.as_ref().and_then(|s| s.get(worker_id)).and_then(|w| {
+                let contiguous = rels
+                    .iter()
+                    .enumerate()
+                    .all(|(k, (v, _))| *v == w.resource_version + 1 + k as u64);
+                if !contiguous {
+                    return None;
+                }
+                let returned = Resources::checked_sum(rels.iter().map(|(_, r)| r)).ok()?;
+                let free = w.free.checked_add(&returned).ok()?;
+                free.le(&w.total).then_some((free, rels.last()?.0))
+            });
+            match exact {
+                Some((free, version)) => through.push((worker_id.to_owned(), free, version)),
+                None => self.invalidate_worker(worker_id),
+            }
+        }
+        self.write_through(&through);
     }
 
     /// Counters and the current snapshot's age.

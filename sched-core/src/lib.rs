@@ -22,10 +22,12 @@ mod repository;
 mod request;
 mod reservation;
 mod resources;
-pub mod scheduler;
+mod scheduler;
+mod tiers;
 pub mod validate;
 mod worker;
 
+pub use affinity::AffinityMode;
 pub use cache::{CacheConfig, CacheStats, WorkerStateCache};
 pub use counters::{BackendCounters, CounterSnapshot};
 pub use error::{BoxError, InvalidInput, RepoError};
@@ -37,5 +39,15 @@ pub use reservation::{
     Released, ReservationRecord, ResourceReservation, WorkerOutcome, WorkerResult,
 };
 pub use resources::{ResourceError, ResourceKind, Resources};
-pub use scheduler::{Placement, ScheduleError, Scheduler, SchedulerConfig, SchedulerStats};
+pub use scheduler::{
+    AttemptError, Placement, ScheduleError, Scheduler, SchedulerConfig, SchedulerStats, Unplaceable,
+};
 pub use worker::{Worker, WorkerSpec, WorkerStatus};
+
+/// The planner, for the criterion bench (`benches/plan.rs`) and for `sched-sim`'s baseline
+/// strategies, which must filter workers exactly as the scheduler does. Not a supported API:
+/// it may change with the scheduler.
+#[doc(hidden)]
+pub mod bench_support {
+    pub use crate::scheduler::{eligible, plan, Plan, PlanConfig};
+}

@@ -2,7 +2,8 @@
 //! everywhere and before anything changes.
 
 use crate::{
-    CapacityReservation, InvalidInput, ResourceKind, ResourceReservation, Resources, WorkerSpec,
+    CapacityReservation, ContainerRequest, InvalidInput, ResourceKind, ResourceReservation,
+    Resources, WorkerSpec,
 };
 use std::collections::HashSet;
 
@@ -34,7 +35,7 @@ pub fn validate_id(what: &'static str, id: &str) -> Result<(), InvalidInput> {
 }
 
 /// Checks that no amount exceeds [`MAX_AMOUNT`].
-pub fn validate_amounts(r: &Resources) -> Result<(), InvalidInput> {
+fn validate_amounts(r: &Resources) -> Result<(), InvalidInput> {
     for k in ResourceKind::ALL {
         let v = r.get(k);
         if v > MAX_AMOUNT {
@@ -59,7 +60,7 @@ pub fn validate_spec(spec: &WorkerSpec) -> Result<(), InvalidInput> {
 }
 
 /// Checks one reservation.
-pub fn validate_reservation(r: &ResourceReservation) -> Result<(), InvalidInput> {
+fn validate_reservation(r: &ResourceReservation) -> Result<(), InvalidInput> {
     validate_id("container", &r.container_id)?;
     if r.resources.is_zero() {
         return Err(InvalidInput::ZeroResources {
@@ -69,6 +70,25 @@ pub fn validate_reservation(r: &ResourceReservation) -> Result<(), InvalidInput>
     validate_amounts(&r.resources)?;
     if let Some(g) = &r.gpu_type {
         validate_id("gpu type", g)?;
+    }
+    Ok(())
+}
+
+/// Checks one container request before the scheduler plans it: id, non-zero amounts within
+/// [`MAX_AMOUNT`], GPU types and pool selector.
+pub(crate) fn validate_request(r: &ContainerRequest) -> Result<(), InvalidInput> {
+    validate_id("container", &r.id)?;
+    if r.resources.is_zero() {
+        return Err(InvalidInput::ZeroResources {
+            container_id: r.id.clone(),
+        });
+    }
+    validate_amounts(&r.resources)?;
+    for g in &r.gpu_types {
+        validate_id("gpu type", g)?;
+    }
+    if let Some(p) = &r.pool_selector {
+        validate_id("pool", p)?;
     }
     Ok(())
 }

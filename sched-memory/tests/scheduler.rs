@@ -5,7 +5,7 @@
 use sched_core::affinity::AffinityMode;
 use sched_core::{
     CapacityReservation, CommitMode, ContainerRequest, ResourceReservation, Resources,
-    ScheduleError, Scheduler, SchedulerConfig, WorkerRepository, WorkerSpec,
+    ScheduleError, Scheduler, SchedulerConfig, Unplaceable, WorkerRepository, WorkerSpec,
 };
 use sched_memory::{Fault, MemoryRepository};
 use std::collections::HashMap;
@@ -241,10 +241,10 @@ async fn no_capacity_and_invalid_requests_are_typed_and_change_nothing() {
         Err(ScheduleError::InvalidRequest { .. })
     ));
     assert!(
-        matches!(&results[3], Err(ScheduleError::NoCapacity { reason, .. }) if reason.contains("room"))
+        matches!(&results[3], Err(e @ ScheduleError::NoCapacity { cause: Unplaceable::NoCapacity, .. }) if e.to_string().contains("room"))
     );
     assert!(
-        matches!(&results[4], Err(ScheduleError::NoCapacity { reason, .. }) if reason.contains("eligible"))
+        matches!(&results[4], Err(e @ ScheduleError::NoCapacity { cause: Unplaceable::NoEligibleWorker, .. }) if e.to_string().contains("eligible"))
     );
     assert!(results[5].is_ok());
     assert!(matches!(

@@ -1,14 +1,18 @@
 //! The planner: filters, ranks and assigns a whole burst against one snapshot, in memory,
 //! without overcommitting that snapshot. Pure and synchronous, so it is cheap to test and bench.
+//!
+//! Internal to the scheduler; [`crate::bench_support`] exposes [`plan`], [`eligible`] and
+//! [`PlanConfig`] to the criterion bench and to `sched-sim`'s baseline strategies.
 
 use crate::affinity::{
     hash_container_id, hash_worker_id, rendezvous_score, rotation_offset, AffinityMode,
 };
+use crate::tiers::Tiers;
 use crate::{ContainerRequest, Resources, Worker};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Planner settings (a subset of [`SchedulerConfig`](super::SchedulerConfig)).
+/// Planner settings (a subset of [`SchedulerConfig`](crate::SchedulerConfig)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanConfig {
     /// How to spread CPU-only containers within a priority tier.
@@ -29,12 +33,15 @@ impl Default for PlanConfig {
     }
 }
 
-/// Why a request has no candidate in the snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a container found no worker in a view of the workers (the cause of
+/// [`ScheduleError::NoCapacity`](crate::ScheduleError::NoCapacity)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum Unplaceable {
     /// No worker passes the filters (pool, GPU type, preemption, availability).
+    #[error("no eligible worker")]
     NoEligibleWorker,
-    /// Eligible workers exist but none has room left in this plan.
+    /// Eligible workers exist but none has room left.
+    #[error("no eligible worker has room")]
     NoCapacity,
 }
 
@@ -75,43 +82,6 @@ pub fn eligible(w: &Worker, r: &ContainerRequest, cfg: &PlanConfig) -> bool {
     }
 }
 
-/// Workers grouped into priority tiers: indices sorted by (priority desc, id asc), split into runs
-/// of equal priority. Depends only on ids and priorities, so a snapshot computes it once.
-#[derive(Debug, Clone, Default)]
-pub struct Tiers {
-    order: Vec<usize>,
-    bounds: Vec<(usize, usize)>,
-}
-
-impl Tiers {
-    /// Tiers of `workers`.
-    pub fn new(workers: &[Arc<Worker>]) -> Self {
-        let mut order: Vec<usize> = (0..workers.len()).collect();
-        order.sort_by(|&a, &b| {
-            workers[b]
-                .priority
-                .cmp(&workers[a].priority)
-                .then_with(|| workers[a].id.cmp(&workers[b].id))
-        });
-        let mut bounds = Vec::new();
-        let mut start = 0;
-        while start < order.len() {
-            let p = workers[order[start]].priority;
-            let mut end = start + 1;
-            while end < order.len() && workers[order[end]].priority == p {
-                end += 1;
-            }
-            bounds.push((start, end));
-            start = end;
-        }
-        Tiers { order, bounds }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &[usize]> {
-        self.bounds.iter().map(|&(a, b)| &self.order[a..b])
-    }
-}
-
 /// Plans `requests` onto `workers` (a snapshot, ordered by id). Ranking: worker priority first
 /// (higher first); inside a tier, affinity for CPU-only requests (rotation or rendezvous), or
 /// best-fit if configured, else id order. Capacity is the snapshot's free minus what this plan
@@ -121,7 +91,7 @@ pub fn plan(workers: &[Arc<Worker>], requests: &[&ContainerRequest], cfg: &PlanC
 }
 
 /// [`plan`] with the tiers already computed (they must be [`Tiers::new`] of the same `workers`).
-pub fn plan_with_tiers(
+pub(crate) fn plan_with_tiers(
     workers: &[Arc<Worker>],
     tiers: &Tiers,
     requests: &[&ContainerRequest],

@@ -12,7 +12,7 @@
 use super::{jitter_sleep, run_each, AtomicStats, PlaceResult, Strategy, StrategyKind};
 use super::{StrategyOptions, StrategyStats};
 use async_trait::async_trait;
-use sched_core::scheduler::{eligible, PlanConfig};
+use sched_core::bench_support::{eligible, PlanConfig};
 use sched_core::{
     affinity::AffinityMode, CapacityReservation, CommitMode, ContainerRequest, Placement,
     Rejection, RepoError, ResourceReservation, WorkerLocks, WorkerRepository,

@@ -14,7 +14,7 @@ use super::StrategyStats;
 use super::{jitter_sleep, AtomicStats, PlaceResult, Strategy, StrategyKind, StrategyOptions};
 use async_trait::async_trait;
 use sched_core::affinity::{hash_container_id, rotation_offset, AffinityMode};
-use sched_core::scheduler::{eligible, PlanConfig};
+use sched_core::bench_support::{eligible, PlanConfig};
 use sched_core::{
     CapacityReservation, CommitMode, ContainerRequest, LockToken, Placement, Rejection, RepoError,
     ResourceReservation, Resources, Worker, WorkerLocks, WorkerRepository,

@@ -1,0 +1,382 @@
+//! [`Burst`]: one `schedule_batch` run. It owns the burst's state (the requests, one result slot
+//! each, what this attempt places, what the next retries, each container's last error, the
+//! attempt number) and drives it: plan against one snapshot, commit, settle every worker's
+//! outcome, re-plan only what was rejected.
+
+use super::calls::{chunk_calls, worker_parts, Part};
+use super::config::SchedulerConfig;
+use super::outcome::{AttemptError, Placement, ScheduleError};
+use super::plan::plan_with_tiers;
+use super::resolve::lookup;
+use super::stats::Counters;
+use crate::cache::{Snapshot, WorkerStateCache};
+use crate::validate::validate_request;
+use crate::{
+    CapacityReservation, ContainerRequest, InvalidInput, Rejection, RepoError, WorkerRepository,
+};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// What a burst works with: everything a scheduler holds but its group-commit queue.
+pub(super) struct Core<R> {
+    pub(super) repo: R,
+    pub(super) config: SchedulerConfig,
+    pub(super) cache: WorkerStateCache,
+    pub(super) counters: Counters,
+}
+
+/// One burst in flight. Indices (`i`) are positions in the request list.
+pub(super) struct Burst<'a, R> {
+    core: &'a Core<R>,
+    started: Instant,
+    requests: Vec<ContainerRequest>,
+    results: Vec<Option<Result<Placement, ScheduleError>>>,
+    /// To place in this attempt.
+    pending: Vec<usize>,
+    /// To place again in the next attempt.
+    next: Vec<usize>,
+    last_error: Vec<Option<AttemptError>>,
+    attempt: u32,
+    /// A worker reported one of our containers held already: look the others up first.
+    contested: bool,
+    /// The plan already found no room once in a cached (possibly stale) view.
+    rechecked_capacity: bool,
+}
+
+impl<'a, R: WorkerRepository> Burst<'a, R> {
+    /// A burst of `requests`: counts them and validates each (malformed ones and repeated ids
+    /// are answered at once, nothing sent).
+    pub(super) fn new(core: &'a Core<R>, requests: Vec<ContainerRequest>) -> Self {
+        let started = Instant::now();
+        core.counters.batch(requests.len());
+        let mut results: Vec<Option<Result<Placement, ScheduleError>>> =
+            (0..requests.len()).map(|_| None).collect();
+        let mut seen = HashSet::with_capacity(requests.len());
+        let mut pending = Vec::with_capacity(requests.len());
+        for (i, r) in requests.iter().enumerate() {
+            let verdict = validate_request(r).and_then(|()| {
+                if seen.insert(r.id.as_str()) {
+                    Ok(())
+                } else {
+                    Err(InvalidInput::DuplicateContainer {
+                        container_id: r.id.clone(),
+                    })
+                }
+            });
+            match verdict {
+                Ok(()) => pending.push(i),
+                Err(cause) => {
+                    results[i] = Some(Err(ScheduleError::InvalidRequest {
+                        container_id: r.id.clone(),
+                        cause,
+                    }))
+                }
+            }
+        }
+        drop(seen);
+        Burst {
+            core,
+            started,
+            last_error: (0..requests.len()).map(|_| None).collect(),
+            requests,
+            results,
+            pending,
+            next: Vec::new(),
+            attempt: 0,
+            contested: false,
+            rechecked_capacity: false,
+        }
+    }
+
+    /// Places what it can with bounded attempts and backoff; one result per request, in order.
+    pub(super) async fn run(mut self) -> Vec<Result<Placement, ScheduleError>> {
+        let core = self.core;
+        let cfg = &core.config;
+        while !self.pending.is_empty() {
+            self.attempt += 1;
+            if self.attempt > cfg.max_attempts {
+                self.exhaust();
+                break;
+            }
+            if self.attempt > 1 {
+                core.counters.retries(self.pending.len());
+                tokio::time::sleep(cfg.backoff(self.attempt)).await;
+            }
+            if std::mem::take(&mut self.contested) {
+                self.sweep_held().await;
+                if self.pending.is_empty() {
+                    break;
+                }
+            }
+            let snap = match core.cache.snapshot(&core.repo).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt = self.attempt, "reading workers failed");
+                    let e = Arc::new(e);
+                    for &i in &self.pending {
+                        self.last_error[i] = Some(AttemptError::ReadWorkers(Arc::clone(&e)));
+                    }
+                    continue;
+                }
+            };
+            self.attempt_on(&snap).await;
+            self.pending = std::mem::take(&mut self.next);
+        }
+        self.finish()
+    }
+
+    /// One attempt against `snap`: plan the pending containers, settle the unplaceable ones,
+    /// commit the rest.
+    async fn attempt_on(&mut self, snap: &Snapshot) {
+        let core = self.core;
+        let fresh = snap.taken_at() >= self.started;
+        let p = {
+            let reqs: Vec<&ContainerRequest> =
+                self.pending.iter().map(|&i| &self.requests[i]).collect();
+            let _s = tracing::debug_span!("plan", containers = reqs.len()).entered();
+            plan_with_tiers(
+                snap.workers(),
+                &snap.tiers(),
+                &reqs,
+                &core.config.plan_config(),
+            )
+        };
+        if !p.unplaceable.is_empty() {
+            if !fresh && !self.rechecked_capacity {
+                // The cached view may be stale (others released capacity): look again once.
+                self.rechecked_capacity = true;
+                core.cache.invalidate();
+                for &(k, _) in &p.unplaceable {
+                    self.next.push(self.pending[k]);
+                }
+                self.attempt -= 1; // a stale view is not a failed attempt
+            } else {
+                for &(k, cause) in &p.unplaceable {
+                    let i = self.pending[k];
+                    core.counters.no_capacity();
+                    self.fail(
+                        i,
+                        ScheduleError::NoCapacity {
+                            container_id: self.requests[i].id.clone(),
+                            cause,
+                        },
+                    );
+                }
+            }
+        }
+        let parts = worker_parts(
+            snap.workers(),
+            p.assignments,
+            &self.pending,
+            &self.requests,
+            core.config.version_checks,
+        );
+        for call in chunk_calls(parts) {
+            self.commit_call(call).await;
+        }
+    }
+
+    /// One `reserve_batch` call, and what each worker's outcome means for its containers.
+    async fn commit_call(&mut self, call: Vec<Part>) {
+        let core = self.core;
+        let (batch, idxs): (Vec<CapacityReservation>, Vec<Vec<usize>>) = call.into_iter().unzip();
+        core.counters.reserve_call(batch.len());
+        let res = core
+            .repo
+            .reserve_batch(&batch, core.config.commit_mode)
+            .instrument(tracing::debug_span!("reserve_batch", workers = batch.len()))
+            .await;
+        match res {
+            Ok(outcomes) if outcomes.len() == batch.len() => {
+                let mut through = Vec::new();
+                for ((cr, idxs), wr) in batch.iter().zip(&idxs).zip(outcomes) {
+                    match wr.outcome {
+                        Ok(c) => {
+                            through.push((cr.worker_id.clone(), c.free, c.new_version));
+                            let accepted = c.accepted.min(idxs.len());
+                            for &i in &idxs[..accepted] {
+                                self.place(i, &cr.worker_id, c.new_version, false);
+                            }
+                            if let Some(rej) = c.remainder {
+                                self.settle_rejected(&cr.worker_id, &rej, &idxs[accepted..]);
+                            }
+                        }
+                        Err(rej) => self.settle_rejected(&cr.worker_id, &rej, idxs),
+                    }
+                }
+                core.cache.write_through(&through);
+            }
+            Ok(outcomes) => {
+                // A backend that breaks the one-result-per-worker contract: treat as ambiguous.
+                tracing::error!(
+                    expected = batch.len(),
+                    got = outcomes.len(),
+                    "reserve_batch returned the wrong number of results"
+                );
+                self.resolve_ambiguous(&idxs).await;
+            }
+            Err(RepoError::InvalidInput(e)) => {
+                for i in idxs.into_iter().flatten() {
+                    self.fail(
+                        i,
+                        ScheduleError::InvalidRequest {
+                            container_id: self.requests[i].id.clone(),
+                            cause: e.clone(),
+                        },
+                    );
+                }
+            }
+            Err(e) if e.is_ambiguous() => {
+                tracing::warn!(error = %e, "commit outcome unknown; resolving with find_reservation");
+                core.counters.ambiguous();
+                let e = Arc::new(e);
+                for &i in idxs.iter().flatten() {
+                    self.note(i, AttemptError::Commit(Arc::clone(&e)));
+                }
+                self.resolve_ambiguous(&idxs).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "commit failed");
+                core.cache.invalidate();
+                let e = Arc::new(e);
+                for i in idxs.into_iter().flatten() {
+                    self.retry(i, Some(AttemptError::Commit(Arc::clone(&e))));
+                }
+            }
+        }
+    }
+
+    /// One worker's rejection for the containers `idxs` (its whole part, or the remainder after
+    /// a partial commit). A container the rejection shows held already is placed there, and
+    /// marks the burst contested (more of its containers may be held).
+    fn settle_rejected(&mut self, worker_id: &str, rej: &Rejection, idxs: &[usize]) {
+        self.core.counters.conflict(rej.kind());
+        tracing::debug!(worker = worker_id, rejection = %rej, "worker part rejected");
+        self.core.cache.invalidate_worker(worker_id);
+        for &i in idxs {
+            match rej {
+                Rejection::AlreadyReserved {
+                    container_id,
+                    worker_id: holder,
+                } if *container_id == self.requests[i].id => {
+                    // Held already (a repeated request, or another scheduler placed it): the
+                    // store's one-holder rule makes that the placement.
+                    self.contested = true;
+                    self.place(i, holder, 0, true);
+                }
+                Rejection::InvalidInput { reason } => self.fail(
+                    i,
+                    ScheduleError::InvalidRequest {
+                        container_id: self.requests[i].id.clone(),
+                        cause: InvalidInput::Other(reason.clone()),
+                    },
+                ),
+                _ => self.retry(i, Some(AttemptError::Rejected(rej.clone()))),
+            }
+        }
+    }
+
+    /// Before re-planning after an `AlreadyReserved`: find which pending containers other
+    /// schedulers already hold, and place them there instead of fighting for them one rejection
+    /// at a time. Not held, or unknown: they stay pending (placing again is safe, one-holder
+    /// rule).
+    async fn sweep_held(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        let found = lookup(&self.core.repo, &self.ids(&pending)).await;
+        for (i, found) in pending.into_iter().zip(found) {
+            match found {
+                Ok(Some(rec)) => self.place(i, &rec.worker_id, 0, true),
+                Ok(None) | Err(_) => self.pending.push(i),
+            }
+        }
+    }
+
+    /// After a lost reply: find where each container is held before placing it anywhere else.
+    async fn resolve_ambiguous(&mut self, idxs: &[Vec<usize>]) {
+        self.core.cache.invalidate();
+        let all: Vec<usize> = idxs.iter().flatten().copied().collect();
+        let found = lookup(&self.core.repo, &self.ids(&all)).await;
+        for (i, found) in all.into_iter().zip(found) {
+            match found {
+                Ok(Some(rec)) => {
+                    self.core.counters.resolved();
+                    self.place(i, &rec.worker_id, 0, false);
+                }
+                Ok(None) => self.retry(i, None),
+                // Still unknown. Retrying is safe: the store's one-holder rule turns a second
+                // placement elsewhere into AlreadyReserved, which we report as placed.
+                Err(e) => self.retry(i, Some(AttemptError::Resolve(e))),
+            }
+        }
+    }
+
+    fn ids(&self, idxs: &[usize]) -> Vec<String> {
+        idxs.iter().map(|&i| self.requests[i].id.clone()).collect()
+    }
+
+    /// Container `i` is held on `worker_id`: the one place a [`Placement`] is made.
+    fn place(&mut self, i: usize, worker_id: &str, resource_version: u64, already_held: bool) {
+        self.core.counters.placed(worker_id);
+        self.results[i] = Some(Ok(Placement {
+            container_id: self.requests[i].id.clone(),
+            worker_id: worker_id.to_owned(),
+            resource_version,
+            attempts: self.attempt,
+            already_held,
+        }));
+    }
+
+    /// Container `i` is answered with `err`.
+    fn fail(&mut self, i: usize, err: ScheduleError) {
+        self.results[i] = Some(Err(err));
+    }
+
+    /// Records why container `i` was not placed in this attempt.
+    fn note(&mut self, i: usize, cause: AttemptError) {
+        self.last_error[i] = Some(cause);
+    }
+
+    /// Container `i` goes into the next attempt, with why (if known).
+    fn retry(&mut self, i: usize, cause: Option<AttemptError>) {
+        if let Some(cause) = cause {
+            self.note(i, cause);
+        }
+        self.next.push(i);
+    }
+
+    /// Attempts are used up: every pending container is answered with its last error.
+    fn exhaust(&mut self) {
+        let attempts = self.attempt - 1;
+        for &i in &self.pending {
+            let last = self.last_error[i].take().unwrap_or(AttemptError::Unknown);
+            self.results[i] = Some(Err(ScheduleError::RetriesExhausted {
+                container_id: self.requests[i].id.clone(),
+                attempts,
+                last,
+            }));
+        }
+    }
+
+    /// Records the burst's duration; one result per request, in order.
+    fn finish(self) -> Vec<Result<Placement, ScheduleError>> {
+        let elapsed = self.started.elapsed();
+        metrics::histogram!("sched_schedule_duration_seconds").record(elapsed.as_secs_f64());
+        let (requests, attempt) = (self.requests, self.attempt);
+        self.results
+            .into_iter()
+            .zip(requests)
+            .map(|(r, req)| {
+                r.unwrap_or_else(|| {
+                    // Unreachable: every container is answered or pending until exhausted.
+                    Err(ScheduleError::RetriesExhausted {
+                        container_id: req.id,
+                        attempts: attempt,
+                        last: AttemptError::Unknown,
+                    })
+                })
+            })
+            .collect()
+    }
+}

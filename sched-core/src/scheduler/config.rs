@@ -1,0 +1,84 @@
+//! [`SchedulerConfig`]: the scheduler's settings, one switch per optimisation.
+
+use super::plan::PlanConfig;
+use crate::affinity::AffinityMode;
+use crate::cache::CacheConfig;
+use crate::CommitMode;
+use std::time::Duration;
+
+/// Scheduler settings. Each optimisation can be switched off on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// Worker-state cache TTL; zero reads the repository for every plan.
+    pub cache_ttl: Duration,
+    /// Spreading of CPU-only containers within a priority tier.
+    pub affinity: AffinityMode,
+    /// Best-fit packing instead of affinity.
+    pub best_fit: bool,
+    /// Let CPU-only requests use GPU workers.
+    pub cpu_on_gpu_workers: bool,
+    /// Coalesce concurrent [`Scheduler::schedule`](crate::Scheduler::schedule) calls into shared
+    /// batches (group commit).
+    pub batching: bool,
+    /// With batching, how long the caller that holds the commit turn waits for more callers
+    /// before closing the batch. Zero (default) only yields to already-runnable tasks.
+    pub group_commit_window: Duration,
+    /// Send `expected_version` with each worker's part. Off by default: the backends check
+    /// capacity atomically, so a version check only adds conflicts when other schedulers commit
+    /// to the same worker; turn it on when a plan depends on more than capacity.
+    pub version_checks: bool,
+    /// How much of a worker's part may commit. `Partial` (default) keeps the fitting prefix.
+    pub commit_mode: CommitMode,
+    /// Attempts per container before
+    /// [`ScheduleError::RetriesExhausted`](crate::ScheduleError::RetriesExhausted).
+    pub max_attempts: u32,
+    /// First retry backoff; doubles per attempt, with jitter.
+    pub backoff_base: Duration,
+    /// Backoff cap.
+    pub backoff_max: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            cache_ttl: CacheConfig::default().ttl,
+            affinity: AffinityMode::Rotate,
+            best_fit: false,
+            cpu_on_gpu_workers: false,
+            batching: true,
+            group_commit_window: Duration::ZERO,
+            version_checks: false,
+            commit_mode: CommitMode::Partial,
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(2),
+            backoff_max: Duration::from_millis(100),
+        }
+    }
+}
+
+impl SchedulerConfig {
+    /// The planner's part of the settings.
+    pub(super) fn plan_config(&self) -> PlanConfig {
+        PlanConfig {
+            affinity: self.affinity,
+            best_fit: self.best_fit,
+            cpu_on_gpu_workers: self.cpu_on_gpu_workers,
+        }
+    }
+
+    /// The pause before `attempt` (2 or more): `backoff_base` doubled per attempt, capped at
+    /// `backoff_max`, with jitter in [50%, 100%).
+    pub(super) fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .backoff_base
+            .saturating_mul(1u32 << attempt.saturating_sub(2).min(16));
+        let capped = exp.min(self.backoff_max);
+        // Jitter in [50%, 100%) from the clock's low bits: enough to de-synchronise schedulers.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let frac = 0.5 + f64::from(nanos % 1000) / 2000.0;
+        capped.mul_f64(frac)
+    }
+}

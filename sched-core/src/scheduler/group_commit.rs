@@ -1,0 +1,87 @@
+//! Group commit: concurrent callers queue their item; whoever gets the commit turn takes the
+//! whole queue as one batch, runs it in its own task, and answers every caller through its
+//! oneshot channel.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::{oneshot, Mutex as AsyncMutex};
+
+/// A queue of items waiting for the commit turn, each with the channel its answer goes to.
+pub(super) struct GroupCommit<T, A> {
+    queue: Mutex<Vec<(T, oneshot::Sender<A>)>>,
+    turn: AsyncMutex<()>,
+}
+
+impl<T: Send + 'static, A: Send + 'static> GroupCommit<T, A> {
+    /// An empty queue.
+    pub(super) fn new() -> Self {
+        GroupCommit {
+            queue: Mutex::new(Vec::new()),
+            turn: AsyncMutex::new(()),
+        }
+    }
+
+    fn take_queue(&self) -> Vec<(T, oneshot::Sender<A>)> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Queues `item` and waits for its answer. While one batch commits, later callers queue;
+    /// the next caller to get the commit turn waits `window` (zero: only yields to tasks that
+    /// are already runnable), takes the whole queue and `run`s it as one batch, which must
+    /// answer in order, one answer per item. `None` when the batch carrying `item` ended
+    /// without answering.
+    pub(super) async fn submit<F, Fut>(&self, item: T, window: Duration, run: F) -> Option<A>
+    where
+        F: Fn(Vec<T>) -> Fut,
+        Fut: Future<Output = Vec<A>> + Send + 'static,
+    {
+        let (tx, mut rx) = oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((item, tx));
+        loop {
+            // Either our answer arrives (someone else's batch carried it), or we get the commit
+            // turn. Waiting on both means finished callers never queue on the lock just to
+            // collect their answer.
+            let turn = tokio::select! {
+                biased;
+                r = &mut rx => return r.ok(),
+                turn = self.turn.lock() => turn,
+            };
+            match rx.try_recv() {
+                Ok(r) => return Some(r),
+                Err(oneshot::error::TryRecvError::Closed) => return None,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            // Let callers that are already running join this batch before we close it.
+            if window.is_zero() {
+                for _ in 0..4 {
+                    tokio::task::yield_now().await;
+                }
+            } else {
+                tokio::time::sleep(window).await;
+            }
+            let queued = self.take_queue();
+            if queued.is_empty() {
+                // Our item is inside a batch that another caller is committing; wait for it.
+                drop(turn);
+                return rx.await.ok();
+            }
+            metrics::histogram!("sched_group_commit_size").record(queued.len() as f64);
+            // Run the batch in its own task so that cancelling this caller cannot strand the
+            // other callers' items halfway through a commit.
+            let (items, replies): (Vec<_>, Vec<_>) = queued.into_iter().unzip();
+            let batch = run(items);
+            let task = tokio::spawn(async move {
+                let answers = batch.await;
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(answer);
+                }
+            });
+            let _ = task.await;
+            drop(turn);
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! What scheduling one container ends in: a [`Placement`], or a [`ScheduleError`] with a typed
+//! cause.
+
+use super::plan::Unplaceable;
+use crate::{InvalidInput, Rejection, RepoError};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Where a container was placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Placement {
+    /// The container.
+    pub container_id: String,
+    /// The worker that holds it.
+    pub worker_id: String,
+    /// The worker's version after the commit (0 when found already held).
+    pub resource_version: u64,
+    /// Commit attempts it took.
+    pub attempts: u32,
+    /// True when the container was already held (an earlier attempt whose reply was lost, or a
+    /// repeated request): the store's one-holder rule makes scheduling idempotent.
+    pub already_held: bool,
+}
+
+/// Why a container was not placed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ScheduleError {
+    /// The request is malformed (found by the scheduler, the backend, or the worker's part).
+    #[error("invalid request {container_id:?}: {cause}")]
+    InvalidRequest {
+        /// The container.
+        container_id: String,
+        /// What is wrong.
+        cause: InvalidInput,
+    },
+    /// No worker can take it, in a fresh view of the workers.
+    #[error("no capacity for {container_id:?}: {cause}")]
+    NoCapacity {
+        /// The container.
+        container_id: String,
+        /// No eligible worker at all, or none with room.
+        cause: Unplaceable,
+    },
+    /// Every attempt was rejected or failed.
+    #[error("retries exhausted for {container_id:?} after {attempts} attempts: {last}")]
+    RetriesExhausted {
+        /// The container.
+        container_id: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last rejection or error.
+        last: AttemptError,
+    },
+}
+
+impl ScheduleError {
+    /// The container concerned.
+    pub fn container_id(&self) -> &str {
+        match self {
+            ScheduleError::InvalidRequest { container_id, .. }
+            | ScheduleError::NoCapacity { container_id, .. }
+            | ScheduleError::RetriesExhausted { container_id, .. } => container_id,
+        }
+    }
+}
+
+/// Why an attempt to place a container did not place it: the `last` of
+/// [`ScheduleError::RetriesExhausted`]. Store errors are shared (`Arc`) by every container of
+/// the call that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AttemptError {
+    /// The worker rejected the container's part (capacity, version, availability, contention).
+    #[error("{0}")]
+    Rejected(Rejection),
+    /// Reading the workers failed, so nothing was planned.
+    #[error("reading workers: {0}")]
+    ReadWorkers(Arc<RepoError>),
+    /// The `reserve_batch` call failed, or its outcome is unknown (lost reply).
+    #[error("{0}")]
+    Commit(Arc<RepoError>),
+    /// After a lost reply, `find_reservations` failed too: where the container is held is
+    /// unknown (retrying is safe: the one-holder rule turns a second placement into
+    /// `AlreadyReserved`).
+    #[error("resolving lost reply: {0}")]
+    Resolve(Arc<RepoError>),
+    /// The task placing the container ended before answering ([`Scheduler::schedule`] with
+    /// batching).
+    ///
+    /// [`Scheduler::schedule`]: crate::Scheduler::schedule
+    #[error("scheduler task ended before answering")]
+    Abandoned,
+    /// No error was recorded for the container (e.g. a backend answered with the wrong number
+    /// of results and the lookup found the container held nowhere).
+    #[error("no error recorded")]
+    Unknown,
+}
