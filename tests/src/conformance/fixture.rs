@@ -28,7 +28,9 @@ use std::sync::Mutex;
 ///   other check looks and (requiring a pool selector) no scheduler places anything.
 /// * Dropped without `finish` otherwise (a check that forgot it or returned early, or a caller
 ///   that cancelled the check's future), the fixture panics naming its namespace, so leftovers
-///   are a test failure instead of silent.
+///   are a test failure instead of silent. A cancelled check is one that did not pass anyway;
+///   tokio catches a panic raised while it drops a task (say, the sibling tasks of a failed
+///   test at runtime shutdown), so there it only adds a message to a failing test's output.
 ///
 /// Every passing check thus removes all of its workers, and nothing ever blocks.
 #[must_use = "end the check with `fx.finish().await`, which removes its workers"]
@@ -117,8 +119,9 @@ impl Drop for Fixture<'_> {
         }
         let left = self.workers.get_mut().map_or(0, |ws| ws.len());
         panic!(
-            "conformance fixture {:?} dropped without `finish().await`: its {left} worker(s) \
-             are left in the store",
+            "conformance fixture {:?} dropped without `finish().await` (a check that forgot it \
+             or returned early, or a check cancelled mid-way): its {left} worker(s) are left in \
+             the store",
             self.ns.prefix()
         );
     }
