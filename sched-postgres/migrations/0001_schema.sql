@@ -103,9 +103,12 @@ RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE
 AS $fn$
 DECLARE
-    kinds    CONSTANT text[] := ARRAY['cpu', 'memory', 'gpu'];
-    free     bigint[] := ARRAY[w.free_cpu, w.free_mem, w.free_gpu];
-    need     bigint[];
+    f_cpu    bigint := w.free_cpu;
+    f_mem    bigint := w.free_mem;
+    f_gpu    bigint := w.free_gpu;
+    c_cpu    bigint;
+    c_mem    bigint;
+    c_gpu    bigint;
     r        jsonb;
     cid      text;
     accepted integer := 0;
@@ -142,20 +145,25 @@ BEGIN
                                       'requested', r->'gpu_type', 'actual', to_jsonb(w.gpu_type));
             EXIT;
         END IF;
-        need := ARRAY[(r#>>'{resources,cpu_millicores}')::bigint,
-                      (r#>>'{resources,memory_mib}')::bigint,
-                      (r#>>'{resources,gpu_count}')::bigint];
-        FOR k IN 1..3 LOOP
-            IF need[k] > free[k] THEN
-                rej := jsonb_build_object('kind', 'insufficient_capacity', 'container_id', cid,
-                    'resource', kinds[k], 'requested', need[k], 'available', free[k]);
-                EXIT;
-            END IF;
-        END LOOP;
-        EXIT WHEN rej IS NOT NULL;
-        FOR k IN 1..3 LOOP
-            free[k] := free[k] - need[k];
-        END LOOP;
+        c_cpu := (r#>>'{resources,cpu_millicores}')::bigint;
+        c_mem := (r#>>'{resources,memory_mib}')::bigint;
+        c_gpu := (r#>>'{resources,gpu_count}')::bigint;
+        IF c_cpu > f_cpu THEN
+            rej := jsonb_build_object('kind', 'insufficient_capacity', 'container_id', cid,
+                                      'resource', 'cpu', 'requested', c_cpu, 'available', f_cpu);
+            EXIT;
+        ELSIF c_mem > f_mem THEN
+            rej := jsonb_build_object('kind', 'insufficient_capacity', 'container_id', cid,
+                                      'resource', 'memory', 'requested', c_mem, 'available', f_mem);
+            EXIT;
+        ELSIF c_gpu > f_gpu THEN
+            rej := jsonb_build_object('kind', 'insufficient_capacity', 'container_id', cid,
+                                      'resource', 'gpu', 'requested', c_gpu, 'available', f_gpu);
+            EXIT;
+        END IF;
+        f_cpu := f_cpu - c_cpu;
+        f_mem := f_mem - c_mem;
+        f_gpu := f_gpu - c_gpu;
         charged := charged + 1;
         accepted := accepted + 1;
     END LOOP;
@@ -165,7 +173,7 @@ BEGIN
     END IF;
     RETURN jsonb_build_object('charged', charged, 'ok', jsonb_build_object(
         'new_version', CASE WHEN charged > 0 THEN w.version + 1 ELSE w.version END,
-        'free', sched_res(free[1], free[2], free[3]),
+        'free', sched_res(f_cpu, f_mem, f_gpu),
         'accepted', accepted,
         'remainder', rej));
 END
