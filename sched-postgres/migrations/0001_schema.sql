@@ -1,10 +1,18 @@
 -- sched-postgres schema, version 1.
 --
+-- The per-worker rules written here in SQL -- reserve (sched_reserve_rule), release
+-- (sched_release_batch) and audit/repair (sched_audit) -- mirror the reference rules that
+-- sched-core keeps as pure functions in `src/rules.rs`: same checks, same order, same outcomes.
+-- A change to one must be made to the other (the shared conformance suite checks they agree).
+--
 -- Every object is created unqualified, so it lands in the schema that the connection's
--- search_path names (PostgresConfig::schema). Functions pin that schema with
+-- search_path names (PostgresConfig::schema). Functions that touch tables pin that schema with
 -- `SET search_path FROM CURRENT`, so they work whatever the caller's search_path is.
 --
 -- Ids use COLLATE "C" so that ORDER BY id is byte order, the same as Rust's String order.
+--
+-- JSON crosses the wire in the serde shapes of sched-core's types (CapacityReservation,
+-- WorkerResult, ReleaseOutcome, Worker, ReservationRecord, Resources, Rejection).
 
 CREATE TABLE workers (
     id                     text COLLATE "C" PRIMARY KEY,
@@ -50,76 +58,96 @@ CREATE TABLE worker_locks (
     worker_id text COLLATE "C" PRIMARY KEY
 );
 
--- Raised inside sched_reserve_worker_slow to undo a worker's partial writes; caught per worker.
--- SQLSTATE 'SR001' carries the outcome as JSON in DETAIL.
+-- ---- JSON shapes ----
 
--- One worker's part of a batch, container by container (the fallback when the bulk version below
--- loses a race with a concurrent insert of one of its containers). `item` is {"i": index, "w": worker id, "v": expected version or
--- null, "r": [{"c": container, "cpu": n, "mem": n, "gpu": n, "g": gpu type or null}, ...]}.
--- Returns {"i": index, "ok": Committed} or {"i": index, "err": Rejection} (serde shapes of
--- sched_core::Committed / Rejection).
-CREATE FUNCTION sched_reserve_worker_slow(item jsonb, p_partial boolean) RETURNS jsonb
-LANGUAGE plpgsql
-SET search_path FROM CURRENT
+-- sched_core::Resources.
+CREATE FUNCTION sched_res(cpu numeric, mem numeric, gpu numeric) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+AS $fn$
+    SELECT jsonb_build_object('cpu_millicores', cpu, 'memory_mib', mem, 'gpu_count', gpu)
+$fn$;
+
+-- sched_core::Worker.
+CREATE FUNCTION sched_worker_json(w workers) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+AS $fn$
+    SELECT jsonb_build_object(
+        'id', w.id, 'pool', w.pool, 'status', w.status, 'priority', w.priority,
+        'gpu_type', w.gpu_type, 'requires_pool_selector', w.requires_pool_selector,
+        'preemptable', w.preemptable,
+        'total', sched_res(w.total_cpu, w.total_mem, w.total_gpu),
+        'free', sched_res(w.free_cpu, w.free_mem, w.free_gpu),
+        'resource_version', w.version)
+$fn$;
+
+-- sched_core::ReservationRecord.
+CREATE FUNCTION sched_record_json(x reservations) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+AS $fn$
+    SELECT jsonb_build_object('worker_id', x.worker_id, 'container_id', x.container_id,
+                              'resources', sched_res(x.cpu, x.mem, x.gpu), 'gpu_type', x.gpu_type)
+$fn$;
+
+-- ---- reserve ----
+
+-- THE per-worker reserve rule (sched_core::rules), the one both reserve paths below use. Pure:
+-- it reads no table and writes nothing. `w` is the worker's locked row (all NULL when the worker
+-- is unknown), `item` a CapacityReservation, `holders` maps each of item's containers that is
+-- already held to its holder. Checks in the contract's order: unknown worker, version, status,
+-- then per reservation in request order: held here (accepted, no second charge), held elsewhere,
+-- GPU type, capacity (cpu, memory, gpu) against the free amounts left by the ones before.
+-- Returns {"err": Rejection}, or {"ok": Committed, "charged": n}: the first ok.accepted
+-- reservations are held on w afterwards, n of them newly (those not in `holders`).
+CREATE FUNCTION sched_reserve_rule(w workers, item jsonb, holders jsonb, p_partial boolean)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
 AS $fn$
 DECLARE
-    w        workers%ROWTYPE;
-    r        jsonb;
-    cid      text;
-    gt       text;
-    holder   text;
+    f_cpu    bigint := w.free_cpu;
+    f_mem    bigint := w.free_mem;
+    f_gpu    bigint := w.free_gpu;
     c_cpu    bigint;
     c_mem    bigint;
     c_gpu    bigint;
-    f_cpu    bigint;
-    f_mem    bigint;
-    f_gpu    bigint;
+    r        jsonb;
+    cid      text;
     accepted integer := 0;
     charged  integer := 0;
-    rej      jsonb := NULL;
-    n        integer;
-    tries    integer;
-    out      jsonb;
+    rej      jsonb;
 BEGIN
-    SELECT * INTO w FROM workers WHERE id = item->>'w' FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN jsonb_build_object('i', item->'i', 'err', jsonb_build_object('kind', 'unknown_worker'));
-    END IF;
-    IF jsonb_typeof(item->'v') = 'number' AND (item->>'v')::numeric <> w.version THEN
-        RETURN jsonb_build_object('i', item->'i', 'err', jsonb_build_object(
-            'kind', 'version_conflict', 'expected', item->'v', 'current', w.version));
-    END IF;
-    IF w.status <> 'available' THEN
-        RETURN jsonb_build_object('i', item->'i', 'err', jsonb_build_object(
+    IF w.id IS NULL THEN
+        RETURN jsonb_build_object('err', jsonb_build_object('kind', 'unknown_worker'));
+    ELSIF jsonb_typeof(item->'expected_version') = 'number'
+          AND (item->>'expected_version')::numeric <> w.version THEN
+        RETURN jsonb_build_object('err', jsonb_build_object('kind', 'version_conflict',
+            'expected', item->'expected_version', 'current', w.version));
+    ELSIF w.status <> 'available' THEN
+        RETURN jsonb_build_object('err', jsonb_build_object(
             'kind', 'worker_unavailable', 'status', w.status));
     END IF;
 
-    f_cpu := w.free_cpu;
-    f_mem := w.free_mem;
-    f_gpu := w.free_gpu;
-
-    FOR r IN SELECT e.value FROM jsonb_array_elements(item->'r') WITH ORDINALITY AS e(value, ord)
-             ORDER BY e.ord
+    FOR r IN SELECT e.value
+               FROM jsonb_array_elements(item->'reservations') WITH ORDINALITY AS e(value, ord)
+              ORDER BY e.ord
     LOOP
-        cid := r->>'c';
-        SELECT x.worker_id INTO holder FROM reservations x WHERE x.container_id = cid;
-        IF FOUND THEN
-            IF holder = w.id THEN
+        cid := r->>'container_id';
+        IF holders ? cid THEN
+            IF holders->>cid = w.id THEN
                 accepted := accepted + 1;   -- idempotent re-reserve: no second charge
                 CONTINUE;
             END IF;
-            rej := jsonb_build_object('kind', 'already_reserved', 'container_id', cid, 'worker_id', holder);
+            rej := jsonb_build_object('kind', 'already_reserved', 'container_id', cid,
+                                      'worker_id', holders->>cid);
             EXIT;
         END IF;
-        gt := r->>'g';
-        IF gt IS NOT NULL AND (w.gpu_type IS NULL OR w.gpu_type <> gt) THEN
+        IF r->>'gpu_type' IS NOT NULL AND w.gpu_type IS DISTINCT FROM r->>'gpu_type' THEN
             rej := jsonb_build_object('kind', 'gpu_type_mismatch', 'container_id', cid,
-                                      'requested', gt, 'actual', to_jsonb(w.gpu_type));
+                                      'requested', r->'gpu_type', 'actual', to_jsonb(w.gpu_type));
             EXIT;
         END IF;
-        c_cpu := (r->>'cpu')::bigint;
-        c_mem := (r->>'mem')::bigint;
-        c_gpu := (r->>'gpu')::bigint;
+        c_cpu := (r#>>'{resources,cpu_millicores}')::bigint;
+        c_mem := (r#>>'{resources,memory_mib}')::bigint;
+        c_gpu := (r#>>'{resources,gpu_count}')::bigint;
         IF c_cpu > f_cpu THEN
             rej := jsonb_build_object('kind', 'insufficient_capacity', 'container_id', cid,
                                       'resource', 'cpu', 'requested', c_cpu, 'available', f_cpu);
@@ -133,28 +161,6 @@ BEGIN
                                       'resource', 'gpu', 'requested', c_gpu, 'available', f_gpu);
             EXIT;
         END IF;
-
-        -- A concurrent batch may be inserting the same container for another worker. ON CONFLICT
-        -- waits for it; if it committed, the container is held elsewhere.
-        tries := 0;
-        LOOP
-            INSERT INTO reservations (container_id, worker_id, cpu, mem, gpu, gpu_type)
-            VALUES (cid, w.id, c_cpu, c_mem, c_gpu, gt)
-            ON CONFLICT (container_id) DO NOTHING;
-            GET DIAGNOSTICS n = ROW_COUNT;
-            EXIT WHEN n = 1;
-            SELECT x.worker_id INTO holder FROM reservations x WHERE x.container_id = cid;
-            IF FOUND THEN
-                rej := jsonb_build_object('kind', 'already_reserved', 'container_id', cid, 'worker_id', holder);
-                EXIT;
-            END IF;
-            tries := tries + 1;
-            IF tries >= 3 THEN
-                RAISE EXCEPTION 'container % keeps changing hands', cid USING ERRCODE = '40001';
-            END IF;
-        END LOOP;
-        EXIT WHEN rej IS NOT NULL;
-
         f_cpu := f_cpu - c_cpu;
         f_mem := f_mem - c_mem;
         f_gpu := f_gpu - c_gpu;
@@ -163,185 +169,113 @@ BEGIN
     END LOOP;
 
     IF rej IS NOT NULL AND (NOT p_partial OR accepted = 0) THEN
-        out := jsonb_build_object('i', item->'i', 'err', rej);
-        IF charged > 0 THEN
-            -- undo this worker's inserts (the caller's EXCEPTION block rolls back to its savepoint)
-            RAISE EXCEPTION 'sched: worker part rejected' USING ERRCODE = 'SR001', DETAIL = out::text;
-        END IF;
-        RETURN out;
+        RETURN jsonb_build_object('err', rej);
     END IF;
-
-    IF charged > 0 THEN
-        UPDATE workers
-           SET free_cpu = f_cpu, free_mem = f_mem, free_gpu = f_gpu, version = version + 1
-         WHERE id = w.id
-        RETURNING version INTO w.version;
-    END IF;
-
-    RETURN jsonb_build_object('i', item->'i', 'ok', jsonb_build_object(
-        'new_version', w.version,
-        'free', jsonb_build_object('cpu_millicores', f_cpu, 'memory_mib', f_mem, 'gpu_count', f_gpu),
+    RETURN jsonb_build_object('charged', charged, 'ok', jsonb_build_object(
+        'new_version', CASE WHEN charged > 0 THEN w.version + 1 ELSE w.version END,
+        'free', sched_res(f_cpu, f_mem, f_gpu),
         'accepted', accepted,
         'remainder', rej));
 END
 $fn$;
 
--- One worker's part of a batch, in bulk: the container holders are read with ONE query and the
--- charged prefix is inserted with ONE statement. If a concurrent batch inserts one of the
--- containers between the two (a lost race), it raises SR002 and the batch redoes the worker with
--- sched_reserve_worker_slow, which handles that race container by container.
+-- One worker's part of a burst: lock its row, read the holders of its containers with ONE query,
+-- apply sched_reserve_rule, insert the newly charged reservations with ONE statement and update
+-- the row once. Returns the rule's answer.
+--
+-- The row lock does not cover one race: a concurrent burst inserting one of these containers
+-- (for another worker) after the holder look-up. The INSERT's ON CONFLICT waits for that
+-- transaction; if it commits, fewer rows are inserted and SQLSTATE SR002 undoes this worker's
+-- part (row lock included). sched_reserve_batch then runs it again: its new look-up sees the
+-- new holder, and the same rule decides.
 CREATE FUNCTION sched_reserve_worker(item jsonb, p_partial boolean) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $fn$
 DECLARE
-    w        workers%ROWTYPE;
-    r        jsonb;
-    holders  jsonb;
-    cid      text;
-    gt       text;
-    holder   text;
-    c_cpu    bigint;
-    c_mem    bigint;
-    c_gpu    bigint;
-    f_cpu    bigint;
-    f_mem    bigint;
-    f_gpu    bigint;
-    accepted integer := 0;
-    charged  jsonb := '[]'::jsonb;
-    n_charge integer := 0;
-    rej      jsonb := NULL;
-    n        integer;
+    w       workers%ROWTYPE;
+    holders jsonb := '{}'::jsonb;
+    res     jsonb;
+    n       integer;
 BEGIN
-    SELECT * INTO w FROM workers WHERE id = item->>'w' FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN jsonb_build_object('i', item->'i', 'err', jsonb_build_object('kind', 'unknown_worker'));
+    SELECT * INTO w FROM workers WHERE id = item->>'worker_id' FOR UPDATE;
+    IF FOUND THEN
+        SELECT coalesce(jsonb_object_agg(x.container_id, x.worker_id), '{}'::jsonb)
+          INTO holders
+          FROM reservations x
+         WHERE x.container_id = ANY (ARRAY(
+                   SELECT e->>'container_id' FROM jsonb_array_elements(item->'reservations') AS e));
     END IF;
-    IF jsonb_typeof(item->'v') = 'number' AND (item->>'v')::numeric <> w.version THEN
-        RETURN jsonb_build_object('i', item->'i', 'err', jsonb_build_object(
-            'kind', 'version_conflict', 'expected', item->'v', 'current', w.version));
-    END IF;
-    IF w.status <> 'available' THEN
-        RETURN jsonb_build_object('i', item->'i', 'err', jsonb_build_object(
-            'kind', 'worker_unavailable', 'status', w.status));
-    END IF;
-
-    SELECT coalesce(jsonb_object_agg(x.container_id, x.worker_id), '{}'::jsonb)
-      INTO holders
-      FROM reservations x
-     WHERE x.container_id = ANY (ARRAY(SELECT e->>'c' FROM jsonb_array_elements(item->'r') AS e));
-
-    f_cpu := w.free_cpu;
-    f_mem := w.free_mem;
-    f_gpu := w.free_gpu;
-
-    FOR r IN SELECT e.value FROM jsonb_array_elements(item->'r') WITH ORDINALITY AS e(value, ord)
-             ORDER BY e.ord
-    LOOP
-        cid := r->>'c';
-        holder := holders->>cid;
-        IF holder IS NOT NULL THEN
-            IF holder = w.id THEN
-                accepted := accepted + 1;   -- idempotent re-reserve: no second charge
-                CONTINUE;
-            END IF;
-            rej := jsonb_build_object('kind', 'already_reserved', 'container_id', cid, 'worker_id', holder);
-            EXIT;
-        END IF;
-        gt := r->>'g';
-        IF gt IS NOT NULL AND (w.gpu_type IS NULL OR w.gpu_type <> gt) THEN
-            rej := jsonb_build_object('kind', 'gpu_type_mismatch', 'container_id', cid,
-                                      'requested', gt, 'actual', to_jsonb(w.gpu_type));
-            EXIT;
-        END IF;
-        c_cpu := (r->>'cpu')::bigint;
-        c_mem := (r->>'mem')::bigint;
-        c_gpu := (r->>'gpu')::bigint;
-        IF c_cpu > f_cpu THEN
-            rej := jsonb_build_object('kind', 'insufficient_capacity', 'container_id', cid,
-                                      'resource', 'cpu', 'requested', c_cpu, 'available', f_cpu);
-            EXIT;
-        ELSIF c_mem > f_mem THEN
-            rej := jsonb_build_object('kind', 'insufficient_capacity', 'container_id', cid,
-                                      'resource', 'memory', 'requested', c_mem, 'available', f_mem);
-            EXIT;
-        ELSIF c_gpu > f_gpu THEN
-            rej := jsonb_build_object('kind', 'insufficient_capacity', 'container_id', cid,
-                                      'resource', 'gpu', 'requested', c_gpu, 'available', f_gpu);
-            EXIT;
-        END IF;
-        f_cpu := f_cpu - c_cpu;
-        f_mem := f_mem - c_mem;
-        f_gpu := f_gpu - c_gpu;
-        charged := charged || jsonb_build_array(r);
-        n_charge := n_charge + 1;
-        accepted := accepted + 1;
-    END LOOP;
-
-    IF rej IS NOT NULL AND (NOT p_partial OR accepted = 0) THEN
-        -- nothing was written yet
-        RETURN jsonb_build_object('i', item->'i', 'err', rej);
+    res := sched_reserve_rule(w, item, holders, p_partial);
+    IF NOT (res ? 'ok') OR (res->>'charged')::integer = 0 THEN
+        RETURN res;   -- nothing to write
     END IF;
 
-    IF n_charge > 0 THEN
-        INSERT INTO reservations (container_id, worker_id, cpu, mem, gpu, gpu_type)
-        SELECT t.c, w.id, t.cpu, t.mem, t.gpu, t.g
-          FROM jsonb_to_recordset(charged) AS t(c text, cpu bigint, mem bigint, gpu bigint, g text)
-        ON CONFLICT (container_id) DO NOTHING;
-        GET DIAGNOSTICS n = ROW_COUNT;
-        IF n <> n_charge THEN
-            -- lost a race for a container: undo and redo this worker container by container
-            RAISE EXCEPTION 'sched: container race' USING ERRCODE = 'SR002';
-        END IF;
-        UPDATE workers
-           SET free_cpu = f_cpu, free_mem = f_mem, free_gpu = f_gpu, version = version + 1
-         WHERE id = w.id
-        RETURNING version INTO w.version;
+    INSERT INTO reservations (container_id, worker_id, cpu, mem, gpu, gpu_type)
+    SELECT e->>'container_id', w.id, (e#>>'{resources,cpu_millicores}')::bigint,
+           (e#>>'{resources,memory_mib}')::bigint, (e#>>'{resources,gpu_count}')::bigint,
+           e->>'gpu_type'
+      FROM jsonb_array_elements(item->'reservations') WITH ORDINALITY AS t(e, ord)
+     WHERE t.ord <= (res#>>'{ok,accepted}')::integer AND NOT (holders ? (e->>'container_id'))
+    ON CONFLICT (container_id) DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n <> (res->>'charged')::integer THEN
+        RAISE EXCEPTION 'sched: container race' USING ERRCODE = 'SR002';
     END IF;
-
-    RETURN jsonb_build_object('i', item->'i', 'ok', jsonb_build_object(
-        'new_version', w.version,
-        'free', jsonb_build_object('cpu_millicores', f_cpu, 'memory_mib', f_mem, 'gpu_count', f_gpu),
-        'accepted', accepted,
-        'remainder', rej));
+    UPDATE workers
+       SET free_cpu = (res#>>'{ok,free,cpu_millicores}')::bigint,
+           free_mem = (res#>>'{ok,free,memory_mib}')::bigint,
+           free_gpu = (res#>>'{ok,free,gpu_count}')::bigint,
+           version = version + 1
+     WHERE id = w.id;
+    RETURN res;
 END
 $fn$;
 
--- A whole reserve_batch in one call: workers in id order (so concurrent batches lock rows in the
--- same order), each in its own subtransaction so one worker's rejection never undoes another's
--- commit. Returns the per-worker outcomes (in id order; each carries its input index "i").
+-- A whole reserve_batch (a JSON array of CapacityReservation) in one call: workers in id order
+-- (so concurrent bursts lock rows in the same order), each in its own subtransaction (the
+-- BEGIN ... EXCEPTION block) so one worker's rejection never undoes another's commit. A worker
+-- that lost a container race (SR002) is run again, at most 3 more times; then the statement
+-- fails with a serialization failure, which the client retries. Returns a JSON array of
+-- WorkerResult in input order.
 CREATE FUNCTION sched_reserve_batch(p_batch jsonb, p_partial boolean) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $fn$
 DECLARE
-    item   jsonb;
-    res    jsonb;
-    detail text;
-    out    jsonb := '[]'::jsonb;
+    e    record;
+    res  jsonb;
+    outs jsonb[] := array_fill(NULL::jsonb, ARRAY[jsonb_array_length(p_batch)]);
 BEGIN
-    FOR item IN SELECT e.value FROM jsonb_array_elements(p_batch) AS e(value)
-                ORDER BY (e.value->>'w') COLLATE "C"
+    FOR e IN SELECT t.item, t.ord::integer AS ord
+               FROM jsonb_array_elements(p_batch) WITH ORDINALITY AS t(item, ord)
+              ORDER BY (t.item->>'worker_id') COLLATE "C"
     LOOP
-        BEGIN
-            res := sched_reserve_worker(item, p_partial);
-        EXCEPTION WHEN SQLSTATE 'SR002' THEN
+        FOR attempt IN 1..4 LOOP
             BEGIN
-                res := sched_reserve_worker_slow(item, p_partial);
-            EXCEPTION WHEN SQLSTATE 'SR001' THEN
-                GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
-                res := detail::jsonb;
+                res := sched_reserve_worker(e.item, p_partial);
+                EXIT;
+            EXCEPTION WHEN SQLSTATE 'SR002' THEN
+                IF attempt = 4 THEN
+                    RAISE EXCEPTION 'sched: containers of worker % keep changing hands',
+                        e.item->>'worker_id' USING ERRCODE = '40001';
+                END IF;
             END;
-        END;
-        out := out || jsonb_build_array(res);
+        END LOOP;
+        outs[e.ord] := jsonb_build_object('worker_id', e.item->'worker_id', 'outcome',
+            CASE WHEN res ? 'ok' THEN jsonb_build_object('Ok', res->'ok')
+                 ELSE jsonb_build_object('Err', res->'err') END);
     END LOOP;
-    RETURN out;
+    RETURN to_jsonb(outs);
 END
 $fn$;
 
--- A whole release_batch in one call. All holders are locked in worker id order with one statement, then one DELETE and one UPDATE. Within a worker the
--- version goes up by one per released container, in input order, like the reference backend.
--- Returns [{"p": 1-based input position, "w": worker, "cpu": n, "mem": n, "gpu": n, "v": version}].
+-- ---- release ----
+
+-- A whole release_batch in one call. All holders are locked in worker id order with one
+-- statement, then one DELETE and one UPDATE (free = LEAST(free + released, total)). Within a
+-- worker the version goes up by one per released container, in input order, like the reference
+-- rule. Returns a JSON array of ReleaseOutcome in input order.
 CREATE FUNCTION sched_release_batch(p_ids text[]) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
@@ -352,9 +286,6 @@ DECLARE
 BEGIN
     SELECT array_agg(DISTINCT x.worker_id) INTO wids
       FROM reservations x WHERE x.container_id = ANY (p_ids);
-    IF wids IS NULL THEN
-        RETURN '[]'::jsonb;
-    END IF;
     -- lock every holder, in id order
     PERFORM 1 FROM workers WHERE id = ANY (wids) ORDER BY id FOR UPDATE;
     -- Only ledgers of locked workers are touched. A container that moved to another worker
@@ -377,28 +308,34 @@ BEGIN
          WHERE w.id = s.worker_id
         RETURNING w.id, w.version, s.n
     ), r AS (
-        SELECT d.*, row_number() OVER (PARTITION BY d.worker_id ORDER BY d.pos) AS k FROM d
+        SELECT d.*, u.version - u.n + row_number() OVER (PARTITION BY d.worker_id ORDER BY d.pos) AS v
+          FROM d JOIN u ON u.id = d.worker_id
     )
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'p', r.pos, 'w', r.worker_id, 'cpu', r.cpu, 'mem', r.mem, 'gpu', r.gpu,
-               'v', u.version - u.n + r.k)), '[]'::jsonb)
+    SELECT coalesce(jsonb_agg(jsonb_build_object('container_id', t.cid, 'released',
+               CASE WHEN r.pos IS NOT NULL THEN jsonb_build_object('worker_id', r.worker_id,
+                   'resources', sched_res(r.cpu, r.mem, r.gpu), 'new_version', r.v) END)
+               ORDER BY t.pos), '[]'::jsonb)
       INTO out
-      FROM r JOIN u ON u.id = r.worker_id;
+      FROM unnest(p_ids) WITH ORDINALITY AS t(cid, pos)
+      LEFT JOIN r ON r.pos = t.pos;
     RETURN out;
 END
 $fn$;
 
--- Registers or re-registers a worker. Returns {"ok": true} with the row's columns, or
--- {"error": "total_below_reserved", "resource": ..., "total": n, "reserved": n}.
-CREATE FUNCTION sched_register_worker(
-    p_id text, p_pool text, p_status text, p_priority integer, p_gpu_type text,
-    p_requires_pool_selector boolean, p_preemptable boolean,
-    p_cpu bigint, p_mem bigint, p_gpu bigint
-) RETURNS jsonb
+-- ---- workers ----
+
+-- Registers or re-registers a worker (`spec` is a WorkerSpec). Returns {"Ok": Worker}, or
+-- {"Err": {"resource": ..., "total": n, "reserved": n}} when the new total is below what is
+-- reserved (serde's shape of a Result).
+CREATE FUNCTION sched_register_worker(spec jsonb) RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $fn$
 DECLARE
+    p_id  text   := spec->>'id';
+    p_cpu bigint := (spec#>>'{total,cpu_millicores}')::bigint;
+    p_mem bigint := (spec#>>'{total,memory_mib}')::bigint;
+    p_gpu bigint := (spec#>>'{total,gpu_count}')::bigint;
     w     workers%ROWTYPE;
     r_cpu numeric;
     r_mem numeric;
@@ -412,38 +349,40 @@ BEGIN
               INTO r_cpu, r_mem, r_gpu
               FROM reservations x WHERE x.worker_id = p_id;
             IF p_cpu < r_cpu THEN
-                RETURN jsonb_build_object('error', 'total_below_reserved', 'resource', 'cpu',
-                                          'total', p_cpu, 'reserved', r_cpu);
+                RETURN jsonb_build_object('Err', jsonb_build_object(
+                    'resource', 'cpu', 'total', p_cpu, 'reserved', r_cpu));
             ELSIF p_mem < r_mem THEN
-                RETURN jsonb_build_object('error', 'total_below_reserved', 'resource', 'memory',
-                                          'total', p_mem, 'reserved', r_mem);
+                RETURN jsonb_build_object('Err', jsonb_build_object(
+                    'resource', 'memory', 'total', p_mem, 'reserved', r_mem));
             ELSIF p_gpu < r_gpu THEN
-                RETURN jsonb_build_object('error', 'total_below_reserved', 'resource', 'gpu',
-                                          'total', p_gpu, 'reserved', r_gpu);
+                RETURN jsonb_build_object('Err', jsonb_build_object(
+                    'resource', 'gpu', 'total', p_gpu, 'reserved', r_gpu));
             END IF;
             UPDATE workers
-               SET pool = p_pool, status = p_status, priority = p_priority, gpu_type = p_gpu_type,
-                   requires_pool_selector = p_requires_pool_selector, preemptable = p_preemptable,
+               SET pool = spec->>'pool', status = spec->>'status',
+                   priority = (spec->>'priority')::integer, gpu_type = spec->>'gpu_type',
+                   requires_pool_selector = (spec->>'requires_pool_selector')::boolean,
+                   preemptable = (spec->>'preemptable')::boolean,
                    total_cpu = p_cpu, total_mem = p_mem, total_gpu = p_gpu,
                    free_cpu = p_cpu - r_cpu, free_mem = p_mem - r_mem, free_gpu = p_gpu - r_gpu,
                    version = version + 1
              WHERE id = p_id
             RETURNING * INTO w;
-            RETURN jsonb_build_object('ok', true, 'version', w.version, 'free_cpu', w.free_cpu,
-                                      'free_mem', w.free_mem, 'free_gpu', w.free_gpu);
+            RETURN jsonb_build_object('Ok', sched_worker_json(w));
         END IF;
         SELECT t.last_version INTO tomb FROM worker_tombstones t WHERE t.id = p_id;
         INSERT INTO workers (id, pool, status, priority, gpu_type, requires_pool_selector,
                              preemptable, total_cpu, total_mem, total_gpu,
                              free_cpu, free_mem, free_gpu, version)
-        VALUES (p_id, p_pool, p_status, p_priority, p_gpu_type, p_requires_pool_selector,
-                p_preemptable, p_cpu, p_mem, p_gpu, p_cpu, p_mem, p_gpu, coalesce(tomb, 0) + 1)
+        VALUES (p_id, spec->>'pool', spec->>'status', (spec->>'priority')::integer,
+                spec->>'gpu_type', (spec->>'requires_pool_selector')::boolean,
+                (spec->>'preemptable')::boolean, p_cpu, p_mem, p_gpu, p_cpu, p_mem, p_gpu,
+                coalesce(tomb, 0) + 1)
         ON CONFLICT (id) DO NOTHING
         RETURNING * INTO w;
         IF FOUND THEN
             INSERT INTO worker_locks (worker_id) VALUES (p_id) ON CONFLICT (worker_id) DO NOTHING;
-            RETURN jsonb_build_object('ok', true, 'version', w.version, 'free_cpu', w.free_cpu,
-                                      'free_mem', w.free_mem, 'free_gpu', w.free_gpu);
+            RETURN jsonb_build_object('Ok', sched_worker_json(w));
         END IF;
         -- a concurrent registration inserted it first: go round and update it
     END LOOP;
@@ -468,6 +407,8 @@ BEGIN
     RETURN true;
 END
 $fn$;
+
+-- ---- audit ----
 
 -- Audits a worker and, when p_repair, sets free = total - sum(ledger) if that differs (bumping
 -- the version). Returns the state before the repair, or NULL for an unknown worker. The worker
@@ -514,13 +455,15 @@ BEGIN
         END IF;
     END IF;
     RETURN jsonb_build_object(
-        'total', jsonb_build_object('cpu_millicores', a.total_cpu, 'memory_mib', a.total_mem, 'gpu_count', a.total_gpu),
-        'free', jsonb_build_object('cpu_millicores', a.free_cpu, 'memory_mib', a.free_mem, 'gpu_count', a.free_gpu),
-        'reserved', jsonb_build_object('cpu_millicores', a.r_cpu, 'memory_mib', a.r_mem, 'gpu_count', a.r_gpu),
+        'total', sched_res(a.total_cpu, a.total_mem, a.total_gpu),
+        'free', sched_res(a.free_cpu, a.free_mem, a.free_gpu),
+        'reserved', sched_res(a.r_cpu, a.r_mem, a.r_gpu),
         'reservations', a.n,
         'version', a.version);
 END
 $fn$;
+
+-- ---- baseline locks ----
 
 -- Tries to take a worker's baseline lock in the caller's open transaction: true when taken,
 -- false when someone holds it, NULL when the worker has no lock row yet. Lock rows are created

@@ -23,9 +23,6 @@ pub enum ConfigError {
         /// Why.
         reason: &'static str,
     },
-    /// Another setting is out of range.
-    #[error("invalid setting: {0}")]
-    Invalid(&'static str),
 }
 
 /// How to reach PostgreSQL and how to use it.
@@ -46,13 +43,14 @@ pub enum ConfigError {
 #[derive(Clone)]
 pub struct PostgresConfig {
     connect: PgConnectOptions,
-    has_password: bool,
+    /// What `Debug` shows for the password.
+    password: &'static str,
     schema: String,
-    max_connections: u32,
-    acquire_timeout: Duration,
+    pub(crate) max_connections: u32,
+    pub(crate) acquire_timeout: Duration,
     statement_timeout: Option<Duration>,
-    test_before_acquire: bool,
-    max_retries: u32,
+    pub(crate) test_before_acquire: bool,
+    pub(crate) max_retries: u32,
 }
 
 impl PostgresConfig {
@@ -65,14 +63,13 @@ impl PostgresConfig {
         })?;
         // Whether the URL itself carries a password (the options also read PGPASSWORD/.pgpass,
         // which we cannot observe through the public API).
-        let has_password = url
-            .split_once("://")
-            .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(""))
-            .and_then(|auth| auth.rsplit_once('@'))
-            .is_some_and(|(userinfo, _)| userinfo.contains(':'));
+        let password = match url::Url::parse(url).is_ok_and(|u| u.password().is_some()) {
+            true => "<redacted>",
+            false => "<none in url>",
+        };
         Ok(PostgresConfig {
             connect,
-            has_password,
+            password,
             schema: DEFAULT_SCHEMA.to_owned(),
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
@@ -164,31 +161,6 @@ impl PostgresConfig {
         &self.schema
     }
 
-    /// Pool size.
-    pub fn max_connections(&self) -> u32 {
-        self.max_connections
-    }
-
-    /// Pool acquire timeout.
-    pub fn acquire_timeout(&self) -> Duration {
-        self.acquire_timeout
-    }
-
-    /// Statement timeout.
-    pub fn statement_timeout(&self) -> Option<Duration> {
-        self.statement_timeout
-    }
-
-    /// Whether connections are pinged before use.
-    pub fn test_before_acquire(&self) -> bool {
-        self.test_before_acquire
-    }
-
-    /// Retry bound for serialization failures and deadlocks.
-    pub fn max_retries(&self) -> u32 {
-        self.max_retries
-    }
-
     /// Connection options with the schema as `search_path` and the statement timeout set for
     /// every connection.
     pub(crate) fn connect_options(&self) -> PgConnectOptions {
@@ -214,14 +186,7 @@ impl fmt::Debug for PostgresConfig {
             .field("host", &self.connect.get_host())
             .field("port", &self.connect.get_port())
             .field("user", &self.connect.get_username())
-            .field(
-                "password",
-                &if self.has_password {
-                    "<redacted>"
-                } else {
-                    "<none in url>"
-                },
-            )
+            .field("password", &self.password)
             .field("database", &self.connect.get_database())
             .field("sslmode", &ssl)
             .field("schema", &self.schema)
@@ -236,32 +201,21 @@ impl fmt::Debug for PostgresConfig {
 
 /// Checks a schema name: `[a-z_][a-z0-9_]*`, 1..=63 bytes, not `pg_*`.
 pub fn validate_schema(name: &str) -> Result<(), ConfigError> {
-    let bad = |reason| {
-        Err(ConfigError::InvalidSchema {
-            name: name.to_owned(),
-            reason,
-        })
+    let ident = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+    let reason = match name.chars().next() {
+        None => "empty",
+        _ if name.len() > 63 => "longer than 63 bytes",
+        _ if name.starts_with("pg_") => "names starting with pg_ are reserved",
+        Some(c) if c.is_ascii_digit() || !ident(c) => {
+            "must start with a lower-case ASCII letter or underscore"
+        }
+        _ if !name.chars().all(ident) => {
+            "only lower-case ASCII letters, digits and underscores are allowed"
+        }
+        _ => return Ok(()),
     };
-    if name.is_empty() {
-        return bad("empty");
-    }
-    if name.len() > 63 {
-        return bad("longer than 63 bytes");
-    }
-    if name.starts_with("pg_") {
-        return bad("names starting with pg_ are reserved");
-    }
-    let mut chars = name.chars();
-    if !chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-    {
-        return bad("must start with a lower-case ASCII letter or underscore");
-    }
-    if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-        return bad("only lower-case ASCII letters, digits and underscores are allowed");
-    }
-    Ok(())
+    let name = name.to_owned();
+    Err(ConfigError::InvalidSchema { name, reason })
 }
 
 /// The schema name as a quoted SQL identifier (it is validated, so this is belt and braces).

@@ -1,6 +1,6 @@
 //! Mapping sqlx errors to [`RepoError`].
 
-use sched_core::RepoError;
+use sched_core::{BoxError, RepoError};
 
 /// What to do with a failed statement.
 #[derive(Debug)]
@@ -26,34 +26,20 @@ pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<String> {
 
 /// Classifies an error returned by a statement that was (at least partly) sent.
 pub(crate) fn statement_error(e: sqlx::Error) -> Failure {
-    match &e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
-            Failure::Fail(RepoError::Unavailable(Box::new(e)))
-        }
+    use sqlx::Error::{Io, PoolClosed, PoolTimedOut, Protocol, Tls, WorkerCrashed};
+    let code = sqlstate(&e).unwrap_or_default();
+    let wrap: fn(BoxError) -> RepoError = match (&e, code.as_str()) {
+        // serialization_failure, deadlock_detected: the statement was rolled back.
+        (_, "40001" | "40P01") => return Failure::Retry(e),
+        (PoolTimedOut | PoolClosed | WorkerCrashed, _) => RepoError::Unavailable,
         // The connection broke after the request went out: it may have been applied.
-        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) => {
-            Failure::Fail(RepoError::Ambiguous(Box::new(e)))
-        }
-        sqlx::Error::Database(_) => {
-            let code = sqlstate(&e).unwrap_or_default();
-            match code.as_str() {
-                // serialization_failure, deadlock_detected: the statement was rolled back.
-                "40001" | "40P01" => Failure::Retry(e),
-                // query_canceled (statement_timeout): rolled back, nothing applied.
-                // cannot_connect_now, too_many_connections: never ran.
-                "57014" | "57P03" | "53300" => Failure::Fail(RepoError::Unavailable(Box::new(e))),
-                // admin/crash shutdown and connection exceptions while the statement ran.
-                c if c.starts_with("08") || c == "57P01" || c == "57P02" => {
-                    Failure::Fail(RepoError::Ambiguous(Box::new(e)))
-                }
-                _ => Failure::Fail(RepoError::Backend(Box::new(e))),
-            }
-        }
-        _ => Failure::Fail(RepoError::Backend(Box::new(e))),
-    }
-}
-
-/// The store answered with something this crate does not understand.
-pub(crate) fn protocol(msg: impl Into<String>) -> RepoError {
-    RepoError::Backend(msg.into().into())
+        (Io(_) | Protocol(_) | Tls(_), _) => RepoError::Ambiguous,
+        // query_canceled (statement_timeout): rolled back, nothing applied.
+        // cannot_connect_now, too_many_connections: never ran.
+        (_, "57014" | "57P03" | "53300") => RepoError::Unavailable,
+        // admin/crash shutdown and connection exceptions while the statement ran.
+        (_, c) if c.starts_with("08") || c == "57P01" || c == "57P02" => RepoError::Ambiguous,
+        _ => RepoError::Backend,
+    };
+    Failure::Fail(wrap(Box::new(e)))
 }

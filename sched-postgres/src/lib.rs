@@ -3,17 +3,16 @@
 //! [`PostgresRepository`]: a [`WorkerRepository`](sched_core::WorkerRepository) on PostgreSQL
 //! (sqlx, runtime queries only, so building needs no database).
 //!
-//! * **Schema** from embedded migrations, applied by an explicit
-//!   [`PostgresRepository::migrate`] into a configurable schema (the connection's
-//!   `search_path`), so deployments and test runs are kept apart.
-//! * **One round trip per burst.** `reserve_batch` and `release_batch` each call one plpgsql
-//!   function that handles every worker of the burst: workers are locked in id order
-//!   (`SELECT … FOR UPDATE`), and each worker's part runs in its own subtransaction, so one
-//!   worker's rejection never undoes another's commit.
-//! * **The database enforces the invariants**: CHECK constraints keep `0 <= free <= total`, the
-//!   reservations' primary key allows one holder per container, and a tombstone table keeps
-//!   versions from repeating across remove/re-register.
-//! * [`PostgresLocks`]: real row locks for the simulator's lock-based baseline.
+//! * **Schema** from embedded migrations, applied by an explicit [`PostgresRepository::migrate`]
+//!   into a configurable schema (the connection's `search_path`), so runs are kept apart.
+//! * **One round trip per burst**: one plpgsql function per `reserve_batch` / `release_batch`
+//!   locks the workers in id order and runs each worker's part in its own subtransaction. Its
+//!   per-worker rule mirrors sched-core's reference rule.
+//! * **The database enforces the invariants**: `0 <= free <= total` (CHECK), one holder per
+//!   container (primary key), versions never repeat across remove/re-register (tombstones).
+//! * **Test hooks** (`drop_schema`, `corrupt_free`, `pool`, `MIGRATOR`) need the `testing` feature.
+//!
+//! The crate's `ARCHITECTURE.md` describes the tables, functions, retries and round trips.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,4 +31,6 @@ mod repo;
 
 pub use config::{validate_schema, ConfigError, PostgresConfig, DEFAULT_SCHEMA};
 pub use locks::PostgresLocks;
-pub use repo::{PostgresRepository, MIGRATOR};
+pub use repo::PostgresRepository;
+#[cfg(feature = "testing")]
+pub use repo::MIGRATOR;

@@ -244,8 +244,8 @@ async fn statement_timeout_is_unavailable_and_not_applied() {
 }
 
 /// A container inserted by a concurrent transaction between the burst's holder lookup and its
-/// bulk insert: the worker's part is redone container by container, with exact semantics
-/// (Partial commits the prefix, the remainder names the real holder).
+/// bulk insert: the worker's part is undone and run again with a fresh look-up, with exact
+/// semantics (Partial commits the prefix, the remainder names the real holder).
 #[tokio::test]
 async fn lost_container_race_falls_back_exactly() {
     let Some(db) = common::setup("lost_container_race_falls_back_exactly").await else {
