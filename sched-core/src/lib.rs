@@ -22,6 +22,7 @@ mod repository;
 mod request;
 mod reservation;
 mod resources;
+pub mod rules;
 pub mod scheduler;
 pub mod validate;
 mod worker;
