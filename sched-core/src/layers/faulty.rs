@@ -175,6 +175,9 @@ impl Call<'_> {
     }
 }
 
+/// How many operations there are.
+const OPS: usize = Op::ALL.len();
+
 type Predicate = Arc<dyn Fn(&Call<'_>) -> bool + Send + Sync>;
 
 #[derive(Clone)]
@@ -208,7 +211,8 @@ impl Select {
     }
 
     /// The `k`-th call of `op` counting from when the rule is added with [`FaultPlan::on`]
-    /// (`k = 1`: the next one). Fires at most once; dropped once that call has passed.
+    /// (`k = 1`, or 0: the next one). Fires at most once, whatever `n` says; dropped once that
+    /// call has passed.
     pub fn nth(op: Op, k: u64) -> Self {
         Select(Sel::Nth(op, k))
     }
@@ -257,7 +261,7 @@ impl Rule {
     }
 
     /// An `nth` rule whose call went by without it.
-    fn expired(&self, calls: &[u64; 9]) -> bool {
+    fn expired(&self, calls: &[u64; OPS]) -> bool {
         matches!(self.select.0, Sel::Nth(op, at) if calls[op.index()] >= at)
     }
 }
@@ -265,7 +269,7 @@ impl Rule {
 #[derive(Debug, Default)]
 struct PlanState {
     rules: Vec<Rule>,
-    calls: [u64; 9],
+    calls: [u64; OPS],
     before: Duration,
     after: Duration,
 }
@@ -309,8 +313,10 @@ impl FaultPlan {
     pub fn on(&self, select: impl Into<Select>, fault: Fault, n: usize) {
         let mut st = self.lock();
         let mut select = select.into();
+        let mut n = n;
         if let Sel::Nth(op, k) = select.0 {
-            select = Select(Sel::Nth(op, st.calls[op.index()].saturating_add(k)));
+            select = Select(Sel::Nth(op, st.calls[op.index()].saturating_add(k.max(1))));
+            n = n.min(1);
         }
         if n > 0 {
             st.rules.push(Rule {
@@ -853,6 +859,11 @@ mod tests {
         r.faults().on(Select::nth(Op::Find, 1), Fault::Fail, 1);
         assert!(r.find_reservation("a").await.unwrap_err().is_ambiguous());
         assert_eq!(r.faults().pending(), 0);
+        r.faults()
+            .on(Select::nth(Op::Find, 0), Fault::Delay(Duration::ZERO), 5);
+        assert_eq!(r.faults().pending(), 1, "an nth rule fires at most once");
+        r.find_reservation("a").await.unwrap();
+        assert_eq!((r.faults().fired(), r.faults().pending()), (3, 0));
     }
 
     #[tokio::test]
