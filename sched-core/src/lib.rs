@@ -22,6 +22,7 @@ mod repository;
 mod request;
 mod reservation;
 mod resources;
+pub mod rules;
 mod scheduler;
 mod tiers;
 pub mod validate;

@@ -5,6 +5,10 @@
 //! sched: seed workers in one line and inject faults (failures, conflicts, latency, lost replies)
 //! to exercise retry paths.
 //!
+//! The per-worker rules are sched-core's [`rules`](sched_core::rules); faults and call counts are
+//! sched-core's layers ([`Faulty`](sched_core::layers::Faulty),
+//! [`Counted`](sched_core::layers::Counted)), which work the same around Redis and Postgres.
+//!
 //! ```
 //! # tokio_test_block(async {
 //! use sched_core::{CapacityReservation, CommitMode, Resources, ResourceReservation, WorkerRepository};
@@ -28,10 +32,13 @@
 //! # }
 //! ```
 
-mod faults;
 mod locks;
+mod repository;
 mod store;
 
-pub use faults::{Fault, FaultPlan};
 pub use locks::MemoryLocks;
-pub use store::{MemoryRepository, MemoryRepositoryBuilder};
+pub use repository::{MemoryRepository, MemoryRepositoryBuilder};
+/// The fault plan of [`MemoryRepository::faults`]: sched-core's
+/// [`Faulty`](sched_core::layers::Faulty) layer, which works around any backend.
+pub use sched_core::layers::{Fault, FaultPlan};
+pub use store::MemoryStore;

@@ -1,352 +1,127 @@
-//! The in-memory store: one mutex over all state, held only for synchronous work, so every
-//! worker's part of a batch is trivially atomic.
+//! The raw in-memory store: one mutex over all state, held only for synchronous work, so every
+//! worker's part of a batch is trivially atomic. The per-worker rules are sched-core's
+//! [`rules`]; faults, latency and call counts are layers around this store.
 
-use crate::{Fault, FaultPlan};
 use async_trait::async_trait;
+use sched_core::rules::{self, WorkerState};
 use sched_core::validate::{validate_batch, validate_id, validate_release, validate_spec};
 use sched_core::{
-    AuditMode, AuditReport, BackendCounters, CapacityReservation, CommitMode, Committed, Rejection,
-    ReleaseOutcome, Released, RepoError, ReservationRecord, ResourceReservation, Resources, Worker,
-    WorkerRepository, WorkerResult, WorkerSpec,
+    AuditMode, AuditReport, BackendCounters, CapacityReservation, CommitMode, ReleaseOutcome,
+    RepoError, ReservationRecord, Worker, WorkerRepository, WorkerResult, WorkerSpec,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 const BACKEND: &str = "memory";
 
-#[derive(Debug)]
-struct Held {
-    resources: Resources,
-    gpu_type: Option<String>,
-}
-
-#[derive(Debug)]
-struct Entry {
-    worker: Worker,
-    ledger: BTreeMap<String, Held>,
-}
-
 #[derive(Debug, Default)]
 struct State {
-    workers: BTreeMap<String, Entry>,
+    workers: BTreeMap<String, WorkerState>,
     /// container id → worker id
     index: HashMap<String, String>,
     /// Last version of removed workers, so versions never repeat for an id.
     tombstones: HashMap<String, u64>,
 }
 
-/// An in-memory [`WorkerRepository`]. Cheap to clone: clones share the same store.
+/// The raw in-memory store, without layers: what [`MemoryRepository`](crate::MemoryRepository)
+/// wraps. Clones share it. It counts only round trips, one per call that passes validation; wrap
+/// it in [`Counted`](sched_core::layers::Counted) for calls and sections and in
+/// [`Faulty`](sched_core::layers::Faulty) for faults, or use `MemoryRepository`, which does both.
 #[derive(Debug, Clone, Default)]
-pub struct MemoryRepository {
+pub struct MemoryStore {
     state: Arc<Mutex<State>>,
-    faults: Arc<FaultPlan>,
     counters: Arc<BackendCounters>,
 }
 
-/// Builds a [`MemoryRepository`] seeded with workers.
-#[derive(Debug, Default)]
-pub struct MemoryRepositoryBuilder {
-    specs: Vec<WorkerSpec>,
-}
-
-impl MemoryRepositoryBuilder {
-    /// Adds one worker.
-    pub fn worker(mut self, spec: WorkerSpec) -> Self {
-        self.specs.push(spec);
-        self
-    }
-
-    /// Adds `n` available CPU-only workers `worker-<k>`, numbered after any `worker-*` already
-    /// added, with the same total.
-    pub fn cpu_workers(mut self, n: usize, total: Resources) -> Self {
-        let start = self.count_prefixed("worker-");
-        self.specs
-            .extend((start..start + n).map(|i| WorkerSpec::new(format!("worker-{i}"), total)));
-        self
-    }
-
-    fn count_prefixed(&self, prefix: &str) -> usize {
-        self.specs
-            .iter()
-            .filter(|s| s.id.starts_with(prefix))
-            .count()
-    }
-
-    /// Adds `n` GPU workers `gpu-worker-<k>` of one GPU type, numbered after any `gpu-worker-*`
-    /// already added.
-    pub fn gpu_workers(mut self, n: usize, gpu_type: &str, total: Resources) -> Self {
-        let start = self.count_prefixed("gpu-worker-");
-        self.specs
-            .extend((start..start + n).map(|i| {
-                WorkerSpec::new(format!("gpu-worker-{i}"), total).with_gpu_type(gpu_type)
-            }));
-        self
-    }
-
-    /// Builds the repository. Invalid specs are skipped with a warning; use
-    /// [`MemoryRepository::register_worker`] to see the error.
-    pub async fn build(self) -> MemoryRepository {
-        let repo = MemoryRepository::new();
-        for spec in &self.specs {
-            if let Err(e) = repo.register_worker(spec).await {
-                tracing::warn!(worker = %spec.id, error = %e, "skipping invalid worker spec");
-            }
-        }
-        repo
-    }
-}
-
-impl MemoryRepository {
-    /// An empty store.
+impl MemoryStore {
+    /// An empty store with fresh counters.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// A builder to seed workers.
-    pub fn builder() -> MemoryRepositoryBuilder {
-        MemoryRepositoryBuilder::default()
+    /// An empty store counting its round trips into `counters`.
+    pub fn with_counters(counters: Arc<BackendCounters>) -> Self {
+        MemoryStore {
+            state: Arc::default(),
+            counters,
+        }
     }
 
-    /// The fault plan; push faults here to exercise callers' retry paths.
-    pub fn faults(&self) -> &FaultPlan {
-        &self.faults
-    }
-
-    /// Traffic counters (each call counts as one round trip).
+    /// The counters this store writes its round trips to.
     pub fn counters(&self) -> Arc<BackendCounters> {
         Arc::clone(&self.counters)
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave a half-applied worker: every mutation
-        // below is computed first and written last.
+    /// One round trip: counts it and takes the lock. A panic while holding the lock cannot leave
+    /// a half-applied worker (the rules compute first; writes come last), so poisoning is ignored.
+    fn enter(&self) -> MutexGuard<'_, State> {
+        self.counters.round_trips(BACKEND, 1);
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn enter(&self) {
-        let latency = self.faults.latency();
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
-        self.counters.round_trips(BACKEND, 1);
+    /// Test hook (feature `testing`): overwrites a worker's stored free capacity without
+    /// touching its ledger. Returns false for an unknown worker.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn corrupt_free(&self, worker_id: &str, free: sched_core::Resources) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.workers
+            .get_mut(worker_id)
+            .map(|w| w.worker.free = free)
+            .is_some()
     }
-}
-
-fn ambiguous(msg: &str) -> RepoError {
-    RepoError::Ambiguous(msg.to_owned().into())
-}
-
-fn reserve_one(state: &mut State, cr: &CapacityReservation, mode: CommitMode) -> WorkerResult {
-    let outcome = (|| {
-        let entry = state
-            .workers
-            .get(&cr.worker_id)
-            .ok_or(Rejection::UnknownWorker)?;
-        let w = &entry.worker;
-        if let Some(expected) = cr.expected_version {
-            if expected != w.resource_version {
-                return Err(Rejection::VersionConflict {
-                    expected,
-                    current: w.resource_version,
-                });
-            }
-        }
-        if !w.is_available() {
-            return Err(Rejection::WorkerUnavailable { status: w.status });
-        }
-        let mut free = w.free;
-        let mut charged: Vec<&ResourceReservation> = Vec::new();
-        let mut accepted = 0usize;
-        let mut stop: Option<Rejection> = None;
-        for r in &cr.reservations {
-            match check_one(state, entry, &free, r) {
-                Ok(true) => {}
-                Ok(false) => {
-                    // fits: charge it
-                    free = free.saturating_sub(&r.resources);
-                    charged.push(r);
-                }
-                Err(rej) => {
-                    stop = Some(rej);
-                    break;
-                }
-            }
-            accepted += 1;
-        }
-        if let Some(rej) = stop {
-            if mode == CommitMode::AllOrNothing || accepted == 0 {
-                return Err(rej);
-            }
-            stop = Some(rej);
-        }
-        let mut version = w.resource_version;
-        if !charged.is_empty() {
-            version = version.saturating_add(1);
-        }
-        let charged: Vec<(String, Held)> = charged
-            .into_iter()
-            .map(|r| {
-                (
-                    r.container_id.clone(),
-                    Held {
-                        resources: r.resources,
-                        gpu_type: r.gpu_type.clone(),
-                    },
-                )
-            })
-            .collect();
-        // write
-        for (cid, _) in &charged {
-            state.index.insert(cid.clone(), cr.worker_id.clone());
-        }
-        if let Some(entry) = state.workers.get_mut(&cr.worker_id) {
-            entry.worker.free = free;
-            entry.worker.resource_version = version;
-            entry.ledger.extend(charged);
-        }
-        Ok(Committed {
-            new_version: version,
-            free,
-            accepted,
-            remainder: stop,
-        })
-    })();
-    WorkerResult {
-        worker_id: cr.worker_id.clone(),
-        outcome,
-    }
-}
-
-/// `Ok(true)`: already held here (no charge). `Ok(false)`: fits, charge it.
-fn check_one(
-    state: &State,
-    entry: &Entry,
-    free: &Resources,
-    r: &ResourceReservation,
-) -> Result<bool, Rejection> {
-    if let Some(holder) = state.index.get(&r.container_id) {
-        if *holder == entry.worker.id {
-            return Ok(true);
-        }
-        return Err(Rejection::AlreadyReserved {
-            container_id: r.container_id.clone(),
-            worker_id: holder.clone(),
-        });
-    }
-    if let Some(t) = &r.gpu_type {
-        if entry.worker.gpu_type.as_deref() != Some(t.as_str()) {
-            return Err(Rejection::GpuTypeMismatch {
-                container_id: r.container_id.clone(),
-                requested: t.clone(),
-                actual: entry.worker.gpu_type.clone(),
-            });
-        }
-    }
-    if let Some(kind) = free.first_shortfall(&r.resources) {
-        return Err(Rejection::InsufficientCapacity {
-            container_id: r.container_id.clone(),
-            resource: kind,
-            requested: r.resources.get(kind),
-            available: free.get(kind),
-        });
-    }
-    Ok(false)
-}
-
-fn ledger_sum(entry: &Entry) -> Resources {
-    // Amounts are bounded by MAX_AMOUNT and the count by memory, so this cannot overflow u64
-    // in practice; saturate rather than panic if it ever did.
-    entry.ledger.values().fold(Resources::ZERO, |acc, h| {
-        acc.checked_add(&h.resources)
-            .unwrap_or(Resources::new(u64::MAX, u64::MAX, u64::MAX))
-    })
-}
-
-fn audit_entry(entry: &Entry) -> AuditReport {
-    AuditReport::new(
-        entry.worker.id.clone(),
-        entry.worker.total,
-        entry.worker.free,
-        ledger_sum(entry),
-        entry.ledger.len(),
-        entry.worker.resource_version,
-    )
 }
 
 #[async_trait]
-impl WorkerRepository for MemoryRepository {
+impl WorkerRepository for MemoryStore {
     fn backend_name(&self) -> &str {
         BACKEND
     }
 
     async fn register_worker(&self, spec: &WorkerSpec) -> Result<Worker, RepoError> {
         validate_spec(spec)?;
-        self.enter().await;
-        let mut state = self.lock();
-        let tomb = state.tombstones.get(&spec.id).copied().unwrap_or(0);
-        match state.workers.get_mut(&spec.id) {
-            Some(entry) => {
-                let reserved = ledger_sum(entry);
-                if let Some(kind) = spec.total.first_shortfall(&reserved) {
-                    return Err(RepoError::TotalBelowReserved {
-                        resource: kind,
-                        total: spec.total.get(kind),
-                        reserved: reserved.get(kind),
-                    });
-                }
-                let version = entry.worker.resource_version.saturating_add(1);
-                let mut w = Worker::from_spec(spec, version);
-                w.free = spec.total.saturating_sub(&reserved);
-                entry.worker = w.clone();
-                Ok(w)
-            }
-            None => {
-                let w = Worker::from_spec(spec, tomb.saturating_add(1));
-                state.workers.insert(
-                    spec.id.clone(),
-                    Entry {
-                        worker: w.clone(),
-                        ledger: BTreeMap::new(),
-                    },
-                );
-                Ok(w)
-            }
-        }
+        let mut st = self.enter();
+        let tomb = st.tombstones.get(&spec.id).copied().unwrap_or(0);
+        let w = rules::register(st.workers.get(&spec.id), spec, tomb)?;
+        st.workers
+            .entry(spec.id.clone())
+            .and_modify(|s| s.worker = w.clone())
+            .or_insert_with(|| WorkerState::new(w.clone()));
+        Ok(w)
     }
 
     async fn remove_worker(&self, worker_id: &str) -> Result<bool, RepoError> {
         validate_id("worker", worker_id)?;
-        self.enter().await;
-        let mut state = self.lock();
-        let Some(entry) = state.workers.remove(worker_id) else {
+        let mut st = self.enter();
+        let Some(removed) = st.workers.remove(worker_id) else {
             return Ok(false);
         };
-        for cid in entry.ledger.keys() {
-            state.index.remove(cid);
+        for cid in removed.ledger.keys() {
+            st.index.remove(cid);
         }
-        state
-            .tombstones
-            .insert(worker_id.to_owned(), entry.worker.resource_version);
+        st.tombstones
+            .insert(worker_id.to_owned(), removed.worker.resource_version);
         Ok(true)
     }
 
     async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
         validate_id("worker", worker_id)?;
-        self.enter().await;
-        Ok(self.lock().workers.get(worker_id).map(|e| e.worker.clone()))
+        Ok(self
+            .enter()
+            .workers
+            .get(worker_id)
+            .map(|s| s.worker.clone()))
     }
 
     async fn list_workers(&self, pool: Option<&str>) -> Result<Vec<Worker>, RepoError> {
         if let Some(p) = pool {
             validate_id("pool", p)?;
         }
-        self.enter().await;
-        let state = self.lock();
-        Ok(state
+        let st = self.enter();
+        Ok(st
             .workers
             .values()
-            .filter(|e| pool.is_none_or(|p| e.worker.pool == p))
-            .map(|e| e.worker.clone())
+            .filter(|s| pool.is_none_or(|p| s.worker.pool == p))
+            .map(|s| s.worker.clone())
             .collect())
     }
 
@@ -356,38 +131,29 @@ impl WorkerRepository for MemoryRepository {
         mode: CommitMode,
     ) -> Result<Vec<WorkerResult>, RepoError> {
         validate_batch(batch)?;
-        self.enter().await;
-        let fault = self.faults.next();
-        if fault == Some(Fault::Fail) {
-            return Err(RepoError::Unavailable("injected failure".into()));
+        let mut guard = self.enter();
+        let st = &mut *guard;
+        let mut out = Vec::with_capacity(batch.len());
+        for part in batch {
+            let holder = |c: &str| st.index.get(c).map(String::as_str);
+            let outcome = rules::reserve(st.workers.get(&part.worker_id), part, mode, holder).map(
+                |reserved| {
+                    for (cid, _) in &reserved.charged {
+                        st.index.insert(cid.clone(), part.worker_id.clone());
+                    }
+                    match st.workers.get_mut(&part.worker_id) {
+                        Some(w) => w.commit(reserved),
+                        // rules::reserve rejects unknown workers; nothing to write.
+                        None => reserved.committed,
+                    }
+                },
+            );
+            out.push(WorkerResult {
+                worker_id: part.worker_id.clone(),
+                outcome,
+            });
         }
-        if fault == Some(Fault::Conflict) {
-            let state = self.lock();
-            return Ok(batch
-                .iter()
-                .map(|cr| WorkerResult {
-                    worker_id: cr.worker_id.clone(),
-                    outcome: Err(match state.workers.get(&cr.worker_id) {
-                        None => Rejection::UnknownWorker,
-                        Some(e) => Rejection::VersionConflict {
-                            expected: cr.expected_version.unwrap_or(0),
-                            current: e.worker.resource_version,
-                        },
-                    }),
-                })
-                .collect());
-        }
-        let results = {
-            let mut state = self.lock();
-            batch
-                .iter()
-                .map(|cr| reserve_one(&mut state, cr, mode))
-                .collect::<Vec<_>>()
-        };
-        if fault == Some(Fault::LoseReply) {
-            return Err(ambiguous("injected lost reply (reserve_batch was applied)"));
-        }
-        Ok(results)
+        Ok(out)
     }
 
     async fn release_batch(
@@ -395,55 +161,25 @@ impl WorkerRepository for MemoryRepository {
         container_ids: &[String],
     ) -> Result<Vec<ReleaseOutcome>, RepoError> {
         validate_release(container_ids)?;
-        self.enter().await;
-        let fault = self.faults.next();
-        if matches!(fault, Some(Fault::Fail) | Some(Fault::Conflict)) {
-            return Err(RepoError::Unavailable("injected failure".into()));
-        }
-        let mut sections = 0u64;
-        let out = {
-            let mut state = self.lock();
-            let state = &mut *state;
-            container_ids
-                .iter()
-                .map(|cid| {
-                    let released = state.index.get(cid).cloned().and_then(|wid| {
-                        let entry = state.workers.get_mut(&wid)?;
-                        let held = entry.ledger.remove(cid)?;
-                        let free = entry
-                            .worker
-                            .free
-                            .checked_add(&held.resources)
-                            .unwrap_or(entry.worker.total);
-                        // never lift free above total
-                        entry.worker.free = Resources::new(
-                            free.cpu_millicores.min(entry.worker.total.cpu_millicores),
-                            free.memory_mib.min(entry.worker.total.memory_mib),
-                            free.gpu_count.min(entry.worker.total.gpu_count),
-                        );
-                        entry.worker.resource_version =
-                            entry.worker.resource_version.saturating_add(1);
-                        sections += 1;
-                        Some(Released {
-                            worker_id: wid,
-                            resources: held.resources,
-                            new_version: entry.worker.resource_version,
-                        })
-                    });
-                    if released.is_some() {
-                        state.index.remove(cid);
-                    }
-                    ReleaseOutcome {
-                        container_id: cid.clone(),
-                        released,
-                    }
-                })
-                .collect::<Vec<_>>()
-        };
-        if fault == Some(Fault::LoseReply) {
-            return Err(ambiguous("injected lost reply (release_batch was applied)"));
-        }
-        Ok(out)
+        let mut guard = self.enter();
+        let st = &mut *guard;
+        Ok(container_ids
+            .iter()
+            .map(|cid| {
+                let released = st
+                    .index
+                    .get(cid)
+                    .and_then(|wid| st.workers.get_mut(wid))
+                    .and_then(|w| w.release(cid));
+                if released.is_some() {
+                    st.index.remove(cid);
+                }
+                ReleaseOutcome {
+                    container_id: cid.clone(),
+                    released,
+                }
+            })
+            .collect())
     }
 
     async fn find_reservations(
@@ -451,19 +187,12 @@ impl WorkerRepository for MemoryRepository {
         container_ids: &[String],
     ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
         validate_release(container_ids)?;
-        self.enter().await;
-        let state = self.lock();
+        let st = self.enter();
         Ok(container_ids
             .iter()
             .map(|cid| {
-                let wid = state.index.get(cid)?;
-                let held = state.workers.get(wid)?.ledger.get(cid)?;
-                Some(ReservationRecord {
-                    worker_id: wid.clone(),
-                    container_id: cid.clone(),
-                    resources: held.resources,
-                    gpu_type: held.gpu_type.clone(),
-                })
+                let wid = st.index.get(cid)?;
+                Some(st.workers.get(wid)?.ledger.get(cid)?.record(wid, cid))
             })
             .collect())
     }
@@ -473,22 +202,11 @@ impl WorkerRepository for MemoryRepository {
         worker_id: &str,
     ) -> Result<Vec<ReservationRecord>, RepoError> {
         validate_id("worker", worker_id)?;
-        self.enter().await;
-        let state = self.lock();
-        let entry = state
-            .workers
+        let st = self.enter();
+        st.workers
             .get(worker_id)
-            .ok_or_else(|| RepoError::UnknownWorker(worker_id.to_owned()))?;
-        Ok(entry
-            .ledger
-            .iter()
-            .map(|(cid, h)| ReservationRecord {
-                worker_id: worker_id.to_owned(),
-                container_id: cid.clone(),
-                resources: h.resources,
-                gpu_type: h.gpu_type.clone(),
-            })
-            .collect())
+            .map(WorkerState::records)
+            .ok_or_else(|| RepoError::UnknownWorker(worker_id.to_owned()))
     }
 
     async fn audit_worker(
@@ -497,33 +215,15 @@ impl WorkerRepository for MemoryRepository {
         mode: AuditMode,
     ) -> Result<AuditReport, RepoError> {
         validate_id("worker", worker_id)?;
-        self.enter().await;
-        let mut state = self.lock();
-        let entry = state
+        let mut st = self.enter();
+        let w = st
             .workers
             .get_mut(worker_id)
             .ok_or_else(|| RepoError::UnknownWorker(worker_id.to_owned()))?;
-        let report = audit_entry(entry);
+        let report = w.audit_with(mode);
         if mode == AuditMode::Repair && !report.is_consistent() {
-            tracing::warn!(worker = worker_id, drift = ?report.drift, "reconciling drift");
-            entry.worker.free = entry.worker.total.saturating_sub(&report.reserved);
-            entry.worker.resource_version = entry.worker.resource_version.saturating_add(1);
+            tracing::warn!(worker = worker_id, drift = ?report.drift, "reconciled drift");
         }
         Ok(report)
-    }
-}
-
-impl MemoryRepository {
-    /// Test hook: overwrites a worker's stored free capacity without touching the ledger, to
-    /// simulate drift (for testing `audit` and `reconcile`). Returns false for an unknown worker.
-    pub fn corrupt_free(&self, worker_id: &str, free: Resources) -> bool {
-        let mut state = self.lock();
-        match state.workers.get_mut(worker_id) {
-            Some(e) => {
-                e.worker.free = free;
-                true
-            }
-            None => false,
-        }
     }
 }

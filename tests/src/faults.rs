@@ -2,121 +2,20 @@
 //! of bursts, and the invariants that must hold afterwards (no overcommit, no container held
 //! twice, zero audit drift, every placement where the scheduler said).
 //!
-//! [`LoseReplies`] loses replies at the API boundary (the call is applied, then the caller gets
-//! [`RepoError::Ambiguous`]) and works on any backend; [`crate::proxy::FaultProxy`] does the same
-//! on the wire for Redis and Postgres.
+//! sched-core's [`Faulty`] layer loses replies at the API boundary (the call is applied, then the
+//! caller gets [`RepoError::Ambiguous`]) and works on any backend; [`crate::proxy::FaultProxy`]
+//! does the same on the wire for Redis and Postgres.
 
 use crate::ns::Ns;
-use async_trait::async_trait;
+use sched_core::layers::{Fault, Faulty, Op};
 use sched_core::{
-    AuditMode, AuditReport, CapacityReservation, CommitMode, ContainerRequest, ReleaseOutcome,
-    RepoError, ReservationRecord, Resources, Scheduler, SchedulerConfig, Worker, WorkerRepository,
-    WorkerResult, WorkerSpec,
+    CapacityReservation, CommitMode, ContainerRequest, RepoError, Resources, Scheduler,
+    SchedulerConfig, WorkerRepository, WorkerSpec,
 };
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Wraps a repository so that the next `n` `reserve_batch` / `release_batch` calls are applied
-/// and then answered with [`RepoError::Ambiguous`], as when a reply is lost after the server
-/// committed.
-#[derive(Debug)]
-pub struct LoseReplies<R> {
-    inner: R,
-    reserves: AtomicU64,
-    releases: AtomicU64,
-    lost: AtomicU64,
-}
-
-impl<R: WorkerRepository> LoseReplies<R> {
-    /// Wraps `inner`; no faults armed.
-    pub fn new(inner: R) -> Self {
-        LoseReplies {
-            inner,
-            reserves: AtomicU64::new(0),
-            releases: AtomicU64::new(0),
-            lost: AtomicU64::new(0),
-        }
-    }
-
-    /// Loses the replies of the next `n` `reserve_batch` calls.
-    pub fn lose_next_reserves(&self, n: u64) {
-        self.reserves.fetch_add(n, Ordering::SeqCst);
-    }
-
-    /// Loses the replies of the next `n` `release_batch` calls.
-    pub fn lose_next_releases(&self, n: u64) {
-        self.releases.fetch_add(n, Ordering::SeqCst);
-    }
-
-    /// Replies lost so far.
-    pub fn lost(&self) -> u64 {
-        self.lost.load(Ordering::SeqCst)
-    }
-
-    fn take(counter: &AtomicU64) -> bool {
-        counter
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
-            .is_ok()
-    }
-}
-
-#[async_trait]
-impl<R: WorkerRepository> WorkerRepository for LoseReplies<R> {
-    fn backend_name(&self) -> &str {
-        self.inner.backend_name()
-    }
-    async fn register_worker(&self, spec: &WorkerSpec) -> Result<Worker, RepoError> {
-        self.inner.register_worker(spec).await
-    }
-    async fn remove_worker(&self, worker_id: &str) -> Result<bool, RepoError> {
-        self.inner.remove_worker(worker_id).await
-    }
-    async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
-        self.inner.get_worker(worker_id).await
-    }
-    async fn list_workers(&self, pool: Option<&str>) -> Result<Vec<Worker>, RepoError> {
-        self.inner.list_workers(pool).await
-    }
-    async fn reserve_batch(
-        &self,
-        batch: &[CapacityReservation],
-        mode: CommitMode,
-    ) -> Result<Vec<WorkerResult>, RepoError> {
-        let out = self.inner.reserve_batch(batch, mode).await?;
-        if Self::take(&self.reserves) {
-            self.lost.fetch_add(1, Ordering::SeqCst);
-            return Err(RepoError::Ambiguous(
-                "injected: reserve_batch reply lost".into(),
-            ));
-        }
-        Ok(out)
-    }
-    async fn release_batch(&self, ids: &[String]) -> Result<Vec<ReleaseOutcome>, RepoError> {
-        let out = self.inner.release_batch(ids).await?;
-        if Self::take(&self.releases) {
-            self.lost.fetch_add(1, Ordering::SeqCst);
-            return Err(RepoError::Ambiguous(
-                "injected: release_batch reply lost".into(),
-            ));
-        }
-        Ok(out)
-    }
-    async fn find_reservations(
-        &self,
-        ids: &[String],
-    ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
-        self.inner.find_reservations(ids).await
-    }
-    async fn list_reservations(&self, id: &str) -> Result<Vec<ReservationRecord>, RepoError> {
-        self.inner.list_reservations(id).await
-    }
-    async fn audit_worker(&self, id: &str, mode: AuditMode) -> Result<AuditReport, RepoError> {
-        self.inner.audit_worker(id, mode).await
-    }
-}
 
 /// What [`verify`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -224,8 +123,8 @@ async fn cleanup(repo: &dyn WorkerRepository, workers: &[String]) {
 pub async fn check_lost_reserve_reply_is_resolved(repo: Arc<dyn WorkerRepository>) {
     let ns = Ns::new("lost-reserve");
     let workers = seed_workers(&*repo, &ns, 4, Resources::cpu_mem(8_000, 16_384)).await;
-    let lossy = Arc::new(LoseReplies::new(Arc::clone(&repo)));
-    lossy.lose_next_reserves(1);
+    let lossy = Arc::new(Faulty::new(Arc::clone(&repo)));
+    lossy.faults().on(Op::Reserve, Fault::LoseReply, 1);
     let sched = Scheduler::new(Arc::clone(&lossy), SchedulerConfig::default());
     let burst: Vec<_> = (0..20)
         .map(|i| {
@@ -243,7 +142,7 @@ pub async fn check_lost_reserve_reply_is_resolved(repo: Arc<dyn WorkerRepository
             (p.container_id.clone(), p.worker_id.clone())
         })
         .collect();
-    assert_eq!(lossy.lost(), 1, "the fault fired");
+    assert_eq!(lossy.faults().fired(), 1, "the fault fired");
     assert_eq!(sched.stats().ambiguous, 1);
     let inv = verify(&*repo, &workers, &placed).await;
     assert!(inv.clean(), "{inv:?}");
@@ -268,8 +167,8 @@ pub async fn check_lost_release_reply_is_idempotent(repo: Arc<dyn WorkerReposito
         .await
         .expect("reserve");
     assert!(out[0].outcome.is_ok());
-    let lossy = LoseReplies::new(Arc::clone(&repo));
-    lossy.lose_next_releases(1);
+    let lossy = Faulty::new(Arc::clone(&repo));
+    lossy.faults().on(Op::Release, Fault::LoseReply, 1);
     let err = lossy.release_batch(&ids).await.expect_err("reply lost");
     assert!(err.is_ambiguous());
     let again = lossy.release_batch(&ids).await.expect("retry release");

@@ -3,7 +3,11 @@
 //!
 //! * [`Counted`]: calls, reads, look-ups and per-worker atomic sections, one meaning for every
 //!   backend.
+//! * [`Faulty`]: injected failures, lost replies, forced conflicts and latency, for tests of
+//!   retry paths on any backend.
 
 mod counted;
+mod faulty;
 
 pub use counted::Counted;
+pub use faulty::{Args, Call, Fault, FaultPlan, Faulty, Op, Select};
