@@ -35,7 +35,7 @@ pub fn validate_id(what: &'static str, id: &str) -> Result<(), InvalidInput> {
 }
 
 /// Checks that no amount exceeds [`MAX_AMOUNT`].
-fn validate_amounts(r: &Resources) -> Result<(), InvalidInput> {
+pub fn validate_amounts(r: &Resources) -> Result<(), InvalidInput> {
     for k in ResourceKind::ALL {
         let v = r.get(k);
         if v > MAX_AMOUNT {
