@@ -7,7 +7,9 @@
 //!   retry paths on any backend.
 
 mod counted;
+mod fault_plan;
 mod faulty;
 
 pub use counted::Counted;
-pub use faulty::{Args, Call, Fault, FaultPlan, Faulty, Op, Select};
+pub use fault_plan::{Args, Call, Fault, FaultPlan, Op, Select};
+pub use faulty::Faulty;
