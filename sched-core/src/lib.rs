@@ -17,7 +17,6 @@ pub mod cache;
 pub mod counters;
 mod error;
 pub mod layers;
-pub mod locks;
 mod repository;
 mod request;
 mod reservation;
@@ -29,7 +28,6 @@ mod worker;
 pub use cache::{CacheConfig, CacheStats, WorkerStateCache};
 pub use counters::{BackendCounters, CounterSnapshot};
 pub use error::{BoxError, InvalidInput, RepoError};
-pub use locks::{LockToken, WorkerLocks};
 pub use repository::{AuditMode, RepositoryLayer, WorkerRepository};
 pub use request::{ContainerRequest, ANY_GPU};
 pub use reservation::{

@@ -29,9 +29,7 @@
 //! ```
 
 mod faults;
-mod locks;
 mod store;
 
 pub use faults::{Fault, FaultPlan};
-pub use locks::MemoryLocks;
 pub use store::{MemoryRepository, MemoryRepositoryBuilder};

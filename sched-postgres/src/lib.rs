@@ -13,7 +13,6 @@
 //! * **The database enforces the invariants**: CHECK constraints keep `0 <= free <= total`, the
 //!   reservations' primary key allows one holder per container, and a tombstone table keeps
 //!   versions from repeating across remove/re-register.
-//! * [`PostgresLocks`]: real row locks for the simulator's lock-based baseline.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,9 +26,7 @@
 
 mod config;
 mod error;
-mod locks;
 mod repo;
 
 pub use config::{validate_schema, ConfigError, PostgresConfig, DEFAULT_SCHEMA};
-pub use locks::PostgresLocks;
 pub use repo::{PostgresRepository, MIGRATOR};
