@@ -17,7 +17,6 @@ pub mod cache;
 pub mod counters;
 mod error;
 pub mod layers;
-pub mod locks;
 mod repository;
 mod request;
 mod reservation;
@@ -32,7 +31,6 @@ pub use affinity::AffinityMode;
 pub use cache::{CacheConfig, CacheStats, WorkerStateCache};
 pub use counters::{BackendCounters, CounterSnapshot};
 pub use error::{BoxError, InvalidInput, RepoError};
-pub use locks::{LockToken, WorkerLocks};
 pub use repository::{AuditMode, RepositoryLayer, WorkerRepository};
 pub use request::{ContainerRequest, ANY_GPU};
 pub use reservation::{

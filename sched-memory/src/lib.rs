@@ -32,11 +32,9 @@
 //! # }
 //! ```
 
-mod locks;
 mod repository;
 mod store;
 
-pub use locks::MemoryLocks;
 pub use repository::{MemoryRepository, MemoryRepositoryBuilder};
 /// The fault plan of [`MemoryRepository::faults`]: sched-core's
 /// [`Faulty`](sched_core::layers::Faulty) layer, which works around any backend.

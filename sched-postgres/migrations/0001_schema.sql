@@ -52,12 +52,6 @@ CREATE TABLE worker_tombstones (
     last_version bigint NOT NULL
 );
 
--- One row per worker id, locked with SELECT ... FOR UPDATE by PostgresLocks (the simulator's
--- lock-based baseline). Kept apart from `workers` so holding a lock never blocks reserve_batch.
-CREATE TABLE worker_locks (
-    worker_id text COLLATE "C" PRIMARY KEY
-);
-
 -- ---- JSON shapes ----
 
 -- sched_core::Resources.
@@ -381,7 +375,6 @@ BEGIN
         ON CONFLICT (id) DO NOTHING
         RETURNING * INTO w;
         IF FOUND THEN
-            INSERT INTO worker_locks (worker_id) VALUES (p_id) ON CONFLICT (worker_id) DO NOTHING;
             RETURN jsonb_build_object('Ok', sched_worker_json(w));
         END IF;
         -- a concurrent registration inserted it first: go round and update it
@@ -460,26 +453,5 @@ BEGIN
         'reserved', sched_res(a.r_cpu, a.r_mem, a.r_gpu),
         'reservations', a.n,
         'version', a.version);
-END
-$fn$;
-
--- ---- baseline locks ----
-
--- Tries to take a worker's baseline lock in the caller's open transaction: true when taken,
--- false when someone holds it, NULL when the worker has no lock row yet. Lock rows are created
--- at registration, or by the client in a short separate statement before retrying, never inside
--- a lock-holding transaction (an insert racing a holder's uncommitted insert would wait for it).
-CREATE FUNCTION sched_try_lock(p_id text) RETURNS boolean
-LANGUAGE plpgsql
-SET search_path FROM CURRENT
-AS $fn$
-BEGIN
-    PERFORM 1 FROM worker_locks WHERE worker_id = p_id FOR UPDATE NOWAIT;
-    IF FOUND THEN
-        RETURN true;
-    END IF;
-    RETURN NULL;
-EXCEPTION WHEN lock_not_available THEN
-    RETURN false;
 END
 $fn$;

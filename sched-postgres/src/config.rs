@@ -121,6 +121,17 @@ impl PostgresConfig {
         self.connect.get_port()
     }
 
+    /// The pool's size.
+    pub fn max_connections(&self) -> u32 {
+        self.max_connections
+    }
+
+    /// How long a call waits for a pooled connection.
+    pub fn acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
+    }
+
+
     /// Most connections the pool opens (at least 1).
     pub fn with_max_connections(mut self, n: u32) -> Self {
         self.max_connections = n.max(1);

@@ -26,11 +26,9 @@
 
 mod config;
 mod error;
-mod locks;
 mod repo;
 
 pub use config::{validate_schema, ConfigError, PostgresConfig, DEFAULT_SCHEMA};
-pub use locks::PostgresLocks;
 pub use repo::PostgresRepository;
 #[cfg(feature = "testing")]
 pub use repo::MIGRATOR;

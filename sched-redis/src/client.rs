@@ -34,8 +34,6 @@ pub(crate) enum Op {
     SAdd(String, String),
     /// `SMEMBERS key`
     SMembers(String),
-    /// `SET key value NX PX ms`
-    SetNxPx(String, String, u64),
     /// `UNLINK key`
     Unlink(String),
     /// `PING`

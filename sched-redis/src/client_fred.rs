@@ -7,7 +7,7 @@ use fred::prelude::{
     ClientLike, Config, Error, ErrorKind, HashesInterface, KeysInterface, ReconnectPolicy,
     ServerConfig, SetsInterface, Value,
 };
-use fred::types::{ClusterHash, CustomCommand, Expiration, SetOptions};
+use fred::types::{ClusterHash, CustomCommand};
 use futures::TryStreamExt;
 
 /// fred behind [`Client`].
@@ -173,17 +173,6 @@ impl Client for FredClient {
                 Op::HKeys(k) => pipe.hkeys(k.as_str()).await,
                 Op::SAdd(k, m) => pipe.sadd(k.as_str(), m.as_str()).await,
                 Op::SMembers(k) => pipe.smembers(k.as_str()).await,
-                Op::SetNxPx(k, v, ms) => {
-                    let px = i64::try_from(*ms).unwrap_or(i64::MAX);
-                    pipe.set(
-                        k.as_str(),
-                        v.as_str(),
-                        Some(Expiration::PX(px)),
-                        Some(SetOptions::NX),
-                        false,
-                    )
-                    .await
-                }
                 Op::Unlink(k) => pipe.unlink(k.as_str()).await,
                 Op::Ping => {
                     pipe.custom(

@@ -119,9 +119,6 @@ fn build(ops: &[Op]) -> redis::Pipeline {
             Op::SMembers(k) => {
                 p.cmd("SMEMBERS").arg(k);
             }
-            Op::SetNxPx(k, v, ms) => {
-                p.cmd("SET").arg(k).arg(v).arg("NX").arg("PX").arg(*ms);
-            }
             Op::Unlink(k) => {
                 p.cmd("UNLINK").arg(k);
             }

@@ -55,11 +55,6 @@ impl Keys {
         format!("{}:tomb", self.worker_tag(worker_id))
     }
 
-    /// The worker's lock (baseline strategies only).
-    pub(crate) fn lock(&self, worker_id: &str) -> String {
-        format!("{}:lock", self.worker_tag(worker_id))
-    }
-
     /// Container index / claim: container id → worker id.
     pub(crate) fn index(&self, container_id: &str) -> String {
         format!("{{{}:c:{}}}", self.prefix, encode(container_id))

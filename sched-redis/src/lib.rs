@@ -1,8 +1,7 @@
 //! # sched-redis
 //!
-//! [`RedisRepository`]: a [`WorkerRepository`](sched_core::WorkerRepository) and
-//! [`WorkerLocks`](sched_core::WorkerLocks) on Redis, with exactly the semantics of the
-//! in-memory reference backend.
+//! [`RedisRepository`]: a [`WorkerRepository`](sched_core::WorkerRepository) on Redis, with
+//! exactly the semantics of the in-memory reference backend.
 //!
 //! * Each worker's part of `reserve_batch` / `release_batch` is one Lua script (`lua/*.lua`),
 //!   atomic in itself; all scripts of a call go out as one pipeline of `EVALSHA`s (one round

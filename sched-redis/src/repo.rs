@@ -8,9 +8,9 @@ use crate::scripts::{self, Script};
 use async_trait::async_trait;
 use sched_core::validate::{validate_batch, validate_id, validate_release, validate_spec};
 use sched_core::{
-    AuditMode, AuditReport, BackendCounters, CapacityReservation, CommitMode, Committed, LockToken,
-    Rejection, ReleaseOutcome, Released, RepoError, ReservationRecord, Resources, Worker,
-    WorkerLocks, WorkerRepository, WorkerResult, WorkerSpec,
+    AuditMode, AuditReport, BackendCounters, CapacityReservation, CommitMode, Committed, Rejection,
+    ReleaseOutcome, Released, RepoError, ReservationRecord, Resources, Worker, WorkerRepository,
+    WorkerResult, WorkerSpec,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -23,7 +23,7 @@ const REMOVE_ATTEMPTS: usize = 8;
 /// Cluster mode: how often a contested, not yet committed claim is re-read.
 const CONTESTED_POLLS: u64 = 10;
 
-/// A [`WorkerRepository`] (and [`WorkerLocks`]) on Redis or Redis Cluster.
+/// A [`WorkerRepository`] on Redis or Redis Cluster.
 ///
 /// Each worker's part of `reserve_batch` / `release_batch` is one Lua script; all the scripts
 /// of a call go out as one pipeline of `EVALSHA`s. No locks. See `ARCHITECTURE-redis.md` for
@@ -990,51 +990,6 @@ impl WorkerRepository for RedisRepository {
             tracing::warn!(worker = worker_id, drift = ?report.drift, "reconciled drift");
         }
         Ok(report)
-    }
-}
-
-#[async_trait]
-impl WorkerLocks for RedisRepository {
-    async fn try_lock(
-        &self,
-        worker_id: &str,
-        ttl: Duration,
-    ) -> Result<Option<LockToken>, RepoError> {
-        validate_id("worker", worker_id)?;
-        let token = format!("{:032x}", rand::random::<u128>());
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let reply = self
-            .run(
-                vec![Op::SetNxPx(self.keys.lock(worker_id), token.clone(), ms)],
-                true,
-            )
-            .await?
-            .pop()
-            .ok_or_else(|| bad("no reply"))?;
-        Ok(match parse::ok(reply)? {
-            Val::Nil => None,
-            _ => Some(LockToken {
-                worker_id: worker_id.to_owned(),
-                token,
-            }),
-        })
-    }
-
-    async fn unlock(&self, token: LockToken) -> Result<(), RepoError> {
-        validate_id("worker", &token.worker_id)?;
-        let reply = self
-            .run(
-                vec![Op::script(
-                    &scripts::CAD,
-                    vec![self.keys.lock(&token.worker_id)],
-                    vec![token.token],
-                )],
-                true,
-            )
-            .await?
-            .pop()
-            .ok_or_else(|| bad("no reply"))?;
-        parse::ok(reply).map(|_| ())
     }
 }
 

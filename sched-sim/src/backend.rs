@@ -2,14 +2,13 @@
 //! (one round trip), and clean up.
 
 use crate::hist::{Recorder, Summary};
+use crate::locks::{MemoryLocks, PostgresLocks, RedisLocks, WorkerLocks};
 use crate::metered::{CallCounters, Latency, Metered, MeteredLocks};
 use crate::SimError;
 use clap::ValueEnum;
-use sched_core::{
-    BackendCounters, RepoError, Resources, WorkerLocks, WorkerRepository, WorkerSpec,
-};
-use sched_memory::{MemoryLocks, MemoryRepository};
-use sched_postgres::{PostgresConfig, PostgresLocks, PostgresRepository};
+use sched_core::{BackendCounters, RepoError, Resources, WorkerRepository, WorkerSpec};
+use sched_memory::MemoryRepository;
+use sched_postgres::{PostgresConfig, PostgresRepository};
 use sched_redis::{RedisConfig, RedisRepository};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -193,12 +192,14 @@ impl Env {
                 }
                 .map_err(unavailable)?;
                 let counters = repo.counters();
+                // The locks have their own redis-rs connection, whichever client the
+                // repository uses.
+                let locks =
+                    RedisLocks::connect(&config, Arc::clone(&counters), repo.backend_name())
+                        .await
+                        .map_err(unavailable)?;
                 (
-                    (
-                        Arc::new(repo.clone()),
-                        Arc::new(repo.clone()),
-                        Some(counters),
-                    ),
+                    (Arc::new(repo.clone()), Arc::new(locks), Some(counters)),
                     Handle::Redis(repo),
                 )
             }
@@ -223,6 +224,9 @@ impl Env {
                 }
                 let counters = repo.counters();
                 let locks = PostgresLocks::new(&repo);
+                if create {
+                    locks.install(&setup.ids()).await?;
+                }
                 (
                     (Arc::new(repo.clone()), Arc::new(locks), Some(counters)),
                     Handle::Postgres(repo),

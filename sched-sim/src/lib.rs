@@ -11,13 +11,16 @@
 //! * [`strategy::sched`]: sched-core's lock-free [`Scheduler`](sched_core::Scheduler).
 //!
 //! Scenarios live in [`scenario`]; [`metered::Metered`] adds `--rtt-ms` latency and counts
-//! round trips for any backend.
+//! round trips for any backend. The per-worker locks the baselines take
+//! ([`locks::WorkerLocks`]) live here too, one per backend, on the simulator's own connections:
+//! sched's production crates have no locks.
 
 pub mod audit;
 pub mod backend;
 pub mod cli;
 pub mod error;
 pub mod hist;
+pub mod locks;
 pub mod metered;
 pub mod plot;
 pub mod progress;

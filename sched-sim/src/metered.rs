@@ -5,13 +5,23 @@
 //! Every strategy talks to the backend only through these wrappers, so round trips, reads,
 //! `reserve_batch` calls, per-worker atomic sections and lock calls are counted the same way
 //! on every backend. The audit bypasses them.
+//!
+//! [`Metered`] is a [`RepositoryLayer`]: since every call pays the latency, it intercepts each
+//! of the nine required methods, each in one line through one counting-and-delaying helper
+//! (`backend_name` and the conveniences forward). It keeps its own [`CallCounters`] rather than
+//! reusing [`sched_core::layers::Counted`], whose figures mean something else: `Counted` adds
+//! the workers a `release_batch` released from to the atomic sections and does not count
+//! register/remove/ledger/audit calls, while [`Calls`] counts only the worker parts sent in
+//! `reserve_batch` as sections and every call as one round trip.
 
+use crate::locks::{LockToken, WorkerLocks};
 use async_trait::async_trait;
 use sched_core::{
-    AuditMode, AuditReport, CapacityReservation, CommitMode, LockToken, ReleaseOutcome, RepoError,
-    ReservationRecord, Worker, WorkerLocks, WorkerRepository, WorkerResult, WorkerSpec,
+    AuditMode, AuditReport, CapacityReservation, CommitMode, ReleaseOutcome, RepoError,
+    RepositoryLayer, ReservationRecord, Worker, WorkerRepository, WorkerResult, WorkerSpec,
 };
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,7 +152,7 @@ impl Latency {
 
     /// Runs `f` between the two halves of the round trip. Deadlines are taken from the start of
     /// the call, so the timer's rounding is paid once per call rather than once per half.
-    pub async fn around<T, F: std::future::Future<Output = T>>(&self, f: F) -> T {
+    pub async fn around<T, F: Future<Output = T>>(&self, f: F) -> T {
         if self.half.is_zero() {
             return f.await;
         }
@@ -156,102 +166,118 @@ impl Latency {
     }
 }
 
-/// A [`WorkerRepository`] that counts and delays every call of the one it wraps.
+/// Counts a call and runs it between the two halves of its round trip: what [`Metered`] and
+/// [`MeteredLocks`] do to every call.
+#[derive(Debug, Clone)]
+struct Meter {
+    latency: Latency,
+    counters: Arc<CallCounters>,
+}
+
+impl Meter {
+    async fn call<T>(&self, kind: Kind, f: impl Future<Output = T>) -> T {
+        self.counters.count(kind);
+        self.latency.around(f).await
+    }
+}
+
+/// A [`RepositoryLayer`] that counts and delays every call of the repository it wraps.
 #[derive(Debug, Clone)]
 pub struct Metered<R> {
     inner: R,
-    latency: Latency,
-    counters: Arc<CallCounters>,
+    meter: Meter,
 }
 
 impl<R> Metered<R> {
     /// Wraps `inner` with `rtt` per call and fresh counters.
     pub fn new(inner: R, rtt: Duration) -> Self {
-        Metered {
-            inner,
-            latency: Latency::new(rtt),
-            counters: Arc::new(CallCounters::default()),
-        }
+        Self::with_counters(inner, rtt, Arc::default())
     }
 
     /// Wraps `inner` sharing `counters` (for instance with a [`MeteredLocks`]).
     pub fn with_counters(inner: R, rtt: Duration, counters: Arc<CallCounters>) -> Self {
         Metered {
             inner,
-            latency: Latency::new(rtt),
-            counters,
+            meter: Meter {
+                latency: Latency::new(rtt),
+                counters,
+            },
         }
     }
 
     /// The counters.
     pub fn counters(&self) -> Arc<CallCounters> {
-        Arc::clone(&self.counters)
+        Arc::clone(&self.meter.counters)
     }
 
     /// The wrapped repository.
-    pub fn inner(&self) -> &R {
+    pub fn get_ref(&self) -> &R {
         &self.inner
     }
 }
 
 #[async_trait]
-impl<R: WorkerRepository> WorkerRepository for Metered<R> {
-    fn backend_name(&self) -> &str {
-        self.inner.backend_name()
+impl<R: WorkerRepository> RepositoryLayer for Metered<R> {
+    type Inner = R;
+
+    fn inner(&self) -> &R {
+        &self.inner
     }
+
     async fn register_worker(&self, spec: &WorkerSpec) -> Result<Worker, RepoError> {
-        self.counters.count(Kind::Other);
-        self.latency.around(self.inner.register_worker(spec)).await
+        self.meter
+            .call(Kind::Other, self.inner.register_worker(spec))
+            .await
     }
     async fn remove_worker(&self, worker_id: &str) -> Result<bool, RepoError> {
-        self.counters.count(Kind::Other);
-        self.latency
-            .around(self.inner.remove_worker(worker_id))
+        self.meter
+            .call(Kind::Other, self.inner.remove_worker(worker_id))
             .await
     }
     async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
-        self.counters.count(Kind::Read);
-        self.latency.around(self.inner.get_worker(worker_id)).await
+        self.meter
+            .call(Kind::Read, self.inner.get_worker(worker_id))
+            .await
     }
     async fn list_workers(&self, pool: Option<&str>) -> Result<Vec<Worker>, RepoError> {
-        self.counters.count(Kind::Read);
-        self.latency.around(self.inner.list_workers(pool)).await
+        self.meter
+            .call(Kind::Read, self.inner.list_workers(pool))
+            .await
     }
     async fn reserve_batch(
         &self,
         batch: &[CapacityReservation],
         mode: CommitMode,
     ) -> Result<Vec<WorkerResult>, RepoError> {
-        self.counters.count(Kind::Reserve(batch.len() as u64));
-        self.latency
-            .around(self.inner.reserve_batch(batch, mode))
+        self.meter
+            .call(
+                Kind::Reserve(batch.len() as u64),
+                self.inner.reserve_batch(batch, mode),
+            )
             .await
     }
     async fn release_batch(
         &self,
         container_ids: &[String],
     ) -> Result<Vec<ReleaseOutcome>, RepoError> {
-        self.counters.count(Kind::Release);
-        self.latency
-            .around(self.inner.release_batch(container_ids))
+        self.meter
+            .call(Kind::Release, self.inner.release_batch(container_ids))
             .await
     }
     async fn find_reservations(
         &self,
         container_ids: &[String],
     ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
-        self.counters.count(Kind::Other);
-        self.latency
-            .around(self.inner.find_reservations(container_ids))
+        self.meter
+            .call(Kind::Other, self.inner.find_reservations(container_ids))
             .await
     }
     async fn list_reservations(
         &self,
         worker_id: &str,
     ) -> Result<Vec<ReservationRecord>, RepoError> {
-        self.counters.count(Kind::Other);
-        self.latency
-            .around(self.inner.list_reservations(worker_id))
+        self.meter
+            .call(Kind::Other, self.inner.list_reservations(worker_id))
             .await
     }
     async fn audit_worker(
@@ -259,25 +285,24 @@ impl<R: WorkerRepository> WorkerRepository for Metered<R> {
         worker_id: &str,
         mode: AuditMode,
     ) -> Result<AuditReport, RepoError> {
-        self.counters.count(Kind::Other);
-        self.latency
-            .around(self.inner.audit_worker(worker_id, mode))
+        self.meter
+            .call(Kind::Other, self.inner.audit_worker(worker_id, mode))
             .await
     }
 }
 
-/// A [`WorkerLocks`] that counts and delays every call of the one it wraps.
+/// A [`WorkerLocks`] that counts and delays every call of the one it wraps, into the same
+/// counters as a [`Metered`] repository.
 #[derive(Clone)]
 pub struct MeteredLocks {
     inner: Arc<dyn WorkerLocks>,
-    latency: Latency,
-    counters: Arc<CallCounters>,
+    meter: Meter,
 }
 
 impl std::fmt::Debug for MeteredLocks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MeteredLocks")
-            .field("latency", &self.latency)
+            .field("latency", &self.meter.latency)
             .finish_non_exhaustive()
     }
 }
@@ -287,8 +312,10 @@ impl MeteredLocks {
     pub fn new(inner: Arc<dyn WorkerLocks>, rtt: Duration, counters: Arc<CallCounters>) -> Self {
         MeteredLocks {
             inner,
-            latency: Latency::new(rtt),
-            counters,
+            meter: Meter {
+                latency: Latency::new(rtt),
+                counters,
+            },
         }
     }
 }
@@ -300,13 +327,13 @@ impl WorkerLocks for MeteredLocks {
         worker_id: &str,
         ttl: Duration,
     ) -> Result<Option<LockToken>, RepoError> {
-        self.counters.count(Kind::Lock);
-        self.latency
-            .around(self.inner.try_lock(worker_id, ttl))
+        self.meter
+            .call(Kind::Lock, self.inner.try_lock(worker_id, ttl))
             .await
     }
     async fn unlock(&self, token: LockToken) -> Result<(), RepoError> {
-        self.counters.count(Kind::Unlock);
-        self.latency.around(self.inner.unlock(token)).await
+        self.meter
+            .call(Kind::Unlock, self.inner.unlock(token))
+            .await
     }
 }

@@ -11,10 +11,11 @@ pub mod naive;
 pub mod sched;
 pub mod seed;
 
+use crate::locks::WorkerLocks;
 use async_trait::async_trait;
 use clap::ValueEnum;
 use sched_core::affinity::AffinityMode;
-use sched_core::{ContainerRequest, Placement, RepoError, WorkerLocks, WorkerRepository};
+use sched_core::{ContainerRequest, Placement, RepoError, WorkerRepository};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};

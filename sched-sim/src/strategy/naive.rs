@@ -11,11 +11,12 @@
 
 use super::{jitter_sleep, run_each, AtomicStats, PlaceResult, Strategy, StrategyKind};
 use super::{StrategyOptions, StrategyStats};
+use crate::locks::WorkerLocks;
 use async_trait::async_trait;
 use sched_core::bench_support::{eligible, PlanConfig};
 use sched_core::{
     affinity::AffinityMode, CapacityReservation, CommitMode, ContainerRequest, Placement,
-    Rejection, RepoError, ResourceReservation, WorkerLocks, WorkerRepository,
+    Rejection, RepoError, ResourceReservation, WorkerRepository,
 };
 use std::sync::Arc;
 use std::time::Instant;

@@ -12,12 +12,13 @@
 
 use super::StrategyStats;
 use super::{jitter_sleep, AtomicStats, PlaceResult, Strategy, StrategyKind, StrategyOptions};
+use crate::locks::{LockToken, WorkerLocks};
 use async_trait::async_trait;
 use sched_core::affinity::{hash_container_id, rotation_offset, AffinityMode};
 use sched_core::bench_support::{eligible, PlanConfig};
 use sched_core::{
-    CapacityReservation, CommitMode, ContainerRequest, LockToken, Placement, Rejection, RepoError,
-    ResourceReservation, Resources, Worker, WorkerLocks, WorkerRepository,
+    CapacityReservation, CommitMode, ContainerRequest, Placement, Rejection, RepoError,
+    ResourceReservation, Resources, Worker, WorkerRepository,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,8 @@
-//! [`MemoryLocks`]: per-worker mutexes for the simulator's lock-based baselines.
+//! [`MemoryLocks`]: per-worker expiring locks in process, for the memory backend.
 
+use super::{LockToken, WorkerLocks};
 use async_trait::async_trait;
-use sched_core::{LockToken, RepoError, WorkerLocks};
+use sched_core::RepoError;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
