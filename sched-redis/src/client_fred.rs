@@ -3,12 +3,8 @@
 use crate::client::{Client, ClientError, Op, Val};
 use crate::config::RedisConfig;
 use async_trait::async_trait;
-use fred::prelude::{
-    ClientLike, Config, Error, ErrorKind, HashesInterface, KeysInterface, ReconnectPolicy,
-    ServerConfig, SetsInterface, Value,
-};
-use fred::types::{ClusterHash, CustomCommand, Expiration, SetOptions};
-use futures::TryStreamExt;
+use fred::prelude::{ClientLike, Config, Error, ErrorKind, ReconnectPolicy, ServerConfig, Value};
+use fred::types::{ClusterHash, CustomCommand};
 
 /// fred behind [`Client`].
 pub(crate) struct FredClient {
@@ -99,27 +95,6 @@ impl FredClient {
     }
 }
 
-/// `EVALSHA` / `EVAL`, routed in a cluster by the slot of the first key (every key of one
-/// script shares a slot in cluster mode).
-fn script_cmd(name: &'static str, keys: &[String]) -> CustomCommand {
-    let hash = match keys.first() {
-        Some(k) => ClusterHash::Custom(fred::util::redis_keyslot(k.as_bytes())),
-        None => ClusterHash::Random,
-    };
-    CustomCommand::new_static(name, hash, false)
-}
-
-fn script_args(script: &str, keys: &[String], args: &[String]) -> Vec<Value> {
-    let mut v = Vec::with_capacity(2 + keys.len() + args.len());
-    v.push(Value::from(script));
-    v.push(Value::Integer(
-        i64::try_from(keys.len()).unwrap_or(i64::MAX),
-    ));
-    v.extend(keys.iter().map(|k| Value::from(k.as_str())));
-    v.extend(args.iter().map(|a| Value::from(a.as_str())));
-    v
-}
-
 fn convert(v: Value) -> Val {
     match v {
         Value::Null => Val::Nil,
@@ -144,55 +119,14 @@ impl Client for FredClient {
     async fn pipeline(&self, ops: &[Op]) -> Result<Vec<Val>, ClientError> {
         let pipe = self.client.pipeline();
         for op in ops {
+            let hash = op
+                .route_key()
+                .map_or(ClusterHash::Random, ClusterHash::from);
+            let args: Vec<Value> = op.wire_args().map(Value::from).collect();
             // Queuing on a pipeline only buffers the command; errors show up in try_all.
-            let queued: Result<Value, Error> = match op {
-                Op::EvalSha { script, keys, args } => {
-                    pipe.custom(
-                        script_cmd("EVALSHA", keys),
-                        script_args(&script.sha, keys, args),
-                    )
-                    .await
-                }
-                Op::Eval { script, keys, args } => {
-                    pipe.custom(
-                        script_cmd("EVAL", keys),
-                        script_args(script.body, keys, args),
-                    )
-                    .await
-                }
-                Op::ScriptLoad(script) => {
-                    pipe.custom(
-                        CustomCommand::new_static("SCRIPT", ClusterHash::Random, false),
-                        vec![Value::from("LOAD"), Value::from(script.body)],
-                    )
-                    .await
-                }
-                Op::Get(k) => pipe.get(k.as_str()).await,
-                Op::HGet(k, f) => pipe.hget(k.as_str(), f.as_str()).await,
-                Op::HGetAll(k) => pipe.hgetall(k.as_str()).await,
-                Op::HKeys(k) => pipe.hkeys(k.as_str()).await,
-                Op::SAdd(k, m) => pipe.sadd(k.as_str(), m.as_str()).await,
-                Op::SMembers(k) => pipe.smembers(k.as_str()).await,
-                Op::SetNxPx(k, v, ms) => {
-                    let px = i64::try_from(*ms).unwrap_or(i64::MAX);
-                    pipe.set(
-                        k.as_str(),
-                        v.as_str(),
-                        Some(Expiration::PX(px)),
-                        Some(SetOptions::NX),
-                        false,
-                    )
-                    .await
-                }
-                Op::Unlink(k) => pipe.unlink(k.as_str()).await,
-                Op::Ping => {
-                    pipe.custom(
-                        CustomCommand::new_static("PING", ClusterHash::Random, false),
-                        Vec::<Value>::new(),
-                    )
-                    .await
-                }
-            };
+            let queued: Result<Value, Error> = pipe
+                .custom(CustomCommand::new_static(op.name, hash, false), args)
+                .await;
             queued.map_err(classify)?;
         }
         let results = pipe.try_all::<Value>().await;
@@ -214,7 +148,9 @@ impl Client for FredClient {
         Ok(out)
     }
 
+    #[cfg(feature = "testing")]
     async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>, ClientError> {
+        use futures::TryStreamExt;
         let keys: Vec<fred::types::Key> = if self.cluster {
             self.client
                 .scan_cluster_buffered(pattern, Some(1000), None)

@@ -21,7 +21,7 @@ pub(crate) struct RedisRsClient {
     conn: Conn,
 }
 
-pub(crate) fn classify(e: RedisError) -> ClientError {
+fn classify(e: RedisError) -> ClientError {
     if e.is_connection_refusal() {
         ClientError::NotSent(Box::new(e))
     } else if e.is_timeout() || e.is_connection_dropped() || e.is_io_error() {
@@ -83,57 +83,12 @@ fn build(ops: &[Op]) -> redis::Pipeline {
     let mut p = redis::pipe();
     p.ignore_errors();
     for op in ops {
-        match op {
-            Op::EvalSha { script, keys, args } => {
-                p.cmd("EVALSHA")
-                    .arg(&script.sha)
-                    .arg(keys.len())
-                    .arg(keys)
-                    .arg(args);
-            }
-            Op::Eval { script, keys, args } => {
-                p.cmd("EVAL")
-                    .arg(script.body)
-                    .arg(keys.len())
-                    .arg(keys)
-                    .arg(args);
-            }
-            Op::ScriptLoad(script) => {
-                p.cmd("SCRIPT").arg("LOAD").arg(script.body);
-            }
-            Op::Get(k) => {
-                p.cmd("GET").arg(k);
-            }
-            Op::HGet(k, f) => {
-                p.cmd("HGET").arg(k).arg(f);
-            }
-            Op::HGetAll(k) => {
-                p.cmd("HGETALL").arg(k);
-            }
-            Op::HKeys(k) => {
-                p.cmd("HKEYS").arg(k);
-            }
-            Op::SAdd(k, m) => {
-                p.cmd("SADD").arg(k).arg(m);
-            }
-            Op::SMembers(k) => {
-                p.cmd("SMEMBERS").arg(k);
-            }
-            Op::SetNxPx(k, v, ms) => {
-                p.cmd("SET").arg(k).arg(v).arg("NX").arg("PX").arg(*ms);
-            }
-            Op::Unlink(k) => {
-                p.cmd("UNLINK").arg(k);
-            }
-            Op::Ping => {
-                p.cmd("PING");
-            }
-        }
+        p.cmd(op.name).arg(op.wire_args().collect::<Vec<_>>());
     }
     p
 }
 
-pub(crate) fn convert(v: Value) -> Val {
+fn convert(v: Value) -> Val {
     match v {
         Value::Nil => Val::Nil,
         Value::Int(i) => Val::Int(i),
@@ -184,19 +139,10 @@ impl Client for RedisRsClient {
                 out
             }
         };
-        if out.len() != ops.len() {
-            return Err(ClientError::Other(
-                format!(
-                    "pipeline of {} commands got {} replies",
-                    ops.len(),
-                    out.len()
-                )
-                .into(),
-            ));
-        }
         Ok(out.into_iter().map(convert).collect())
     }
 
+    #[cfg(feature = "testing")]
     async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>, ClientError> {
         match &self.conn {
             Conn::Single(c) => {

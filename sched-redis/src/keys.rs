@@ -32,6 +32,7 @@ impl Keys {
     }
 
     /// `SCAN MATCH` pattern covering every key of this prefix.
+    #[cfg(feature = "testing")]
     pub(crate) fn pattern(&self) -> String {
         format!("{{{}:*", self.prefix)
     }
@@ -53,11 +54,6 @@ impl Keys {
     /// Last version of a removed worker.
     pub(crate) fn tomb(&self, worker_id: &str) -> String {
         format!("{}:tomb", self.worker_tag(worker_id))
-    }
-
-    /// The worker's lock (baseline strategies only).
-    pub(crate) fn lock(&self, worker_id: &str) -> String {
-        format!("{}:lock", self.worker_tag(worker_id))
     }
 
     /// Container index / claim: container id → worker id.

@@ -175,8 +175,7 @@ macro_rules! redis_suite {
     ($kind:expr, $topo:expr) => {
         use common::{fresh, raw_nodes, rr, Fresh, SCRIPT_CACHE};
         use sched_core::{
-            CapacityReservation, CommitMode, RepoError, Resources, WorkerLocks, WorkerRepository,
-            WorkerSpec,
+            CapacityReservation, CommitMode, RepoError, Resources, WorkerRepository, WorkerSpec,
         };
         use std::sync::Arc;
         use std::time::Duration;
@@ -584,60 +583,6 @@ macro_rules! redis_suite {
             );
             assert!(audit.is_consistent(), "{audit:?}");
             assert_eq!(audit.reservations, 1, "{audit:?}");
-        }
-
-        #[tokio::test]
-        async fn worker_locks() {
-            let Some(repo) = make("worker_locks").await else {
-                return;
-            };
-            let t = repo
-                .try_lock("{w}:1", Duration::from_secs(10))
-                .await
-                .unwrap()
-                .expect("free lock");
-            assert!(repo
-                .try_lock("{w}:1", Duration::from_secs(10))
-                .await
-                .unwrap()
-                .is_none());
-            // A stranger's token does not unlock.
-            let fake = sched_core::LockToken {
-                worker_id: t.worker_id.clone(),
-                token: "nope".into(),
-            };
-            repo.unlock(fake).await.unwrap();
-            assert!(repo
-                .try_lock("{w}:1", Duration::from_secs(10))
-                .await
-                .unwrap()
-                .is_none());
-            repo.unlock(t.clone()).await.unwrap();
-            let t2 = repo
-                .try_lock("{w}:1", Duration::from_millis(50))
-                .await
-                .unwrap()
-                .expect("unlocked");
-            // Unlocking an old token after someone else took it over is a no-op.
-            repo.unlock(t).await.unwrap();
-            assert!(repo
-                .try_lock("{w}:1", Duration::from_secs(10))
-                .await
-                .unwrap()
-                .is_none());
-            tokio::time::sleep(Duration::from_millis(120)).await;
-            let t3 = repo
-                .try_lock("{w}:1", Duration::from_secs(10))
-                .await
-                .unwrap()
-                .expect("ttl expired");
-            repo.unlock(t2).await.unwrap();
-            repo.unlock(t3).await.unwrap();
-            assert!(repo
-                .try_lock("{w}:1", Duration::from_secs(1))
-                .await
-                .unwrap()
-                .is_some());
         }
 
         #[tokio::test]
