@@ -1,6 +1,7 @@
 //! Encoding script arguments and decoding replies into sched types.
 
-use crate::client::Val;
+use crate::client::Reply;
+use redis::{FromRedisValue, Value};
 use sched_core::{
     Rejection, RepoError, ReservationRecord, ResourceKind, Resources, Worker, WorkerStatus,
 };
@@ -11,74 +12,37 @@ pub(crate) fn bad(what: impl Into<String>) -> RepoError {
     RepoError::Backend(what.into().into())
 }
 
-/// A server error reply becomes [`RepoError::Backend`].
-pub(crate) fn ok(v: Val) -> Result<Val, RepoError> {
-    match v {
-        Val::Err(e) => Err(bad(format!("redis error: {e}"))),
-        v => Ok(v),
-    }
+/// A value as `T` (redis-rs conversions: `Nil` is `None` or empty, numbers parse from strings).
+pub(crate) fn get<T: FromRedisValue>(v: &Value) -> Result<T, RepoError> {
+    redis::from_redis_value_ref(v).map_err(|e| bad(format!("unexpected reply: {e}")))
 }
 
-pub(crate) fn string(v: &Val) -> Result<String, RepoError> {
-    match v {
-        Val::Bytes(b) => String::from_utf8(b.clone()).map_err(|_| bad("reply is not UTF-8")),
-        Val::Int(i) => Ok(i.to_string()),
-        Val::Err(e) => Err(bad(format!("redis error: {e}"))),
-        other => Err(bad(format!("expected a string, got {other:?}"))),
-    }
-}
-
-pub(crate) fn opt_string(v: &Val) -> Result<Option<String>, RepoError> {
-    match v {
-        Val::Nil => Ok(None),
-        v => string(v).map(Some),
-    }
-}
-
-pub(crate) fn num(v: &Val) -> Result<u64, RepoError> {
-    match v {
-        Val::Int(i) => u64::try_from(*i).map_err(|_| bad(format!("negative number {i}"))),
-        v => parse(&string(v)?, "number"),
-    }
-}
-
-fn parse<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, RepoError> {
-    s.parse().map_err(|_| bad(format!("not a {what}: {s:?}")))
-}
-
-pub(crate) fn array(v: Val) -> Result<Vec<Val>, RepoError> {
-    match ok(v)? {
-        Val::Array(a) => Ok(a),
-        other => Err(bad(format!("expected an array, got {other:?}"))),
-    }
+/// A reply as `T`; a server error reply is [`RepoError::Backend`].
+pub(crate) fn decode<T: FromRedisValue>(reply: &Reply) -> Result<T, RepoError> {
+    get(reply
+        .as_ref()
+        .map_err(|e| bad(format!("redis error: {e}")))?)
 }
 
 /// Positional access to a script's reply array.
 pub(crate) trait Fields {
-    /// Element `i`.
-    fn at(&self, i: usize) -> Result<&Val, RepoError>;
-    /// Element `i` as a number.
-    fn num(&self, i: usize) -> Result<u64, RepoError> {
-        num(self.at(i)?)
-    }
-    /// Element `i` as a string.
-    fn text(&self, i: usize) -> Result<String, RepoError> {
-        string(self.at(i)?)
-    }
-    /// Elements `i..i+3` as cpu, memory, gpu.
+    fn field<T: FromRedisValue>(&self, i: usize) -> Result<T, RepoError>;
+
+    /// Elements `i..i + 3` as cpu, memory, gpu.
     fn resources(&self, i: usize) -> Result<Resources, RepoError> {
         Ok(Resources::new(
-            self.num(i)?,
-            self.num(i + 1)?,
-            self.num(i + 2)?,
+            self.field(i)?,
+            self.field(i + 1)?,
+            self.field(i + 2)?,
         ))
     }
 }
 
-impl Fields for [Val] {
-    fn at(&self, i: usize) -> Result<&Val, RepoError> {
-        self.get(i)
-            .ok_or_else(|| bad(format!("short reply: {} elements", self.len())))
+impl Fields for [Value] {
+    fn field<T: FromRedisValue>(&self, i: usize) -> Result<T, RepoError> {
+        get(self
+            .get(i)
+            .ok_or_else(|| bad(format!("short reply: {} elements", self.len())))?)
     }
 }
 
@@ -87,117 +51,91 @@ pub(crate) fn resource_args(r: &Resources) -> [String; 3] {
     [r.cpu_millicores, r.memory_mib, r.gpu_count].map(|n| n.to_string())
 }
 
-/// A flat `[field, value, ...]` reply (HGETALL) as a map.
-pub(crate) fn hash(v: Val) -> Result<HashMap<String, String>, RepoError> {
-    let a = array(v)?;
-    a.chunks_exact(2)
-        .map(|kv| Ok((string(&kv[0])?, string(&kv[1])?)))
-        .collect()
+fn parse<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, RepoError> {
+    s.parse().map_err(|_| bad(format!("bad {what}: {s:?}")))
+}
+
+fn status(s: &str) -> Result<WorkerStatus, RepoError> {
+    WorkerStatus::parse(s).ok_or_else(|| bad(format!("unknown worker status {s:?}")))
 }
 
 /// A worker state hash as a [`Worker`].
 pub(crate) fn worker(m: &HashMap<String, String>) -> Result<Worker, RepoError> {
-    let field = |f: &str| {
-        m.get(f)
+    let f = |k: &str| {
+        m.get(k)
             .map(String::as_str)
-            .ok_or_else(|| bad(format!("worker hash lacks field {f:?}")))
+            .ok_or_else(|| bad(format!("no field {k:?}")))
     };
-    let n = |f: &str| field(f).and_then(|s| parse::<u64>(s, f));
-    let status = field("status")?;
+    let n = |k: &str| f(k).and_then(|s| parse::<u64>(s, k));
     Ok(Worker {
-        id: field("id")?.to_owned(),
-        pool: field("pool")?.to_owned(),
-        status: WorkerStatus::parse(status)
-            .ok_or_else(|| bad(format!("unknown worker status {status:?}")))?,
-        priority: parse(field("prio")?, "priority")?,
+        id: f("id")?.to_owned(),
+        pool: f("pool")?.to_owned(),
+        status: status(f("status")?)?,
+        priority: parse(f("prio")?, "priority")?,
         gpu_type: m.get("gpu").cloned(),
-        requires_pool_selector: field("rps")? == "1",
-        preemptable: field("pre")? == "1",
+        requires_pool_selector: f("rps")? == "1",
+        preemptable: f("pre")? == "1",
         total: Resources::new(n("tc")?, n("tm")?, n("tg")?),
         free: Resources::new(n("fc")?, n("fm")?, n("fg")?),
         resource_version: n("v")?,
     })
 }
 
-/// A ledger value `"cpu mem gpu[ gpu_type]"` (as reserve.lua writes it).
-pub(crate) fn held(value: &str) -> Result<(Resources, Option<String>), RepoError> {
-    let mut it = value.splitn(4, ' ');
-    let mut n = || -> Result<u64, RepoError> {
+/// A ledger entry, `container_id` → `"cpu mem gpu[ gpu_type]"`, as a record.
+pub(crate) fn record(
+    worker: &str,
+    container: String,
+    entry: &str,
+) -> Result<ReservationRecord, RepoError> {
+    let mut it = entry.splitn(4, ' ');
+    let mut n = || {
         it.next()
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad(format!("bad ledger entry {value:?}")))
+            .ok_or_else(|| bad(format!("bad ledger entry {entry:?}")))
     };
-    let r = Resources::new(n()?, n()?, n()?);
-    Ok((r, it.next().map(str::to_owned)))
-}
-
-/// The record of `container_id` held on `worker_id` with ledger value `value`.
-pub(crate) fn record(
-    worker_id: &str,
-    container_id: String,
-    value: &str,
-) -> Result<ReservationRecord, RepoError> {
-    let (resources, gpu_type) = held(value)?;
-    let worker_id = worker_id.to_owned();
+    let resources = Resources::new(n()?, n()?, n()?);
+    let (worker_id, gpu_type) = (worker.to_owned(), it.next().map(str::to_owned));
     Ok(ReservationRecord {
         worker_id,
-        container_id,
+        container_id: container,
         resources,
         gpu_type,
     })
 }
 
-/// A ledger hash as records ordered by container id.
-pub(crate) fn ledger(
-    worker_id: &str,
-    m: HashMap<String, String>,
-) -> Result<Vec<ReservationRecord>, RepoError> {
-    let mut out = m
-        .into_iter()
-        .map(|(c, v)| record(worker_id, c, &v))
-        .collect::<Result<Vec<_>, _>>()?;
-    out.sort_by(|a, b| a.container_id.cmp(&b.container_id));
-    Ok(out)
-}
-
-pub(crate) fn kind(v: &Val) -> Result<ResourceKind, RepoError> {
-    let s = string(v)?;
-    ResourceKind::parse(&s).ok_or_else(|| bad(format!("unknown resource kind {s:?}")))
+pub(crate) fn kind(s: &str) -> Result<ResourceKind, RepoError> {
+    ResourceKind::parse(s).ok_or_else(|| bad(format!("unknown resource kind {s:?}")))
 }
 
 /// `[kind, fields...]` from reserve.lua as a [`Rejection`].
-pub(crate) fn rejection(a: &[Val]) -> Result<Rejection, RepoError> {
-    Ok(match a.text(0)?.as_str() {
+pub(crate) fn rejection(a: &[Value]) -> Result<Rejection, RepoError> {
+    Ok(match a.field::<String>(0)?.as_str() {
         "unknown" => Rejection::UnknownWorker,
         "version" => Rejection::VersionConflict {
-            expected: a.num(1)?,
-            current: a.num(2)?,
+            expected: a.field(1)?,
+            current: a.field(2)?,
         },
-        "unavailable" => {
-            let s = a.text(1)?;
-            Rejection::WorkerUnavailable {
-                status: WorkerStatus::parse(&s)
-                    .ok_or_else(|| bad(format!("unknown worker status {s:?}")))?,
-            }
-        }
+        "unavailable" => Rejection::WorkerUnavailable {
+            status: status(&a.field::<String>(1)?)?,
+        },
         "already" => Rejection::AlreadyReserved {
-            container_id: a.text(1)?,
-            worker_id: a.text(2)?,
+            container_id: a.field(1)?,
+            worker_id: a.field(2)?,
         },
         "gpu" => Rejection::GpuTypeMismatch {
-            container_id: a.text(1)?,
-            requested: a.text(2)?,
-            actual: if a.num(3)? == 1 {
-                Some(a.text(4)?)
+            container_id: a.field(1)?,
+            requested: a.field(2)?,
+            actual: if a.field::<u64>(3)? == 1 {
+                Some(a.field(4)?)
             } else {
                 None
             },
         },
         "insufficient" => Rejection::InsufficientCapacity {
-            container_id: a.text(1)?,
-            resource: kind(a.at(2)?)?,
-            requested: a.num(3)?,
-            available: a.num(4)?,
+            container_id: a.field(1)?,
+            resource: kind(&a.field::<String>(2)?)?,
+            requested: a.field(3)?,
+            available: a.field(4)?,
         },
         other => return Err(bad(format!("unknown rejection {other:?}"))),
     })
@@ -208,24 +146,18 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    /// The ledger value stored for a reservation (as reserve.lua writes it).
-    fn ledger_value(r: &Resources, gpu_type: Option<&str>) -> String {
-        let [c, m, g] = resource_args(r);
-        match gpu_type {
-            Some(t) => format!("{c} {m} {g} {t}"),
-            None => format!("{c} {m} {g}"),
-        }
-    }
-
     #[test]
     fn ledger_values_round_trip() {
         let r = Resources::new(1, 2, 3);
         for t in [None, Some("a b"), Some(" x"), Some("é{}:")] {
-            assert_eq!(
-                held(&ledger_value(&r, t)).unwrap(),
-                (r, t.map(str::to_owned))
-            );
+            // As reserve.lua writes it.
+            let [c, m, g] = resource_args(&r);
+            let entry = [Some(c), Some(m), Some(g), t.map(str::to_owned)]
+                .into_iter()
+                .flatten();
+            let rec = record("w", "c".into(), &entry.collect::<Vec<_>>().join(" ")).unwrap();
+            assert_eq!((rec.resources, rec.gpu_type), (r, t.map(str::to_owned)));
         }
-        assert!(held("1 2").is_err());
+        assert!(record("w", "c".into(), "1 2").is_err());
     }
 }

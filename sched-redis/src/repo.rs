@@ -1,5 +1,5 @@
 //! [`RedisRepository`]: the struct, its constructors, and the [`WorkerRepository`] impl, which
-//! delegates each operation to its module under `ops/`.
+//! hands each operation to its module under `ops/`.
 
 use crate::client::{Client, Op};
 use crate::config::RedisConfig;
@@ -10,7 +10,6 @@ use sched_core::{
     AuditMode, AuditReport, BackendCounters, CapacityReservation, CommitMode, ReleaseOutcome,
     RepoError, ReservationRecord, Worker, WorkerRepository, WorkerResult, WorkerSpec,
 };
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use std::time::Duration;
 /// Each worker's part of `reserve_batch` / `release_batch` is one Lua script; all the scripts
 /// of a call go out as one pipeline of `EVALSHA`s. No locks. The key layout, the scripts and the
 /// cluster claim protocol are described in `sched-redis/ARCHITECTURE.md`. Cheap to clone: clones
-/// share the connection and the counters.
+/// share the connection and the counters. `Debug` shows no credentials.
 #[derive(Clone)]
 pub struct RedisRepository {
     pub(crate) client: Arc<dyn Client>,
@@ -29,9 +28,8 @@ pub struct RedisRepository {
     pub(crate) claim_grace: Duration,
 }
 
-/// Shows the client, the topology and the key prefix; never credentials.
-impl fmt::Debug for RedisRepository {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Debug for RedisRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisRepository")
             .field("client", &self.client.name())
             .field("cluster", &self.client.is_cluster())
@@ -45,29 +43,24 @@ impl RedisRepository {
     /// [`RedisConfig::cluster`] is set). A server that cannot be reached gives
     /// [`RepoError::Unavailable`].
     pub async fn connect(config: &RedisConfig) -> Result<Self, RepoError> {
-        let client = crate::client_redis::RedisRsClient::connect(config).await;
-        Ok(Self::with_client(
-            Arc::new(client.map_err(|e| e.into_repo(false))?),
-            config,
-        ))
+        let client = crate::client_redis::RedisRsClient::connect(config).await?;
+        Ok(Self::with_client(Arc::new(client), config))
     }
 
     /// Connects with fred (same behaviour as [`connect`](Self::connect)).
     #[cfg(feature = "fred")]
     pub async fn connect_fred(config: &RedisConfig) -> Result<Self, RepoError> {
-        let client = crate::client_fred::FredClient::connect(config).await;
-        Ok(Self::with_client(
-            Arc::new(client.map_err(|e| e.into_repo(false))?),
-            config,
-        ))
+        let client = crate::client_fred::FredClient::connect(config).await?;
+        Ok(Self::with_client(Arc::new(client), config))
     }
 
     fn with_client(client: Arc<dyn Client>, config: &RedisConfig) -> Self {
+        let (keys, claim_grace) = (Keys::new(&config.key_prefix), config.claim_grace);
         RedisRepository {
             client,
-            keys: Keys::new(&config.key_prefix),
-            counters: Arc::new(BackendCounters::default()),
-            claim_grace: config.claim_grace,
+            keys,
+            counters: Arc::default(),
+            claim_grace,
         }
     }
 
@@ -82,15 +75,14 @@ impl RedisRepository {
         self.client.is_cluster()
     }
 
-    /// One round trip with a plain `PING`, for latency comparisons.
+    /// One round trip with a plain `PING`, for latency comparisons (not retried).
     pub async fn ping(&self) -> Result<(), RepoError> {
-        // Straight to the wire: no read retry, so a failure shows.
         self.round_trip(&[Op::cmd("PING", Vec::new())], false)
             .await
             .map(|_| ())
     }
 
-    /// `"s"` (standalone) or `"c"` (cluster): the mode argument of the scripts.
+    /// The scripts' mode argument: `"c"` on a cluster, `"s"` (standalone) otherwise.
     pub(crate) fn mode(&self) -> &'static str {
         if self.is_cluster() {
             "c"
@@ -107,19 +99,19 @@ impl WorkerRepository for RedisRepository {
     }
 
     async fn register_worker(&self, spec: &WorkerSpec) -> Result<Worker, RepoError> {
-        ops::register::register_worker(self, spec).await
+        ops::register::register(self, spec).await
     }
 
     async fn remove_worker(&self, worker_id: &str) -> Result<bool, RepoError> {
-        ops::remove::remove_worker(self, worker_id).await
+        ops::remove::remove(self, worker_id).await
     }
 
     async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
-        ops::list::get_worker(self, worker_id).await
+        ops::list::get(self, worker_id).await
     }
 
     async fn list_workers(&self, pool: Option<&str>) -> Result<Vec<Worker>, RepoError> {
-        ops::list::list_workers(self, pool).await
+        ops::list::list(self, pool).await
     }
 
     async fn reserve_batch(
@@ -127,35 +119,25 @@ impl WorkerRepository for RedisRepository {
         batch: &[CapacityReservation],
         mode: CommitMode,
     ) -> Result<Vec<WorkerResult>, RepoError> {
-        ops::reserve::reserve_batch(self, batch, mode).await
+        ops::reserve::reserve(self, batch, mode).await
     }
 
-    async fn release_batch(
-        &self,
-        container_ids: &[String],
-    ) -> Result<Vec<ReleaseOutcome>, RepoError> {
-        ops::release::release_batch(self, container_ids).await
+    async fn release_batch(&self, ids: &[String]) -> Result<Vec<ReleaseOutcome>, RepoError> {
+        ops::release::release(self, ids).await
     }
 
     async fn find_reservations(
         &self,
-        container_ids: &[String],
+        ids: &[String],
     ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
-        ops::find::find_reservations(self, container_ids).await
+        ops::find::find(self, ids).await
     }
 
-    async fn list_reservations(
-        &self,
-        worker_id: &str,
-    ) -> Result<Vec<ReservationRecord>, RepoError> {
-        ops::audit::list_reservations(self, worker_id).await
+    async fn list_reservations(&self, id: &str) -> Result<Vec<ReservationRecord>, RepoError> {
+        Ok(ops::audit::snapshot(self, id, AuditMode::Check).await?.1)
     }
 
-    async fn audit_worker(
-        &self,
-        worker_id: &str,
-        mode: AuditMode,
-    ) -> Result<AuditReport, RepoError> {
-        ops::audit::audit_worker(self, worker_id, mode).await
+    async fn audit_worker(&self, id: &str, mode: AuditMode) -> Result<AuditReport, RepoError> {
+        ops::audit::audit(self, id, mode).await
     }
 }

@@ -1,56 +1,49 @@
 //! `list_reservations` and `audit_worker`: `lua/snapshot.lua` (a consistent read of one
-//! worker) and `lua/reconcile.lua` (the same, then repair).
+//! worker) and `lua/reconcile.lua` (the same snapshot, then repair).
 
 use crate::client::Op;
-use crate::codec::{self, bad};
-use crate::scripts::{self, Script};
-use crate::RedisRepository;
+use crate::codec::{record, worker};
+use crate::{scripts, RedisRepository};
 use sched_core::validate::validate_id;
 use sched_core::{AuditMode, AuditReport, RepoError, ReservationRecord, Resources, Worker};
+use std::collections::HashMap;
 
-/// Runs snapshot.lua or reconcile.lua: the worker and its ledger (before any repair).
-async fn snapshot(
+/// The worker and its ledger (ordered by container), read atomically; in `Repair` mode,
+/// repaired afterwards (reconcile.lua).
+pub(crate) async fn snapshot(
     repo: &RedisRepository,
-    script: &'static Script,
-    worker_id: &str,
-    write: bool,
-) -> Result<(Worker, Vec<ReservationRecord>), RepoError> {
-    validate_id("worker", worker_id)?;
-    let keys = vec![repo.keys.state(worker_id), repo.keys.ledger(worker_id)];
-    let reply = repo
-        .run_one(Op::script(script, keys, Vec::new()), write)
-        .await?;
-    if reply == crate::client::Val::Nil {
-        return Err(RepoError::UnknownWorker(worker_id.to_owned()));
-    }
-    let mut a = codec::array(reply)?.into_iter();
-    let state = codec::hash(a.next().ok_or_else(|| bad("short snapshot"))?)?;
-    let ledger = codec::hash(a.next().ok_or_else(|| bad("short snapshot"))?)?;
-    Ok((codec::worker(&state)?, codec::ledger(worker_id, ledger)?))
-}
-
-pub(crate) async fn list_reservations(
-    repo: &RedisRepository,
-    worker_id: &str,
-) -> Result<Vec<ReservationRecord>, RepoError> {
-    Ok(snapshot(repo, &scripts::SNAPSHOT, worker_id, false)
-        .await?
-        .1)
-}
-
-pub(crate) async fn audit_worker(
-    repo: &RedisRepository,
-    worker_id: &str,
+    id: &str,
     mode: AuditMode,
-) -> Result<AuditReport, RepoError> {
-    let (script, repair) = match mode {
+) -> Result<(Worker, Vec<ReservationRecord>), RepoError> {
+    validate_id("worker", id)?;
+    let (script, write) = match mode {
         AuditMode::Check => (&scripts::SNAPSHOT, false),
         AuditMode::Repair => (&scripts::RECONCILE, true),
     };
-    let (w, ledger) = snapshot(repo, script, worker_id, repair).await?;
+    let op = Op::script(
+        script,
+        vec![repo.keys.state(id), repo.keys.ledger(id)],
+        Vec::new(),
+    );
+    type Hash = HashMap<String, String>;
+    let Some((state, ledger)) = repo.run_one::<Option<(Hash, Hash)>>(op, write).await? else {
+        return Err(RepoError::UnknownWorker(id.to_owned()));
+    };
+    let ledger = ledger.into_iter().map(|(c, v)| record(id, c, &v));
+    let mut ledger = ledger.collect::<Result<Vec<_>, _>>()?;
+    ledger.sort_by(|a, b| a.container_id.cmp(&b.container_id));
+    Ok((worker(&state)?, ledger))
+}
+
+pub(crate) async fn audit(
+    repo: &RedisRepository,
+    id: &str,
+    mode: AuditMode,
+) -> Result<AuditReport, RepoError> {
+    let (w, ledger) = snapshot(repo, id, mode).await?;
+    let max = Resources::new(u64::MAX, u64::MAX, u64::MAX);
     let reserved = ledger.iter().fold(Resources::ZERO, |acc, r| {
-        acc.checked_add(&r.resources)
-            .unwrap_or(Resources::new(u64::MAX, u64::MAX, u64::MAX))
+        acc.checked_add(&r.resources).unwrap_or(max)
     });
     let report = AuditReport::new(
         w.id,
@@ -60,8 +53,8 @@ pub(crate) async fn audit_worker(
         ledger.len(),
         w.resource_version,
     );
-    if repair && !report.is_consistent() {
-        tracing::warn!(worker = worker_id, drift = ?report.drift, "reconciled drift");
+    if mode == AuditMode::Repair && !report.is_consistent() {
+        tracing::warn!(worker = id, drift = ?report.drift, "reconciled drift");
     }
     Ok(report)
 }

@@ -1,28 +1,28 @@
 //! `register_worker`: `lua/register.lua`.
 
 use crate::client::Op;
-use crate::codec::{self, bad, Fields};
-use crate::scripts;
-use crate::RedisRepository;
-use sched_core::validate::validate_spec;
-use sched_core::{RepoError, Worker, WorkerSpec};
+use crate::codec::{bad, decode, kind, resource_args, Fields};
+use crate::{scripts, RedisRepository};
+use redis::Value;
+use sched_core::{validate::validate_spec, RepoError, Worker, WorkerSpec};
 
-pub(crate) async fn register_worker(
+pub(crate) async fn register(
     repo: &RedisRepository,
     spec: &WorkerSpec,
 ) -> Result<Worker, RepoError> {
     validate_spec(spec)?;
     let (id, k) = (&spec.id, &repo.keys);
+    let flags = [spec.requires_pool_selector, spec.preemptable].map(|b| u8::from(b).to_string());
     let mut args = vec![
         id.clone(),
         spec.pool.clone(),
         spec.status.as_str().to_owned(),
+    ];
+    args.extend([
         spec.priority.to_string(),
         spec.gpu_type.clone().unwrap_or_default(),
-        u8::from(spec.requires_pool_selector).to_string(),
-        u8::from(spec.preemptable).to_string(),
-    ];
-    args.extend(codec::resource_args(&spec.total));
+    ]);
+    args.extend(flags.into_iter().chain(resource_args(&spec.total)));
     // The id goes into the set first (same pipeline): list_workers never misses a registered
     // worker. The set is never shrunk, so it doubles as the tombstone index.
     let ops = vec![
@@ -33,23 +33,18 @@ pub(crate) async fn register_worker(
             args,
         ),
     ];
-    let [added, reply]: [_; 2] = repo
-        .run(ops, true)
-        .await?
-        .try_into()
-        .map_err(|_| bad("no reply"))?;
-    codec::ok(added)?;
-    let a = codec::array(reply)?;
-    match a.text(0)?.as_str() {
-        "ok" => {
-            let mut w = Worker::from_spec(spec, a.num(1)?);
-            w.free = a.resources(2)?;
-            Ok(w)
-        }
+    let replies = repo.run(ops, true).await?;
+    decode::<Value>(&replies[0])?;
+    let a: Vec<Value> = decode(&replies[1])?;
+    match a.field::<String>(0)?.as_str() {
+        "ok" => Ok(Worker {
+            free: a.resources(2)?,
+            ..Worker::from_spec(spec, a.field(1)?)
+        }),
         "below" => Err(RepoError::TotalBelowReserved {
-            resource: codec::kind(a.at(1)?)?,
-            total: a.num(2)?,
-            reserved: a.num(3)?,
+            resource: kind(&a.field::<String>(1)?)?,
+            total: a.field(2)?,
+            reserved: a.field(3)?,
         }),
         other => Err(bad(format!("unknown register reply {other:?}"))),
     }

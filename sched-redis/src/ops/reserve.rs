@@ -1,15 +1,16 @@
 //! `reserve_batch`: `lua/reserve.lua`, one script per worker, all in one pipeline. On a
 //! cluster the claim protocol runs around it ([`crate::cluster::reserve`]).
 
-use crate::client::{Op, Val};
-use crate::codec::{self, bad, Fields};
+use crate::client::{Op, Reply};
+use crate::codec::{bad, decode, rejection, resource_args, Fields};
 use crate::{cluster, scripts, RedisRepository};
+use redis::Value;
 use sched_core::validate::validate_batch;
-use sched_core::{CapacityReservation, CommitMode, Committed, RepoError, WorkerResult};
+use sched_core::{CapacityReservation as Cr, CommitMode, Committed, RepoError, WorkerResult};
 
-pub(crate) async fn reserve_batch(
+pub(crate) async fn reserve(
     repo: &RedisRepository,
-    batch: &[CapacityReservation],
+    batch: &[Cr],
     mode: CommitMode,
 ) -> Result<Vec<WorkerResult>, RepoError> {
     validate_batch(batch)?;
@@ -19,24 +20,21 @@ pub(crate) async fn reserve_batch(
     if repo.is_cluster() {
         return cluster::reserve(repo, batch, mode).await;
     }
-    let ops = batch
+    let ops = batch.iter().map(|cr| script(repo, cr, mode, None));
+    let replies = repo.run(ops.collect(), true).await?;
+    let results = batch
         .iter()
-        .map(|cr| reserve_op(repo, cr, mode, None))
-        .collect();
-    let replies = repo.run(ops, true).await?;
-    batch
-        .iter()
-        .zip(replies)
-        .map(|(cr, v)| reserve_result(cr, v).map(|(r, _)| r))
-        .collect()
+        .zip(&replies)
+        .map(|(cr, v)| Ok(outcome(cr, v)?.0));
+    results.collect()
 }
 
 /// reserve.lua for one worker. Standalone, the script reads and writes the container index
-/// itself (its keys are declared); in cluster mode (`holders` given: per reservation `""` when
-/// this call claimed the container, otherwise the claiming worker) it is told who holds what.
-pub(crate) fn reserve_op(
+/// itself (its keys are declared); on a cluster it is told who holds each container:
+/// `holders` has per reservation `""` when this call claimed it, else the claiming worker.
+pub(crate) fn script(
     repo: &RedisRepository,
-    cr: &CapacityReservation,
+    cr: &Cr,
     mode: CommitMode,
     holders: Option<&[String]>,
 ) -> Op {
@@ -45,68 +43,56 @@ pub(crate) fn reserve_op(
     if holders.is_none() {
         keys.extend(cr.reservations.iter().map(|r| k.index(&r.container_id)));
     }
-    let mode = match mode {
-        CommitMode::AllOrNothing => "all",
-        CommitMode::Partial => "partial",
-    };
     let mut args = vec![
         wid.clone(),
-        cr.expected_version
-            .map(|v| v.to_string())
-            .unwrap_or_default(),
-        mode.to_owned(),
+        cr.expected_version.map_or(String::new(), |v| v.to_string()),
+        if mode == CommitMode::AllOrNothing {
+            "all"
+        } else {
+            "partial"
+        }
+        .to_owned(),
         if holders.is_some() { "c" } else { "s" }.to_owned(),
         cr.reservations.len().to_string(),
     ];
     for (i, r) in cr.reservations.iter().enumerate() {
         args.push(r.container_id.clone());
-        args.extend(codec::resource_args(&r.resources));
+        args.extend(resource_args(&r.resources));
         args.push(r.gpu_type.clone().unwrap_or_default());
         args.push(holders.and_then(|h| h.get(i)).cloned().unwrap_or_default());
     }
     Op::script(&scripts::RESERVE, keys, args)
 }
 
-/// Parses reserve.lua's reply; also returns the 0-based indexes of the charged reservations.
-pub(crate) fn reserve_result(
-    cr: &CapacityReservation,
-    reply: Val,
-) -> Result<(WorkerResult, Vec<usize>), RepoError> {
-    let a = codec::array(reply)?;
-    let (outcome, charged) = match a.text(0)?.as_str() {
-        "rej" => (Err(codec::rejection(&a[1..])?), Vec::new()),
+/// reserve.lua's reply as the worker's result, with the 0-based indexes of the reservations
+/// it charged.
+pub(crate) fn outcome(cr: &Cr, reply: &Reply) -> Result<(WorkerResult, Vec<usize>), RepoError> {
+    let a: Vec<Value> = decode(reply)?;
+    let worker_id = cr.worker_id.clone();
+    match a.field::<String>(0)?.as_str() {
+        "rej" => Ok((
+            WorkerResult {
+                worker_id,
+                outcome: Err(rejection(&a[1..])?),
+            },
+            Vec::new(),
+        )),
         "ok" => {
-            let charged = match a.at(6)? {
-                Val::Array(c) => c
-                    .iter()
-                    .map(|v| codec::num(v).map(|n| (n as usize).saturating_sub(1)))
-                    .collect::<Result<Vec<_>, _>>()?,
-                Val::Nil => Vec::new(),
-                other => return Err(bad(format!("bad charged list {other:?}"))),
-            };
             let remainder = match a.get(7) {
-                Some(Val::Array(r)) => Some(codec::rejection(r)?),
+                Some(Value::Array(r)) => Some(rejection(r)?),
                 _ => None,
             };
-            let new_version = a.num(1)?;
-            let (free, accepted) = (a.resources(2)?, a.num(5)? as usize);
-            (
-                Ok(Committed {
-                    new_version,
-                    free,
-                    accepted,
-                    remainder,
-                }),
-                charged,
-            )
+            let (new_version, free, accepted) = (a.field(1)?, a.resources(2)?, a.field(5)?);
+            let outcome = Ok(Committed {
+                new_version,
+                free,
+                accepted,
+                remainder,
+            });
+            let charged: Vec<usize> = a.field(6)?;
+            let charged = charged.into_iter().map(|i| i.saturating_sub(1)).collect();
+            Ok((WorkerResult { worker_id, outcome }, charged))
         }
-        other => return Err(bad(format!("unknown reserve reply {other:?}"))),
-    };
-    Ok((
-        WorkerResult {
-            worker_id: cr.worker_id.clone(),
-            outcome,
-        },
-        charged,
-    ))
+        other => Err(bad(format!("unknown reserve reply {other:?}"))),
+    }
 }
