@@ -1,4 +1,5 @@
--- sched-redis (cluster mode): drop a container's claim (no scheduling rule here).
+-- sched-redis (cluster mode): drop a container's claim. Part of the cluster claim protocol
+-- (src/cluster.rs, ARCHITECTURE.md), not of the scheduling rule (sched-core/src/rules.rs).
 -- KEYS[1] container index key.
 -- ARGV[1] a claim value: deletes the key when it holds exactly that value (a call dropping its
 --         own claim, or an abandoned one it read); or, with ARGV[2] == 'worker', a worker id:

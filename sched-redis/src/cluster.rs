@@ -69,24 +69,7 @@ pub(crate) async fn reserve(
     batch: &[CapacityReservation],
     mode: CommitMode,
 ) -> Result<Vec<WorkerResult>, RepoError> {
-    let (token, ms) = (format!("{:016x}", rand::random::<u64>()), now_ms());
-    let mut call = Call {
-        repo,
-        batch,
-        values: batch
-            .iter()
-            .map(|cr| format!("{}\n{token}\n{ms}", cr.worker_id))
-            .collect(),
-        items: (batch.iter().enumerate())
-            .flat_map(|(i, cr)| {
-                cr.reservations
-                    .iter()
-                    .enumerate()
-                    .map(move |(j, r)| (i, j, r.container_id.as_str()))
-            })
-            .collect(),
-        claims: Vec::new(),
-    };
+    let mut call = Call::new(repo, batch);
     if let Some(e) = call.claim().await? {
         call.drop_claims(&[], &[]).await;
         return Err(e);
@@ -102,28 +85,11 @@ pub(crate) async fn reserve(
         }
     };
     let committed = call.await_contested(&parsed, committed).await?;
-    // An AlreadyReserved whose claim has no committed reservation behind it (its call is still
-    // in flight, or died) must not say "held there": callers treat that as placed. It becomes
-    // Contended ("retry"), and the claim is dropped if abandoned.
     let mut stale = Vec::new();
     let (results, charged): (Vec<_>, Vec<_>) = (parsed.into_iter())
         .map(|(mut r, charged)| {
-            let rej = match &mut r.outcome {
-                Err(rej) => Some(rej),
-                Ok(c) => c.remainder.as_mut(),
-            };
-            if let Some(rej) = rej {
-                if let Rejection::AlreadyReserved {
-                    container_id: c, ..
-                } = rej
-                {
-                    if !committed.contains(c) {
-                        stale.push(c.clone());
-                        *rej = Rejection::Contended {
-                            container_id: c.clone(),
-                        };
-                    }
-                }
+            if let Some(rej) = rejection(&mut r) {
+                contended(rej, &committed, &mut stale);
             }
             (r, charged)
         })
@@ -132,65 +98,127 @@ pub(crate) async fn reserve(
     Ok(results)
 }
 
+fn rejection(r: &mut WorkerResult) -> Option<&mut Rejection> {
+    match &mut r.outcome {
+        Err(rej) => Some(rej),
+        Ok(c) => c.remainder.as_mut(),
+    }
+}
+
+/// An `AlreadyReserved` whose claim has no committed reservation behind it (its call is still
+/// in flight, or died) must not say "held there": callers treat that as placed. It becomes
+/// `Contended` ("retry"), and the container is noted as `stale` (its claim may be abandoned).
+fn contended(rej: &mut Rejection, committed: &HashSet<String>, stale: &mut Vec<String>) {
+    if let Rejection::AlreadyReserved { container_id, .. } = rej {
+        if !committed.contains(container_id) {
+            stale.push(container_id.clone());
+            let container_id = container_id.clone();
+            *rej = Rejection::Contended { container_id };
+        }
+    }
+}
+
 struct Call<'a> {
     repo: &'a RedisRepository,
     batch: &'a [CapacityReservation],
     /// This call's claim value, per worker of the batch.
     values: Vec<String>,
-    /// Every reservation of the batch: (worker index, index in its worker, container).
-    items: Vec<(usize, usize, &'a str)>,
-    /// Per item: `None` when this call made the claim, else the claim value found.
-    claims: Vec<Option<String>>,
+    /// Every reservation of the batch, in order.
+    items: Vec<Item<'a>>,
 }
 
-impl Call<'_> {
+/// One reservation of the batch and its claim.
+struct Item<'a> {
+    /// Its worker's index in the batch.
+    worker: usize,
+    /// Its index among that worker's reservations.
+    pos: usize,
+    container: &'a str,
+    /// `None` when this call made the claim, else the claim value found (another call's).
+    claim: Option<String>,
+}
+
+impl Item<'_> {
+    /// The worker named by another call's claim; `None` when the claim is this call's.
+    fn holder(&self) -> Option<&str> {
+        self.claim.as_deref().map(holder_of)
+    }
+}
+
+impl<'a> Call<'a> {
+    fn new(repo: &'a RedisRepository, batch: &'a [CapacityReservation]) -> Self {
+        let (token, ms) = (format!("{:016x}", rand::random::<u64>()), now_ms());
+        let values = batch
+            .iter()
+            .map(|cr| format!("{}\n{token}\n{ms}", cr.worker_id));
+        let mut items = Vec::new();
+        for (worker, cr) in batch.iter().enumerate() {
+            for (pos, r) in cr.reservations.iter().enumerate() {
+                let (container, claim) = (r.container_id.as_str(), None);
+                items.push(Item {
+                    worker,
+                    pos,
+                    container,
+                    claim,
+                });
+            }
+        }
+        let values = values.collect();
+        Call {
+            repo,
+            batch,
+            values,
+            items,
+        }
+    }
+
     /// Phase 1: claims every container. A claim that failed with a server error is not this
     /// call's; the first such error is returned.
     async fn claim(&mut self) -> Result<Option<RepoError>, RepoError> {
-        let claim = |&(i, _, c): &(usize, usize, &str)| {
-            let args = vec![self.values[i].clone()];
-            Op::script(&scripts::CLAIM, vec![self.repo.keys.index(c)], args)
+        let (k, values) = (&self.repo.keys, &self.values);
+        let claim = |it: &Item<'_>| {
+            let args = vec![values[it.worker].clone()];
+            Op::script(&scripts::CLAIM, vec![k.index(it.container)], args)
         };
         let replies = self
             .repo
             .run(self.items.iter().map(claim).collect(), true)
             .await?;
         let mut failure = None;
-        for v in replies {
-            self.claims.push(match decode::<String>(&v) {
+        for (it, v) in self.items.iter_mut().zip(replies) {
+            it.claim = match decode::<String>(&v) {
                 Ok(s) => Some(s).filter(|s| !s.is_empty()),
                 Err(e) => {
                     failure.get_or_insert(e);
                     Some(String::new()) // not this call's
                 }
-            });
+            };
         }
         Ok(failure)
-    }
-
-    /// This call's claims and the claims found, with their items.
-    fn claimed(&self) -> impl Iterator<Item = (&(usize, usize, &str), &Option<String>)> {
-        self.items.iter().zip(&self.claims)
     }
 
     /// Phase 2: the worker scripts, told who holds each container; in the same pipeline, for
     /// each container another call claimed, whether its reservation is in that worker's ledger.
     async fn run_scripts(&self, mode: CommitMode) -> Result<(Parsed, HashSet<String>), RepoError> {
-        let k = &self.repo.keys;
         let mut ops: Vec<Op> = (self.batch.iter().enumerate())
             .map(|(i, cr)| {
-                let holders = self.claimed().filter(|(it, _)| it.0 == i);
-                let holders: Vec<_> = holders
-                    .map(|(_, v)| v.as_deref().map_or("", holder_of).to_owned())
+                let mine = self.items.iter().filter(|it| it.worker == i);
+                let holders: Vec<_> = mine
+                    .map(|it| it.holder().unwrap_or("").to_owned())
                     .collect();
                 script(self.repo, cr, mode, Some(&holders))
             })
             .collect();
         let contested: Vec<_> = self
-            .claimed()
-            .filter_map(|(it, v)| Some((it.2, holder_of(v.as_deref()?))))
+            .items
+            .iter()
+            .filter_map(|it| Some((it.container, it.holder()?)))
             .collect();
-        ops.extend(contested.iter().map(|&(c, w)| ledger_get(k, c, w)));
+        ops.extend(
+            contested
+                .iter()
+                .map(|&(c, w)| ledger_get(&self.repo.keys, c, w)),
+        );
         let mut replies = self.repo.run(ops, true).await?;
         let lookups = replies.split_off(self.batch.len());
         let committed = (contested.iter().zip(lookups))
@@ -227,20 +255,23 @@ impl Call<'_> {
             else {
                 continue;
             };
-            let claim = self
-                .claimed()
-                .find(|(it, _)| it.0 == i && it.2 == c)
-                .and_then(|(_, v)| v.as_ref());
-            if let Some(raw) = claim.filter(|_| !committed.contains(c)) {
+            let item = self
+                .items
+                .iter()
+                .find(|it| it.worker == i && it.container == c);
+            if let Some(raw) = item
+                .and_then(|it| it.claim.as_ref())
+                .filter(|_| !committed.contains(c))
+            {
                 pending.push((c.clone(), w.clone(), raw.clone()));
             }
         }
+        let k = &self.repo.keys;
         for attempt in 0..CONTESTED_POLLS {
             if pending.is_empty() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(1 + attempt)).await;
-            let k = &self.repo.keys;
             let ops = pending
                 .iter()
                 .flat_map(|(c, w, _)| [Op::cmd("GET", vec![k.index(c)]), ledger_get(k, c, w)]);
@@ -262,18 +293,18 @@ impl Call<'_> {
     /// them when empty), and the `stale` containers' claims older than `claim_grace`. Best
     /// effort: `release_batch` clears leftovers after `claim_grace`.
     async fn drop_claims(&self, charged: &[Vec<usize>], stale: &[String]) {
-        let ops: Vec<Op> = (self.claimed())
-            .filter_map(|(&(i, j, c), claim)| {
-                let value = match claim {
-                    None if !charged.get(i).is_some_and(|ch| ch.contains(&j)) => &self.values[i],
-                    Some(v)
-                        if stale.iter().any(|s| s == c) && expired(self.repo, v) == Some(true) =>
-                    {
-                        v
-                    }
+        let charged = |it: &Item<'_>| charged.get(it.worker).is_some_and(|c| c.contains(&it.pos));
+        let stale = |it: &Item<'_>, v| {
+            stale.iter().any(|s| s == it.container) && expired(self.repo, v) == Some(true)
+        };
+        let ops: Vec<Op> = (self.items.iter())
+            .filter_map(|it| {
+                let value = match &it.claim {
+                    None if !charged(it) => &self.values[it.worker],
+                    Some(v) if stale(it, v) => v,
                     _ => return None,
                 };
-                Some(unclaim(&self.repo.keys, c, value))
+                Some(unclaim(&self.repo.keys, it.container, value))
             })
             .collect();
         if ops.is_empty() {
