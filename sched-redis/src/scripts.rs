@@ -11,11 +11,13 @@ pub(crate) struct Script {
 }
 
 macro_rules! script {
-    ($(#[$m:meta])* $id:ident, $file:literal) => {
-        $(#[$m])*
+    ($id:ident, $file:literal) => {
         pub(crate) static $id: LazyLock<Script> = LazyLock::new(|| {
             let body = include_str!(concat!("../lua/", $file));
-            Script { body, sha: sha1_smol::Sha1::from(body).digest().to_string() }
+            Script {
+                body,
+                sha: sha1_smol::Sha1::from(body).digest().to_string(),
+            }
         });
     };
 }
@@ -28,8 +30,5 @@ script!(SNAPSHOT, "snapshot.lua");
 script!(RECONCILE, "reconcile.lua");
 script!(CLAIM, "claim.lua");
 script!(UNCLAIM, "unclaim.lua");
-script!(
-    #[cfg(feature = "testing")]
-    CORRUPT,
-    "corrupt.lua"
-);
+#[cfg(feature = "testing")]
+script!(CORRUPT, "corrupt.lua");
