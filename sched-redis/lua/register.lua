@@ -1,4 +1,7 @@
 -- sched-redis: register or update a worker, atomic.
+-- Mirrors sched-core/src/rules.rs (the reference rule; until that file lands, the in-memory
+-- backend sched-memory): an update keeps the ledger, refuses a total below what is
+-- reserved and recomputes free = total - reserved; a new worker continues its tombstone's version.
 -- KEYS[1] worker state hash, KEYS[2] worker ledger hash, KEYS[3] worker tombstone.
 -- ARGV: worker id, pool, status, priority, gpu type or '', requires pool selector (0/1),
 --       preemptable (0/1), total cpu, total memory, total gpu.

@@ -1,4 +1,6 @@
 -- sched-redis: remove a worker with its ledger, keeping its last version as a tombstone.
+-- Mirrors sched-core/src/rules.rs (the reference rule; until that file lands, the in-memory
+-- backend sched-memory): removal drops the worker's reservations with it.
 -- KEYS[1] worker state hash, KEYS[2] worker ledger hash, KEYS[3] worker tombstone,
 -- KEYS[4 .. 3+n] index keys of the ledger's containers (standalone mode only).
 -- ARGV[1] worker id, ARGV[2] 's' | 'c', ARGV[3 .. 2+n] the ledger's container ids (standalone).

@@ -1,14 +1,21 @@
 -- sched-redis: one worker's part of reserve_batch, atomic.
+-- Mirrors sched-core/src/rules.rs (the reference rule; until that file lands, the in-memory
+-- backend sched-memory): check the version, then the status; take the reservations in
+-- order (one already held here is accepted again, uncharged); stop at the first one held
+-- elsewhere, needing another GPU type or not fitting; all-or-nothing (or nothing accepted yet)
+-- rejects the worker's whole part, partial commits what was accepted and reports the rest.
 -- KEYS[1] worker state hash, KEYS[2] worker ledger hash,
 -- KEYS[3 .. 2+n] container index keys (standalone mode only; none in cluster mode).
 -- ARGV[1] worker id, ARGV[2] expected version or '', ARGV[3] 'all' | 'partial',
 -- ARGV[4] 's' (standalone: index keys are in KEYS) | 'c' (cluster: holders are in ARGV),
 -- ARGV[5] n, then 6 ARGV per reservation:
 --   container id, cpu, memory, gpu, gpu type or '', holder
---   (cluster mode: '' = claimed by this call, otherwise the current claim value; standalone: ignored)
--- Returns {'rej', kind, ...} or {'ok', version, fc, fm, fg, accepted, {charged indexes}, [{kind, ...}]}.
--- An 'already' rejection carries the worker's version last (cluster mode uses it to report a
--- claim whose reservation has not committed as a version conflict, i.e. "retry").
+--   (cluster mode: '' = claimed by this call, otherwise the claiming worker; standalone: ignored)
+-- Returns {'rej', <rejection>} or
+-- {'ok', version, fc, fm, fg, accepted, {charged 1-based indexes}, [{<rejection>}]}, where a
+-- <rejection> is one of: 'unknown' | 'version', expected, current | 'unavailable', status |
+-- 'already', container, holder | 'gpu', container, requested, 1|0, worker's type |
+-- 'insufficient', container, resource, requested, available.
 local st, led = KEYS[1], KEYS[2]
 local wid = ARGV[1]
 local function fmt(x) return string.format('%.0f', x) end
@@ -41,7 +48,7 @@ for i = 1, n do
     if holder == wid and redis.call('HEXISTS', led, cid) == 1 then
       here = true
     else
-      stop = {'already', cid, holder, v}
+      stop = {'already', cid, holder}
       break
     end
   end

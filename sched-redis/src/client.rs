@@ -1,102 +1,76 @@
-//! The small internal interface over the two Redis clients (redis-rs and fred). The key layout,
-//! the Lua scripts and all semantics live above it, written once.
+//! The small interface over the two Redis clients (redis-rs and fred): one pipelined round trip
+//! of plain commands. The key layout, the scripts and all semantics live above it, written once.
 
 use crate::scripts::Script;
 use async_trait::async_trait;
-use sched_core::{BoxError, RepoError};
+use sched_core::RepoError;
 
-/// One command of a pipeline.
+/// One command's reply: a value, or the server's error reply to that one command, so that one
+/// failed command does not hide the replies of the others in its pipeline.
+pub(crate) type Reply = Result<redis::Value, String>;
+
+/// One command of a pipeline: `name [script] args...`.
 #[derive(Debug, Clone)]
-pub(crate) enum Op {
-    /// `EVALSHA sha numkeys keys... args...`
-    EvalSha {
-        script: &'static Script,
-        keys: Vec<String>,
-        args: Vec<String>,
-    },
-    /// `EVAL body numkeys keys... args...` (NOSCRIPT fallback in cluster mode).
-    Eval {
-        script: &'static Script,
-        keys: Vec<String>,
-        args: Vec<String>,
-    },
-    /// `SCRIPT LOAD body` (standalone NOSCRIPT fallback).
-    ScriptLoad(&'static Script),
-    /// `GET key`
-    Get(String),
-    /// `HGET key field`
-    HGet(String, String),
-    /// `HGETALL key`
-    HGetAll(String),
-    /// `HKEYS key`
-    HKeys(String),
-    /// `SADD key member`
-    SAdd(String, String),
-    /// `SMEMBERS key`
-    SMembers(String),
-    /// `UNLINK key`
-    Unlink(String),
-    /// `PING`
-    Ping,
+pub(crate) struct Op {
+    /// `EVALSHA`, `EVAL`, `GET`, ...
+    pub(crate) name: &'static str,
+    /// The script of an `EVALSHA` (sent as its SHA1) or `EVAL` (sent as its body).
+    pub(crate) script: Option<&'static Script>,
+    /// After the script: `numkeys keys... argv...`; without one, the key comes first.
+    pub(crate) args: Vec<String>,
 }
 
 impl Op {
-    /// The EVALSHA of `script`.
-    pub(crate) fn script(script: &'static Script, keys: Vec<String>, args: Vec<String>) -> Self {
-        Op::EvalSha { script, keys, args }
+    /// `name args...`.
+    pub(crate) fn cmd(name: &'static str, args: Vec<String>) -> Self {
+        Op {
+            name,
+            script: None,
+            args,
+        }
     }
-}
 
-/// A reply, independent of the client library. Server errors are values, so one failed command
-/// does not hide the replies of the others in its pipeline.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Val {
-    Nil,
-    Int(i64),
-    Bytes(Vec<u8>),
-    Array(Vec<Val>),
-    /// An error reply for this one command (e.g. `NOSCRIPT ...`).
-    Err(String),
-}
-
-impl Val {
-    pub(crate) fn is_noscript(&self) -> bool {
-        matches!(self, Val::Err(e) if e.starts_with("NOSCRIPT"))
+    /// `EVALSHA sha numkeys keys... argv...`.
+    pub(crate) fn script(script: &'static Script, keys: Vec<String>, argv: Vec<String>) -> Self {
+        let args = [vec![keys.len().to_string()], keys, argv].concat();
+        Op {
+            name: "EVALSHA",
+            script: Some(script),
+            args,
+        }
     }
-}
 
-/// What went wrong with a whole request, classified for [`RepoError`].
-#[derive(Debug)]
-pub(crate) enum ClientError {
-    /// Certainly not sent (connect failure, refused, not connected).
-    NotSent(BoxError),
-    /// Sent, but the reply was lost (timeout, dropped connection).
-    Lost(BoxError),
-    /// Anything else (protocol surprises, unexpected replies).
-    Other(BoxError),
-}
+    /// Everything after the command name, as sent.
+    pub(crate) fn wire_args(&self) -> impl Iterator<Item = &str> {
+        let head = match self.script {
+            Some(s) if self.name == "EVAL" => Some(s.body),
+            s => s.map(|s| s.sha.as_str()),
+        };
+        head.into_iter().chain(self.args.iter().map(String::as_str))
+    }
 
-impl ClientError {
-    /// Maps to [`RepoError`]: a lost reply to a write is ambiguous; to a read, just unavailable.
-    pub(crate) fn into_repo(self, write: bool) -> RepoError {
-        match self {
-            ClientError::NotSent(e) => RepoError::Unavailable(e),
-            ClientError::Lost(e) if write => RepoError::Ambiguous(e),
-            ClientError::Lost(e) => RepoError::Unavailable(e),
-            ClientError::Other(e) => RepoError::Backend(e),
+    /// The key a cluster routes this command by (a script's first key; none: any node).
+    #[cfg(feature = "fred")]
+    pub(crate) fn route_key(&self) -> Option<&str> {
+        match self.script {
+            Some(_) if self.args.first().is_some_and(|n| n == "0") => None,
+            Some(_) => self.args.get(1).map(String::as_str),
+            None => self.args.first().map(String::as_str),
         }
     }
 }
 
-/// One pipelined round trip to Redis.
+/// One pipelined round trip to Redis. A failed request is classified for [`RepoError`]:
+/// certainly not sent is `Unavailable`; a lost reply is `Ambiguous` for a write and
+/// `Unavailable` for a read; anything else is `Backend`.
 #[async_trait]
 pub(crate) trait Client: Send + Sync + 'static {
     /// Sends `ops` in one pipeline and returns one reply per op, in order.
-    async fn pipeline(&self, ops: &[Op]) -> Result<Vec<Val>, ClientError>;
+    async fn pipeline(&self, ops: &[Op], write: bool) -> Result<Vec<Reply>, RepoError>;
 
-    /// Every key matching `pattern`, on every node (`SCAN`, or `KEYS` on a cluster). For
-    /// tests and tear-down only.
-    async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>, ClientError>;
+    /// Every key matching `pattern`, on every node.
+    #[cfg(feature = "testing")]
+    async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>, RepoError>;
 
     /// True when connected to a Redis Cluster.
     fn is_cluster(&self) -> bool;

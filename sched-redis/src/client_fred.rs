@@ -1,14 +1,12 @@
 //! The fred client (feature `fred`): same ops, same scripts, same semantics as redis-rs.
 
-use crate::client::{Client, ClientError, Op, Val};
+use crate::client::{Client, Op, Reply};
 use crate::config::RedisConfig;
 use async_trait::async_trait;
-use fred::prelude::{
-    ClientLike, Config, Error, ErrorKind, HashesInterface, KeysInterface, ReconnectPolicy,
-    ServerConfig, SetsInterface, Value,
-};
+use fred::prelude::{ClientLike, Config, Error, ErrorKind, ReconnectPolicy, ServerConfig, Value};
 use fred::types::{ClusterHash, CustomCommand};
-use futures::TryStreamExt;
+use redis::Value as V;
+use sched_core::RepoError;
 
 /// fred behind [`Client`].
 pub(crate) struct FredClient {
@@ -16,52 +14,43 @@ pub(crate) struct FredClient {
     cluster: bool,
 }
 
-fn is_transport(e: &Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled | ErrorKind::Backpressure
-    )
-}
-
-fn classify(e: Error) -> ClientError {
+fn classify(e: Error, write: bool) -> RepoError {
     match e.kind() {
-        ErrorKind::Timeout | ErrorKind::IO | ErrorKind::Canceled => ClientError::Lost(Box::new(e)),
-        ErrorKind::Backpressure | ErrorKind::Routing => ClientError::NotSent(Box::new(e)),
-        _ => ClientError::Other(Box::new(e)),
+        ErrorKind::Timeout | ErrorKind::IO | ErrorKind::Canceled if write => {
+            RepoError::Ambiguous(Box::new(e))
+        }
+        ErrorKind::Timeout
+        | ErrorKind::IO
+        | ErrorKind::Canceled
+        | ErrorKind::Backpressure
+        | ErrorKind::Routing => RepoError::Unavailable(Box::new(e)),
+        _ => RepoError::Backend(Box::new(e)),
     }
 }
 
-fn config_error(e: Error) -> ClientError {
-    ClientError::NotSent(Box::new(e))
-}
-
-fn parse_config(cfg: &RedisConfig) -> Result<Config, ClientError> {
+fn parse_config(cfg: &RedisConfig) -> Result<Config, Error> {
     let first = cfg.urls.first().map(String::as_str).unwrap_or_default();
-    let mut config = Config::from_url_centralized(first).map_err(config_error)?;
+    let mut config = Config::from_url_centralized(first)?;
     if cfg.cluster {
         let mut hosts = Vec::new();
         for u in &cfg.urls {
-            let c = Config::from_url_centralized(u).map_err(config_error)?;
-            if let ServerConfig::Centralized { server } = c.server {
+            if let ServerConfig::Centralized { server } = Config::from_url_centralized(u)?.server {
                 hosts.push((server.host.to_string(), server.port));
             }
         }
         config.server = ServerConfig::new_clustered(hosts);
     }
-    if let Some(u) = &cfg.username {
-        config.username = Some(u.clone());
-    }
-    if let Some(p) = &cfg.password {
-        config.password = Some(p.clone());
-    }
+    config.username = cfg.username.clone().or(config.username);
+    config.password = cfg.password.clone().or(config.password);
     Ok(config)
 }
 
 impl FredClient {
-    pub(crate) async fn connect(cfg: &RedisConfig) -> Result<Self, ClientError> {
-        let config = parse_config(cfg)?;
+    /// Connects; every failure is `Unavailable` (nothing was sent).
+    pub(crate) async fn connect(cfg: &RedisConfig) -> Result<Self, RepoError> {
+        let not_sent = |e: Error| RepoError::Unavailable(Box::new(e));
         let retries = u32::try_from(cfg.reconnect_retries).unwrap_or(u32::MAX);
-        let client = fred::types::Builder::from_config(config)
+        let client = fred::types::Builder::from_config(parse_config(cfg).map_err(not_sent)?)
             .with_connection_config(|c| {
                 c.connection_timeout = cfg.connect_timeout;
                 // Without it, a pipeline split across cluster nodes waits on delayed ACKs.
@@ -72,152 +61,99 @@ impl FredClient {
                 // (A cluster needs a few: following a MOVED/ASK redirection counts as one.)
                 c.max_command_attempts = if cfg.cluster { 3 } else { 1 };
             })
-            .with_performance_config(|p| {
-                p.default_command_timeout = cfg.response_timeout;
-            })
+            .with_performance_config(|p| p.default_command_timeout = cfg.response_timeout)
             .set_policy(ReconnectPolicy::new_exponential(retries, 50, 2_000, 2))
             .build()
-            .map_err(config_error)?;
-        let deadline = cfg
-            .connect_timeout
-            .saturating_mul(u32::try_from(cfg.reconnect_retries + 1).unwrap_or(1));
-        match tokio::time::timeout(deadline, client.init()).await {
-            Ok(Ok(_handle)) => {}
-            Ok(Err(e)) => {
-                let _ = client.quit().await;
-                return Err(ClientError::NotSent(Box::new(e)));
+            .map_err(not_sent)?;
+        let attempts = u32::try_from(cfg.reconnect_retries + 1).unwrap_or(1);
+        let deadline = cfg.connect_timeout.saturating_mul(attempts);
+        let err = match tokio::time::timeout(deadline, client.init()).await {
+            Ok(Ok(_handle)) => {
+                return Ok(FredClient {
+                    client,
+                    cluster: cfg.cluster,
+                })
             }
-            Err(_) => {
-                let _ = client.quit().await;
-                return Err(ClientError::NotSent("timed out connecting to redis".into()));
-            }
-        }
-        Ok(FredClient {
-            client,
-            cluster: cfg.cluster,
-        })
+            Ok(Err(e)) => not_sent(e),
+            Err(_) => RepoError::Unavailable("timed out connecting to redis".into()),
+        };
+        let _ = client.quit().await;
+        Err(err)
     }
 }
 
-/// `EVALSHA` / `EVAL`, routed in a cluster by the slot of the first key (every key of one
-/// script shares a slot in cluster mode).
-fn script_cmd(name: &'static str, keys: &[String]) -> CustomCommand {
-    let hash = match keys.first() {
-        Some(k) => ClusterHash::Custom(fred::util::redis_keyslot(k.as_bytes())),
-        None => ClusterHash::Random,
-    };
-    CustomCommand::new_static(name, hash, false)
-}
-
-fn script_args(script: &str, keys: &[String], args: &[String]) -> Vec<Value> {
-    let mut v = Vec::with_capacity(2 + keys.len() + args.len());
-    v.push(Value::from(script));
-    v.push(Value::Integer(
-        i64::try_from(keys.len()).unwrap_or(i64::MAX),
-    ));
-    v.extend(keys.iter().map(|k| Value::from(k.as_str())));
-    v.extend(args.iter().map(|a| Value::from(a.as_str())));
-    v
-}
-
-fn convert(v: Value) -> Val {
+fn convert(v: Value) -> V {
     match v {
-        Value::Null => Val::Nil,
-        Value::Integer(i) => Val::Int(i),
-        Value::Boolean(b) => Val::Int(i64::from(b)),
-        Value::Double(d) => Val::Bytes(d.to_string().into_bytes()),
-        Value::String(s) => Val::Bytes(s.as_bytes().to_vec()),
-        Value::Bytes(b) => Val::Bytes(b.to_vec()),
-        Value::Array(a) => Val::Array(a.into_iter().map(convert).collect()),
-        Value::Map(m) => Val::Array(
+        Value::Null => V::Nil,
+        Value::Integer(i) => V::Int(i),
+        Value::Boolean(b) => V::Int(i64::from(b)),
+        Value::Double(d) => V::Double(d),
+        Value::String(s) => V::BulkString(s.as_bytes().to_vec()),
+        Value::Bytes(b) => V::BulkString(b.to_vec()),
+        Value::Array(a) => V::Array(a.into_iter().map(convert).collect()),
+        Value::Map(m) => V::Map(
             m.inner()
                 .into_iter()
-                .flat_map(|(k, v)| [Val::Bytes(k.as_bytes().to_vec()), convert(v)])
+                .map(|(k, v)| (V::BulkString(k.as_bytes().to_vec()), convert(v)))
                 .collect(),
         ),
-        Value::Queued => Val::Err("unexpected QUEUED".to_owned()),
+        Value::Queued => V::Nil, // only inside MULTI, which is never sent
     }
 }
 
 #[async_trait]
 impl Client for FredClient {
-    async fn pipeline(&self, ops: &[Op]) -> Result<Vec<Val>, ClientError> {
+    async fn pipeline(&self, ops: &[Op], write: bool) -> Result<Vec<Reply>, RepoError> {
         let pipe = self.client.pipeline();
         for op in ops {
+            let hash = op
+                .route_key()
+                .map_or(ClusterHash::Random, ClusterHash::from);
+            let args: Vec<Value> = op.wire_args().map(Value::from).collect();
             // Queuing on a pipeline only buffers the command; errors show up in try_all.
-            let queued: Result<Value, Error> = match op {
-                Op::EvalSha { script, keys, args } => {
-                    pipe.custom(
-                        script_cmd("EVALSHA", keys),
-                        script_args(&script.sha, keys, args),
-                    )
-                    .await
-                }
-                Op::Eval { script, keys, args } => {
-                    pipe.custom(
-                        script_cmd("EVAL", keys),
-                        script_args(script.body, keys, args),
-                    )
-                    .await
-                }
-                Op::ScriptLoad(script) => {
-                    pipe.custom(
-                        CustomCommand::new_static("SCRIPT", ClusterHash::Random, false),
-                        vec![Value::from("LOAD"), Value::from(script.body)],
-                    )
-                    .await
-                }
-                Op::Get(k) => pipe.get(k.as_str()).await,
-                Op::HGet(k, f) => pipe.hget(k.as_str(), f.as_str()).await,
-                Op::HGetAll(k) => pipe.hgetall(k.as_str()).await,
-                Op::HKeys(k) => pipe.hkeys(k.as_str()).await,
-                Op::SAdd(k, m) => pipe.sadd(k.as_str(), m.as_str()).await,
-                Op::SMembers(k) => pipe.smembers(k.as_str()).await,
-                Op::Unlink(k) => pipe.unlink(k.as_str()).await,
-                Op::Ping => {
-                    pipe.custom(
-                        CustomCommand::new_static("PING", ClusterHash::Random, false),
-                        Vec::<Value>::new(),
-                    )
-                    .await
-                }
-            };
-            queued.map_err(classify)?;
+            let queued: Result<Value, Error> = pipe
+                .custom(CustomCommand::new_static(op.name, hash, false), args)
+                .await;
+            queued.map_err(|e| classify(e, write))?;
         }
         let results = pipe.try_all::<Value>().await;
         if results.len() != ops.len() {
             // A whole-pipeline failure comes back as one error.
             return Err(match results.into_iter().find_map(Result::err) {
-                Some(e) => classify(e),
-                None => ClientError::Other("pipeline reply count mismatch".into()),
+                Some(e) => classify(e, write),
+                None => RepoError::Backend("pipeline reply count mismatch".into()),
             });
         }
-        let mut out = Vec::with_capacity(results.len());
-        for r in results {
-            match r {
-                Ok(v) => out.push(convert(v)),
-                Err(e) if is_transport(&e) => return Err(classify(e)),
-                Err(e) => out.push(Val::Err(e.details().to_owned())),
-            }
-        }
-        Ok(out)
+        let transport = [
+            ErrorKind::IO,
+            ErrorKind::Timeout,
+            ErrorKind::Canceled,
+            ErrorKind::Backpressure,
+        ];
+        let reply = |r: Result<Value, Error>| match r {
+            Ok(Value::Queued) => Ok(Err("unexpected QUEUED".to_owned())),
+            Ok(v) => Ok(Ok(convert(v))),
+            Err(e) if transport.contains(e.kind()) => Err(classify(e, write)),
+            Err(e) => Ok(Err(e.details().to_owned())),
+        };
+        results.into_iter().map(reply).collect()
     }
 
-    async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>, ClientError> {
-        let keys: Vec<fred::types::Key> = if self.cluster {
-            self.client
-                .scan_cluster_buffered(pattern, Some(1000), None)
+    #[cfg(feature = "testing")]
+    async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>, RepoError> {
+        use futures::TryStreamExt;
+        let c = &self.client;
+        let keys: Result<Vec<fred::types::Key>, _> = if self.cluster {
+            c.scan_cluster_buffered(pattern, Some(1000), None)
                 .try_collect()
                 .await
         } else {
-            self.client
-                .scan_buffered(pattern, Some(1000), None)
+            c.scan_buffered(pattern, Some(1000), None)
                 .try_collect()
                 .await
-        }
-        .map_err(classify)?;
+        };
+        let keys = keys.map_err(|e| classify(e, false))?.into_iter();
         Ok(keys
-            .into_iter()
             .map(|k| String::from_utf8_lossy(k.as_bytes()).into_owned())
             .collect())
     }

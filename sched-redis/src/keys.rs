@@ -18,7 +18,8 @@ pub(crate) fn encode(id: &str) -> String {
     out
 }
 
-/// All key names of one deployment (one prefix).
+/// All key names of one deployment (one prefix). Each worker's keys share the hash tag
+/// `{prefix:w:<id>}` (one cluster slot); each container's index key has its own.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     prefix: String,
@@ -26,36 +27,36 @@ pub(crate) struct Keys {
 
 impl Keys {
     pub(crate) fn new(prefix: &str) -> Self {
-        Keys {
-            prefix: encode(prefix),
-        }
+        let prefix = encode(prefix);
+        Keys { prefix }
     }
 
     /// `SCAN MATCH` pattern covering every key of this prefix.
+    #[cfg(feature = "testing")]
     pub(crate) fn pattern(&self) -> String {
         format!("{{{}:*", self.prefix)
     }
 
-    fn worker_tag(&self, worker_id: &str) -> String {
-        format!("{{{}:w:{}}}", self.prefix, encode(worker_id))
+    fn worker(&self, worker_id: &str, part: &str) -> String {
+        format!("{{{}:w:{}}}:{part}", self.prefix, encode(worker_id))
     }
 
-    /// Worker state hash.
+    /// Worker state hash: `id pool status prio gpu rps pre tc tm tg fc fm fg v`.
     pub(crate) fn state(&self, worker_id: &str) -> String {
-        format!("{}:state", self.worker_tag(worker_id))
+        self.worker(worker_id, "state")
     }
 
     /// Worker reservation ledger: container id → `"cpu mem gpu[ gpu_type]"`.
     pub(crate) fn ledger(&self, worker_id: &str) -> String {
-        format!("{}:ledger", self.worker_tag(worker_id))
+        self.worker(worker_id, "ledger")
     }
 
     /// Last version of a removed worker.
     pub(crate) fn tomb(&self, worker_id: &str) -> String {
-        format!("{}:tomb", self.worker_tag(worker_id))
+        self.worker(worker_id, "tomb")
     }
 
-    /// Container index / claim: container id → worker id.
+    /// Container index: container id → worker id (standalone) or claim (cluster).
     pub(crate) fn index(&self, container_id: &str) -> String {
         format!("{{{}:c:{}}}", self.prefix, encode(container_id))
     }

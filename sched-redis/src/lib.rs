@@ -5,13 +5,14 @@
 //!
 //! * Each worker's part of `reserve_batch` / `release_batch` is one Lua script (`lua/*.lua`),
 //!   atomic in itself; all scripts of a call go out as one pipeline of `EVALSHA`s (one round
-//!   trip on a single node), with `NOSCRIPT` handled by loading the script and retrying once.
+//!   trip on a single node), with `NOSCRIPT` handled by sending those scripts again as `EVAL`.
 //! * No locks anywhere in the scheduling path; reads are plain pipelined reads.
 //! * Every key of a worker shares one hash tag, so each worker script touches one Redis Cluster
 //!   slot. On a Redis Cluster the container index is kept correct with claim keys (see
-//!   `ARCHITECTURE-redis.md`).
+//!   `sched-redis/ARCHITECTURE.md`).
 //! * Two clients with identical behaviour: redis-rs ([`RedisRepository::connect`], default) and
 //!   fred (`RedisRepository::connect_fred`, feature `fred`).
+//! * Feature `testing`: test hooks (`delete_all_keys`, `corrupt_free`, `key_pattern`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sched_core::RepoError> {
@@ -27,11 +28,16 @@ mod client;
 #[cfg(feature = "fred")]
 mod client_fred;
 mod client_redis;
+mod cluster;
+mod codec;
 mod config;
 mod keys;
-mod parse;
+mod ops;
+mod pipeline;
 mod repo;
 mod scripts;
+#[cfg(feature = "testing")]
+mod testing;
 
 pub use config::RedisConfig;
 pub use repo::RedisRepository;

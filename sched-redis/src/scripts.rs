@@ -1,29 +1,24 @@
-//! The Lua scripts, loaded once from `lua/*.lua` with their SHA1 digests.
+//! The Lua scripts (`lua/*.lua`), each with its SHA1 for `EVALSHA`: one script per store
+//! operation, atomic on the worker's (or container's) slot.
 
 use std::sync::LazyLock;
 
-/// One Lua script and its SHA1 (for `EVALSHA`).
+/// One Lua script and its SHA1.
 #[derive(Debug)]
 pub(crate) struct Script {
-    pub(crate) name: &'static str,
     pub(crate) body: &'static str,
     pub(crate) sha: String,
 }
 
-impl Script {
-    fn new(name: &'static str, body: &'static str) -> Self {
-        Script {
-            name,
-            body,
-            sha: sha1_smol::Sha1::from(body).digest().to_string(),
-        }
-    }
-}
-
 macro_rules! script {
     ($id:ident, $file:literal) => {
-        pub(crate) static $id: LazyLock<Script> =
-            LazyLock::new(|| Script::new($file, include_str!(concat!("../lua/", $file))));
+        pub(crate) static $id: LazyLock<Script> = LazyLock::new(|| {
+            let body = include_str!(concat!("../lua/", $file));
+            Script {
+                body,
+                sha: sha1_smol::Sha1::from(body).digest().to_string(),
+            }
+        });
     };
 }
 
@@ -34,6 +29,6 @@ script!(REMOVE, "remove.lua");
 script!(SNAPSHOT, "snapshot.lua");
 script!(RECONCILE, "reconcile.lua");
 script!(CLAIM, "claim.lua");
-script!(CAD, "cad.lua");
 script!(UNCLAIM, "unclaim.lua");
+#[cfg(feature = "testing")]
 script!(CORRUPT, "corrupt.lua");
