@@ -6,7 +6,7 @@
 //! (`sched-redis/lua/*.lua`) and the SQL of `sched-postgres` (`sched-postgres/migrations`). When
 //! a rule changes, it changes here first, then there; the shared conformance suite
 //! (`sched-tests`) checks that every backend agrees. The proptest model in
-//! `tests/src/properties.rs` is deliberately written separately, as a second opinion, and must
+//! `tests/src/properties/model.rs` is deliberately written separately, as a second opinion, and must
 //! not be rebuilt on this module.
 //!
 //! The rejection and outcome constructors ([`version_conflict`], [`insufficient`],
