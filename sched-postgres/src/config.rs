@@ -131,7 +131,6 @@ impl PostgresConfig {
         self.acquire_timeout
     }
 
-
     /// Most connections the pool opens (at least 1).
     pub fn with_max_connections(mut self, n: u32) -> Self {
         self.max_connections = n.max(1);

@@ -10,19 +10,19 @@ use std::time::Duration;
 /// One injected fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    /// Fail before applying anything, with [`RepoError::Unavailable`].
+    /// Fail before applying anything, with [`RepoError::Unavailable`](crate::RepoError::Unavailable).
     Fail,
     /// On `reserve_batch`: reject every worker part with a version conflict (an unknown worker
     /// with `UnknownWorker`), applying nothing. On any other call it fails like [`Fault::Fail`].
     Conflict,
-    /// Apply the call, then lose the reply: the caller gets [`RepoError::Ambiguous`] although the
+    /// Apply the call, then lose the reply: the caller gets [`RepoError::Ambiguous`](crate::RepoError::Ambiguous) although the
     /// change is committed. (If the call itself fails, its own error is returned.)
     LoseReply,
     /// Wait this long, then make the call normally.
     Delay(Duration),
 }
 
-/// The operations of [`WorkerRepository`], one per required method. The conveniences map to
+/// The operations of [`WorkerRepository`](crate::WorkerRepository), one per required method. The conveniences map to
 /// the method they call: `find_reservation` is [`Op::Find`], `audit` and `reconcile` are
 /// [`Op::Audit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -127,7 +127,7 @@ impl Args<'_> {
     }
 }
 
-/// One call through a [`Faulty`] layer, as a [`Select::when`] predicate sees it.
+/// One call through a [`Faulty`](super::Faulty) layer, as a [`Select::when`] predicate sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
     /// Which call of its operation this is through the plan, counting from 1 (this call
@@ -268,7 +268,7 @@ struct PlanState {
     after: Duration,
 }
 
-/// Faults and latency for a [`Faulty`] layer. Shared (`Arc`) and changeable at any time.
+/// Faults and latency for a [`Faulty`](super::Faulty) layer. Shared (`Arc`) and changeable at any time.
 ///
 /// Faults are rules: "this fault, for the next `n` calls that match this selector". On each call
 /// the first rule (in the order added) that matches fires and uses up one of its `n`; at most one
