@@ -4,7 +4,7 @@
 
 use super::{ratio, requests, RunConfig};
 use crate::audit::{audit, AuditSummary};
-use crate::backend::{Env, WorkerSetup};
+use crate::backend::Env;
 use crate::hist::{Recorder, Summary};
 use crate::metered::Calls;
 use crate::progress::Progress;
@@ -262,14 +262,7 @@ pub fn report(
 
 /// Runs one strategy on a fresh worker set: floor, bursts, audit, cleanup.
 pub async fn run_strategy(cfg: &RunConfig, kind: StrategyKind) -> Result<StrategyReport, SimError> {
-    let env = Env::open(
-        &cfg.backend,
-        &WorkerSetup {
-            count: cfg.workers,
-            capacity: cfg.worker_capacity,
-        },
-    )
-    .await?;
+    let env = Env::open(&cfg.backend, &cfg.worker_setup()).await?;
     let floor = env.floor(50).await?;
     let progress = Progress::new(
         u64::from(cfg.repeat) + 1,

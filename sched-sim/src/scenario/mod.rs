@@ -5,7 +5,7 @@ pub mod contention;
 pub mod scale;
 pub mod sustained;
 
-use crate::backend::BackendOptions;
+use crate::backend::{BackendOptions, WorkerSetup};
 use crate::strategy::StrategyOptions;
 use sched_core::{ContainerRequest, Resources};
 
@@ -32,6 +32,16 @@ pub struct RunConfig {
     pub strategy: StrategyOptions,
     /// No progress bars.
     pub quiet: bool,
+}
+
+impl RunConfig {
+    /// The workers of one run: `workers` of `worker_capacity` each.
+    pub fn worker_setup(&self) -> WorkerSetup {
+        WorkerSetup {
+            count: self.workers,
+            capacity: self.worker_capacity,
+        }
+    }
 }
 
 impl Default for RunConfig {

@@ -6,7 +6,7 @@
 
 use super::{requests, RunConfig};
 use crate::audit::{audit, AuditSummary};
-use crate::backend::{Env, WorkerSetup};
+use crate::backend::Env;
 use crate::hist::{Recorder, Summary};
 use crate::strategy::{self, StrategyKind, StrategyStats};
 use crate::SimError;
@@ -79,14 +79,7 @@ pub async fn run(
     s: &SustainedConfig,
     kind: StrategyKind,
 ) -> Result<SustainedReport, SimError> {
-    let env = Env::open(
-        &cfg.backend,
-        &WorkerSetup {
-            count: cfg.workers,
-            capacity: cfg.worker_capacity,
-        },
-    )
-    .await?;
+    let env = Env::open(&cfg.backend, &cfg.worker_setup()).await?;
     let started = Instant::now();
     let until = started + s.duration;
     let calls0 = env.calls.snapshot();

@@ -14,7 +14,7 @@ pub use processes::{
 
 use super::{ratio, requests, RunConfig};
 use crate::audit::{audit, AuditSummary};
-use crate::backend::{Env, WorkerSetup};
+use crate::backend::Env;
 use crate::hist::{Recorder, Summary};
 use crate::metered::Calls;
 use crate::scenario::burst::{max_over_mean, per_worker};
@@ -84,14 +84,7 @@ pub async fn run_tasks(
     kind: StrategyKind,
     instances: usize,
 ) -> Result<ContentionReport, SimError> {
-    let env = Env::open(
-        &cfg.backend,
-        &WorkerSetup {
-            count: cfg.workers,
-            capacity: cfg.worker_capacity,
-        },
-    )
-    .await?;
+    let env = Env::open(&cfg.backend, &cfg.worker_setup()).await?;
     let k = instances.max(1);
     let strats: Vec<_> = (0..k)
         .map(|_| strategy::build(kind, env.repo.clone(), env.locks.clone(), cfg.strategy))

@@ -3,7 +3,7 @@
 
 use super::{ContentionReport, Mode, Tally};
 use crate::audit::{audit, AuditSummary};
-use crate::backend::{Env, WorkerSetup};
+use crate::backend::Env;
 use crate::hist::Recorder;
 use crate::metered::Calls;
 use crate::scenario::burst::{max_over_mean, per_worker};
@@ -97,10 +97,7 @@ pub async fn run_worker(
     kind: StrategyKind,
     job: &WorkerJob,
 ) -> Result<WorkerReply, SimError> {
-    let setup = WorkerSetup {
-        count: cfg.workers,
-        capacity: cfg.worker_capacity,
-    };
+    let setup = cfg.worker_setup();
     let env = Env::open_in(&cfg.backend, &setup, &job.namespace, false).await?;
     let strat = strategy::build(kind, env.repo.clone(), env.locks.clone(), cfg.strategy);
     // Warm the connection outside the measured window.
@@ -227,10 +224,7 @@ pub async fn run_processes(
         ));
     }
     let namespace = crate::backend::fresh_namespace();
-    let setup = WorkerSetup {
-        count: cfg.workers,
-        capacity: cfg.worker_capacity,
-    };
+    let setup = cfg.worker_setup();
     let env = Env::open_in(&cfg.backend, &setup, &namespace, true).await?;
     let result = processes_rounds(&env, cfg, kind, instances, exe, &namespace, faults).await;
     env.cleanup().await?;
