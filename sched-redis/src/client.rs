@@ -76,10 +76,4 @@ pub(crate) trait Client: Send + Sync + 'static {
     /// Every key matching `pattern`, on every node.
     #[cfg(feature = "testing")]
     async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>, RepoError>;
-
-    /// True when connected to a Redis Cluster.
-    fn is_cluster(&self) -> bool;
-
-    /// Name for `backend_name` and the counters.
-    fn name(&self) -> &'static str;
 }

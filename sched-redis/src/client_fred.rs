@@ -9,10 +9,7 @@ use redis::Value as V;
 use sched_core::RepoError;
 
 /// fred behind [`Client`].
-pub(crate) struct FredClient {
-    client: fred::prelude::Client,
-    cluster: bool,
-}
+pub(crate) struct FredClient(fred::prelude::Client);
 
 /// The reply may be lost: the command may or may not have run.
 fn lost(e: &Error) -> bool {
@@ -67,12 +64,7 @@ impl FredClient {
         let attempts = u32::try_from(cfg.reconnect_retries + 1).unwrap_or(1);
         let deadline = cfg.connect_timeout.saturating_mul(attempts);
         let err = match tokio::time::timeout(deadline, client.init()).await {
-            Ok(Ok(_)) => {
-                return Ok(FredClient {
-                    client,
-                    cluster: cfg.cluster,
-                })
-            }
+            Ok(Ok(_)) => return Ok(FredClient(client)),
             Ok(Err(e)) => not_sent(e),
             Err(_) => RepoError::Unavailable("timed out connecting to redis".into()),
         };
@@ -102,7 +94,7 @@ fn convert(v: Value) -> V {
 #[async_trait]
 impl Client for FredClient {
     async fn pipeline(&self, ops: &[Op], write: bool) -> Result<Vec<Reply>, RepoError> {
-        let pipe = self.client.pipeline();
+        let pipe = self.0.pipeline();
         for op in ops {
             let hash = op.route_key().map_or(ClusterHash::Random, Into::into);
             let args: Vec<Value> = op.wire_args().map(Value::from).collect();
@@ -131,8 +123,8 @@ impl Client for FredClient {
     #[cfg(feature = "testing")]
     async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>, RepoError> {
         use futures::TryStreamExt;
-        let c = &self.client;
-        let keys: Result<Vec<fred::types::Key>, _> = if self.cluster {
+        let c = &self.0;
+        let keys: Result<Vec<fred::types::Key>, _> = if c.is_clustered() {
             let scan = c.scan_cluster_buffered(pattern, Some(1000), None);
             scan.try_collect().await
         } else {
@@ -144,13 +136,5 @@ impl Client for FredClient {
         Ok(keys
             .map(|k| String::from_utf8_lossy(k.as_bytes()).into_owned())
             .collect())
-    }
-
-    fn is_cluster(&self) -> bool {
-        self.cluster
-    }
-
-    fn name(&self) -> &'static str {
-        "redis-fred"
     }
 }

@@ -124,12 +124,4 @@ impl Client for RedisRsClient {
         };
         keys.map_err(|e| classify(e, false))
     }
-
-    fn is_cluster(&self) -> bool {
-        matches!(self, Self::Cluster(_))
-    }
-
-    fn name(&self) -> &'static str {
-        "redis"
-    }
 }

@@ -24,7 +24,7 @@ const REMOVE_ATTEMPTS: usize = 8;
 #[async_trait]
 impl WorkerRepository for RedisRepository {
     fn backend_name(&self) -> &str {
-        self.client.name()
+        self.name
     }
 
     async fn register_worker(&self, spec: &WorkerSpec) -> Result<Worker, RepoError> {

@@ -15,7 +15,7 @@ impl RedisRepository {
         ops: &[Op],
         write: bool,
     ) -> Result<Vec<Reply>, RepoError> {
-        self.counters.round_trips(self.client.name(), 1);
+        self.counters.round_trips(self.name, 1);
         let replies = self.client.pipeline(ops, write).await?;
         if replies.len() != ops.len() {
             return Err(bad(format!(

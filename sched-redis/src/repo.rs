@@ -18,13 +18,16 @@ pub struct RedisRepository {
     pub(crate) counters: Arc<BackendCounters>,
     /// Cluster mode: age after which a claim with no reservation behind it counts as abandoned.
     pub(crate) claim_grace: Duration,
+    /// `backend_name`, and the counters' backend label.
+    pub(crate) name: &'static str,
+    pub(crate) cluster: bool,
 }
 
 impl std::fmt::Debug for RedisRepository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisRepository")
-            .field("client", &self.client.name())
-            .field("cluster", &self.client.is_cluster())
+            .field("client", &self.name)
+            .field("cluster", &self.cluster)
             .field("keys", &self.keys)
             .finish()
     }
@@ -36,23 +39,24 @@ impl RedisRepository {
     /// [`RepoError::Unavailable`].
     pub async fn connect(config: &RedisConfig) -> Result<Self, RepoError> {
         let client = crate::client_redis::RedisRsClient::connect(config).await?;
-        Ok(Self::with_client(Arc::new(client), config))
+        Ok(Self::with_client(Arc::new(client), "redis", config))
     }
 
     /// Connects with fred (same behaviour as [`connect`](Self::connect)).
     #[cfg(feature = "fred")]
     pub async fn connect_fred(config: &RedisConfig) -> Result<Self, RepoError> {
         let client = crate::client_fred::FredClient::connect(config).await?;
-        Ok(Self::with_client(Arc::new(client), config))
+        Ok(Self::with_client(Arc::new(client), "redis-fred", config))
     }
 
-    fn with_client(client: Arc<dyn Client>, config: &RedisConfig) -> Self {
-        let (keys, claim_grace) = (Keys::new(&config.key_prefix), config.claim_grace);
+    fn with_client(client: Arc<dyn Client>, name: &'static str, config: &RedisConfig) -> Self {
         RedisRepository {
             client,
-            keys,
+            keys: Keys::new(&config.key_prefix),
             counters: Arc::default(),
-            claim_grace,
+            claim_grace: config.claim_grace,
+            name,
+            cluster: config.cluster,
         }
     }
 
@@ -64,7 +68,7 @@ impl RedisRepository {
 
     /// True when connected to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        self.client.is_cluster()
+        self.cluster
     }
 
     /// One round trip with a plain `PING`, for latency comparisons (not retried).
