@@ -1,12 +1,11 @@
 //! The small interface over the two Redis clients (redis-rs and fred): one pipelined round trip
-//! of plain commands. The key layout, the scripts and all semantics live above it, written once.
+//! of plain commands. All semantics live above it, written once.
 
 use crate::scripts::Script;
 use async_trait::async_trait;
 use sched_core::RepoError;
 
-/// One command's reply: a value, or the server's error reply to that one command, so that one
-/// failed command does not hide the replies of the others in its pipeline.
+/// One command's reply: a value, or the server's error reply to that one command.
 pub(crate) type Reply = Result<redis::Value, String>;
 
 /// One command of a pipeline: `name [script] args...`.
@@ -23,21 +22,15 @@ pub(crate) struct Op {
 impl Op {
     /// `name args...`.
     pub(crate) fn cmd(name: &'static str, args: Vec<String>) -> Self {
-        Op {
-            name,
-            script: None,
-            args,
-        }
+        let script = None;
+        Op { name, script, args }
     }
 
     /// `EVALSHA sha numkeys keys... argv...`.
     pub(crate) fn script(script: &'static Script, keys: Vec<String>, argv: Vec<String>) -> Self {
         let args = [vec![keys.len().to_string()], keys, argv].concat();
-        Op {
-            name: "EVALSHA",
-            script: Some(script),
-            args,
-        }
+        let (name, script) = ("EVALSHA", Some(script));
+        Op { name, script, args }
     }
 
     /// Everything after the command name, as sent.
@@ -60,9 +53,21 @@ impl Op {
     }
 }
 
-/// One pipelined round trip to Redis. A failed request is classified for [`RepoError`]:
-/// certainly not sent is `Unavailable`; a lost reply is `Ambiguous` for a write and
-/// `Unavailable` for a read; anything else is `Backend`.
+/// A failed request as [`RepoError`], for both clients: certainly not sent (`refused`) is
+/// `Unavailable`; a lost reply is `Ambiguous` for a write and `Unavailable` for a read; anything
+/// else is `Backend`.
+pub(crate) fn classify<E>(e: E, refused: bool, lost: bool, write: bool) -> RepoError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match (refused || (lost && !write), lost) {
+        (true, _) => RepoError::Unavailable(Box::new(e)),
+        (false, true) => RepoError::Ambiguous(Box::new(e)),
+        (false, false) => RepoError::Backend(Box::new(e)),
+    }
+}
+
+/// One pipelined round trip to Redis; failures are [`classify`]'d.
 #[async_trait]
 pub(crate) trait Client: Send + Sync + 'static {
     /// Sends `ops` in one pipeline and returns one reply per op, in order.
@@ -71,10 +76,4 @@ pub(crate) trait Client: Send + Sync + 'static {
     /// Every key matching `pattern`, on every node.
     #[cfg(feature = "testing")]
     async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>, RepoError>;
-
-    /// True when connected to a Redis Cluster.
-    fn is_cluster(&self) -> bool;
-
-    /// Name for `backend_name` and the counters.
-    fn name(&self) -> &'static str;
 }

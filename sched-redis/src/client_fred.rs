@@ -9,23 +9,20 @@ use redis::Value as V;
 use sched_core::RepoError;
 
 /// fred behind [`Client`].
-pub(crate) struct FredClient {
-    client: fred::prelude::Client,
-    cluster: bool,
+pub(crate) struct FredClient(fred::prelude::Client);
+
+/// The reply may be lost: the command may or may not have run.
+fn lost(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Timeout | ErrorKind::IO | ErrorKind::Canceled
+    )
 }
 
 fn classify(e: Error, write: bool) -> RepoError {
-    match e.kind() {
-        ErrorKind::Timeout | ErrorKind::IO | ErrorKind::Canceled if write => {
-            RepoError::Ambiguous(Box::new(e))
-        }
-        ErrorKind::Timeout
-        | ErrorKind::IO
-        | ErrorKind::Canceled
-        | ErrorKind::Backpressure
-        | ErrorKind::Routing => RepoError::Unavailable(Box::new(e)),
-        _ => RepoError::Backend(Box::new(e)),
-    }
+    let refused = matches!(e.kind(), ErrorKind::Backpressure | ErrorKind::Routing);
+    let lost = lost(&e);
+    crate::client::classify(e, refused, lost, write)
 }
 
 fn parse_config(cfg: &RedisConfig) -> Result<Config, Error> {
@@ -56,9 +53,8 @@ impl FredClient {
                 // Without it, a pipeline split across cluster nodes waits on delayed ACKs.
                 c.tcp.nodelay = Some(true);
                 c.internal_command_timeout = cfg.response_timeout;
-                // Never re-send a command after a dropped connection: a write whose reply was
-                // lost must surface as Ambiguous, not be applied twice.
-                // (A cluster needs a few: following a MOVED/ASK redirection counts as one.)
+                // Never re-send a write whose reply was lost (it must be Ambiguous); a cluster
+                // needs a few, as following a MOVED/ASK redirection counts as an attempt.
                 c.max_command_attempts = if cfg.cluster { 3 } else { 1 };
             })
             .with_performance_config(|p| p.default_command_timeout = cfg.response_timeout)
@@ -68,12 +64,7 @@ impl FredClient {
         let attempts = u32::try_from(cfg.reconnect_retries + 1).unwrap_or(1);
         let deadline = cfg.connect_timeout.saturating_mul(attempts);
         let err = match tokio::time::timeout(deadline, client.init()).await {
-            Ok(Ok(_handle)) => {
-                return Ok(FredClient {
-                    client,
-                    cluster: cfg.cluster,
-                })
-            }
+            Ok(Ok(_)) => return Ok(FredClient(client)),
             Ok(Err(e)) => not_sent(e),
             Err(_) => RepoError::Unavailable("timed out connecting to redis".into()),
         };
@@ -83,37 +74,33 @@ impl FredClient {
 }
 
 fn convert(v: Value) -> V {
+    let bulk = |b: &[u8]| V::BulkString(b.to_vec());
     match v {
-        Value::Null => V::Nil,
+        Value::Null | Value::Queued => V::Nil, // QUEUED: only inside MULTI, never sent
         Value::Integer(i) => V::Int(i),
         Value::Boolean(b) => V::Int(i64::from(b)),
         Value::Double(d) => V::Double(d),
-        Value::String(s) => V::BulkString(s.as_bytes().to_vec()),
-        Value::Bytes(b) => V::BulkString(b.to_vec()),
+        Value::String(s) => bulk(s.as_bytes()),
+        Value::Bytes(b) => bulk(&b),
         Value::Array(a) => V::Array(a.into_iter().map(convert).collect()),
         Value::Map(m) => V::Map(
-            m.inner()
-                .into_iter()
-                .map(|(k, v)| (V::BulkString(k.as_bytes().to_vec()), convert(v)))
+            (m.inner().into_iter())
+                .map(|(k, v)| (bulk(k.as_bytes()), convert(v)))
                 .collect(),
         ),
-        Value::Queued => V::Nil, // only inside MULTI, which is never sent
     }
 }
 
 #[async_trait]
 impl Client for FredClient {
     async fn pipeline(&self, ops: &[Op], write: bool) -> Result<Vec<Reply>, RepoError> {
-        let pipe = self.client.pipeline();
+        let pipe = self.0.pipeline();
         for op in ops {
-            let hash = op
-                .route_key()
-                .map_or(ClusterHash::Random, ClusterHash::from);
+            let hash = op.route_key().map_or(ClusterHash::Random, Into::into);
             let args: Vec<Value> = op.wire_args().map(Value::from).collect();
             // Queuing on a pipeline only buffers the command; errors show up in try_all.
-            let queued: Result<Value, Error> = pipe
-                .custom(CustomCommand::new_static(op.name, hash, false), args)
-                .await;
+            let cmd = CustomCommand::new_static(op.name, hash, false);
+            let queued: Result<Value, Error> = pipe.custom(cmd, args).await;
             queued.map_err(|e| classify(e, write))?;
         }
         let results = pipe.try_all::<Value>().await;
@@ -124,16 +111,10 @@ impl Client for FredClient {
                 None => RepoError::Backend("pipeline reply count mismatch".into()),
             });
         }
-        let transport = [
-            ErrorKind::IO,
-            ErrorKind::Timeout,
-            ErrorKind::Canceled,
-            ErrorKind::Backpressure,
-        ];
         let reply = |r: Result<Value, Error>| match r {
             Ok(Value::Queued) => Ok(Err("unexpected QUEUED".to_owned())),
             Ok(v) => Ok(Ok(convert(v))),
-            Err(e) if transport.contains(e.kind()) => Err(classify(e, write)),
+            Err(e) if lost(&e) || *e.kind() == ErrorKind::Backpressure => Err(classify(e, write)),
             Err(e) => Ok(Err(e.details().to_owned())),
         };
         results.into_iter().map(reply).collect()
@@ -142,11 +123,10 @@ impl Client for FredClient {
     #[cfg(feature = "testing")]
     async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>, RepoError> {
         use futures::TryStreamExt;
-        let c = &self.client;
-        let keys: Result<Vec<fred::types::Key>, _> = if self.cluster {
-            c.scan_cluster_buffered(pattern, Some(1000), None)
-                .try_collect()
-                .await
+        let c = &self.0;
+        let keys: Result<Vec<fred::types::Key>, _> = if c.is_clustered() {
+            let scan = c.scan_cluster_buffered(pattern, Some(1000), None);
+            scan.try_collect().await
         } else {
             c.scan_buffered(pattern, Some(1000), None)
                 .try_collect()
@@ -156,13 +136,5 @@ impl Client for FredClient {
         Ok(keys
             .map(|k| String::from_utf8_lossy(k.as_bytes()).into_owned())
             .collect())
-    }
-
-    fn is_cluster(&self) -> bool {
-        self.cluster
-    }
-
-    fn name(&self) -> &'static str {
-        "redis-fred"
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{IntoConnectionInfo, RedisError, Value};
+use redis::{ConnectionInfo, IntoConnectionInfo, RedisError, Value};
 use sched_core::RepoError;
 
 /// redis-rs behind [`Client`].
@@ -19,13 +19,8 @@ pub(crate) enum RedisRsClient {
 
 fn classify(e: RedisError, write: bool) -> RepoError {
     let lost = e.is_timeout() || e.is_connection_dropped() || e.is_io_error();
-    if e.is_connection_refusal() || (lost && !write) {
-        RepoError::Unavailable(Box::new(e))
-    } else if lost {
-        RepoError::Ambiguous(Box::new(e))
-    } else {
-        RepoError::Backend(Box::new(e))
-    }
+    let refused = e.is_connection_refusal();
+    crate::client::classify(e, refused, lost, write)
 }
 
 impl RedisRsClient {
@@ -37,40 +32,36 @@ impl RedisRsClient {
     }
 
     async fn open(cfg: &RedisConfig) -> Result<Self, RedisError> {
-        let (user, password) = (cfg.username.as_deref(), cfg.password.as_deref());
+        // The URLs, with the configured credentials overriding theirs.
+        let infos = cfg.urls.iter().map(|u| {
+            let info = u.as_str().into_connection_info()?;
+            let mut settings = info.redis_settings().clone();
+            if let Some(u) = &cfg.username {
+                settings = settings.set_username(u);
+            }
+            if let Some(p) = &cfg.password {
+                settings = settings.set_password(p);
+            }
+            Ok(info.set_redis_settings(settings))
+        });
+        let infos: Vec<ConnectionInfo> = infos.collect::<Result<_, RedisError>>()?;
         if cfg.cluster {
-            let mut b = ClusterClientBuilder::new(cfg.urls.clone())
+            let b = ClusterClientBuilder::new(infos)
                 .connection_timeout(cfg.connect_timeout)
                 .response_timeout(cfg.response_timeout)
                 .retries(u32::try_from(cfg.reconnect_retries).unwrap_or(u32::MAX));
-            if let Some(u) = user {
-                b = b.username(u);
-            }
-            if let Some(p) = password {
-                b = b.password(p);
-            }
             return Ok(Self::Cluster(b.build()?.get_async_connection().await?));
         }
-        let info = cfg
-            .urls
-            .first()
-            .map_or("", String::as_str)
-            .into_connection_info()?;
-        let mut settings = info.redis_settings().clone();
-        if let Some(u) = user {
-            settings = settings.set_username(u);
-        }
-        if let Some(p) = password {
-            settings = settings.set_password(p);
-        }
-        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let Some(info) = infos.into_iter().next() else {
+            return Err((redis::ErrorKind::InvalidClientConfig, "no Redis URL").into());
+        };
+        let client = redis::Client::open(info)?;
         let mcfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.connect_timeout))
             .set_response_timeout(Some(cfg.response_timeout))
             .set_number_of_retries(cfg.reconnect_retries);
-        Ok(Self::Single(
-            ConnectionManager::new_with_config(client, mcfg).await?,
-        ))
+        let manager = ConnectionManager::new_with_config(client, mcfg).await?;
+        Ok(Self::Single(manager))
     }
 }
 
@@ -89,10 +80,8 @@ impl Client for RedisRsClient {
     async fn pipeline(&self, ops: &[Op], write: bool) -> Result<Vec<Reply>, RepoError> {
         let out: Vec<Value> = match self {
             Self::Single(c) => build(ops).query_async(&mut c.clone()).await,
-            // redis-rs refuses a cluster pipeline whose commands span slots, and every worker
-            // has its own slot. So each command is its own request, all issued at once: the
-            // multiplexed per-node connections put them on the wire together and the call
-            // waits for them together -- one round trip of latency, as with a pipeline.
+            // redis-rs refuses a cluster pipeline spanning slots: each command is its own
+            // request, all issued at once on the multiplexed connections (one round trip).
             Self::Cluster(c) => futures::future::join_all(ops.iter().map(|op| {
                 let (p, mut c) = (build(std::slice::from_ref(op)), c.clone());
                 async move { p.query_async::<Vec<Value>>(&mut c).await }
@@ -134,13 +123,5 @@ impl Client for RedisRsClient {
             }
         };
         keys.map_err(|e| classify(e, false))
-    }
-
-    fn is_cluster(&self) -> bool {
-        matches!(self, Self::Cluster(_))
-    }
-
-    fn name(&self) -> &'static str {
-        "redis"
     }
 }

@@ -1,17 +1,12 @@
-//! The Redis Cluster claim protocol of `reserve_batch`.
-//!
-//! A worker's keys share one slot but each container's index key has its own, so no script can
-//! check "held nowhere else" and charge the worker atomically. Instead each container is first
-//! *claimed* (`lua/claim.lua`: set if absent, value `<worker>\n<token>\n<ms>`), then the worker
-//! scripts run, told which containers this call claimed. One method per phase of [`Call`]:
+//! The Redis Cluster claim protocol of `reserve_batch`, one method per phase of [`Call`]:
 //! [`claim`](Call::claim), [`run_scripts`](Call::run_scripts),
 //! [`await_contested`](Call::await_contested), [`drop_claims`](Call::drop_claims).
-//! `sched-redis/ARCHITECTURE.md` explains why this is safe and its known weaknesses.
+//! `sched-redis/ARCHITECTURE.md` describes it, why it is safe, and its known weaknesses.
 
 use crate::client::{Op, Reply};
 use crate::codec::decode;
 use crate::keys::Keys;
-use crate::ops::reserve::{outcome, script};
+use crate::ops::{outcome, reserve_script};
 use crate::{scripts, RedisRepository};
 use sched_core::{CapacityReservation, CommitMode, Rejection, RepoError, WorkerResult};
 use std::collections::HashSet;
@@ -62,8 +57,15 @@ fn ledger_get(keys: &Keys, container: &str, worker: &str) -> Op {
     Op::cmd("HGET", vec![keys.ledger(worker), container.to_owned()])
 }
 
-/// One cluster `reserve_batch` call: two round trips (claims, scripts) when nothing is
-/// contested, a third to drop claims that did not commit.
+/// The rejection of a worker's result: the whole result's, or its partial remainder's.
+fn rejection(r: &mut WorkerResult) -> Option<&mut Rejection> {
+    match &mut r.outcome {
+        Err(rej) => Some(rej),
+        Ok(c) => c.remainder.as_mut(),
+    }
+}
+
+/// One cluster `reserve_batch` call.
 pub(crate) async fn reserve(
     repo: &RedisRepository,
     batch: &[CapacityReservation],
@@ -74,7 +76,7 @@ pub(crate) async fn reserve(
         call.drop_claims(&[], &[]).await;
         return Err(e);
     }
-    let (parsed, committed) = match call.run_scripts(mode).await {
+    let (mut parsed, committed) = match call.run_scripts(mode).await {
         Ok(r) => r,
         // The worker scripts may have run: keep the claims (they are the one-holder guarantee
         // for whatever committed) and report the doubt.
@@ -84,38 +86,23 @@ pub(crate) async fn reserve(
             return Err(e);
         }
     };
-    let committed = call.await_contested(&parsed, committed).await?;
+    let committed = call.await_contested(&mut parsed, committed).await?;
+    // An `AlreadyReserved` with nothing committed behind its claim must not say "held there"
+    // (callers treat that as placed): it becomes `Contended`, and its claim may be stale.
     let mut stale = Vec::new();
-    let (results, charged): (Vec<_>, Vec<_>) = (parsed.into_iter())
-        .map(|(mut r, charged)| {
-            if let Some(rej) = rejection(&mut r) {
-                contended(rej, &committed, &mut stale);
+    for (r, _) in &mut parsed {
+        let Some(rej) = rejection(r) else { continue };
+        if let Rejection::AlreadyReserved { container_id, .. } = rej {
+            if !committed.contains(container_id) {
+                let container_id = container_id.clone();
+                stale.push(container_id.clone());
+                *rej = Rejection::Contended { container_id };
             }
-            (r, charged)
-        })
-        .unzip();
-    call.drop_claims(&charged, &stale).await;
-    Ok(results)
-}
-
-fn rejection(r: &mut WorkerResult) -> Option<&mut Rejection> {
-    match &mut r.outcome {
-        Err(rej) => Some(rej),
-        Ok(c) => c.remainder.as_mut(),
-    }
-}
-
-/// An `AlreadyReserved` whose claim has no committed reservation behind it (its call is still
-/// in flight, or died) must not say "held there": callers treat that as placed. It becomes
-/// `Contended` ("retry"), and the container is noted as `stale` (its claim may be abandoned).
-fn contended(rej: &mut Rejection, committed: &HashSet<String>, stale: &mut Vec<String>) {
-    if let Rejection::AlreadyReserved { container_id, .. } = rej {
-        if !committed.contains(container_id) {
-            stale.push(container_id.clone());
-            let container_id = container_id.clone();
-            *rej = Rejection::Contended { container_id };
         }
     }
+    let (results, charged): (Vec<_>, Vec<_>) = parsed.into_iter().unzip();
+    call.drop_claims(&charged, &stale).await;
+    Ok(results)
 }
 
 struct Call<'a> {
@@ -151,19 +138,15 @@ impl<'a> Call<'a> {
         let values = batch
             .iter()
             .map(|cr| format!("{}\n{token}\n{ms}", cr.worker_id));
-        let mut items = Vec::new();
-        for (worker, cr) in batch.iter().enumerate() {
-            for (pos, r) in cr.reservations.iter().enumerate() {
-                let (container, claim) = (r.container_id.as_str(), None);
-                items.push(Item {
-                    worker,
-                    pos,
-                    container,
-                    claim,
-                });
-            }
-        }
-        let values = values.collect();
+        let items = batch.iter().enumerate().flat_map(|(worker, cr)| {
+            (cr.reservations.iter().enumerate()).map(move |(pos, r)| Item {
+                worker,
+                pos,
+                container: &r.container_id,
+                claim: None,
+            })
+        });
+        let (values, items) = (values.collect(), items.collect());
         Call {
             repo,
             batch,
@@ -172,18 +155,15 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// Phase 1: claims every container. A claim that failed with a server error is not this
-    /// call's; the first such error is returned.
+    /// Phase 1: claims every container; returns the first claim's server error, if any.
     async fn claim(&mut self) -> Result<Option<RepoError>, RepoError> {
         let (k, values) = (&self.repo.keys, &self.values);
         let claim = |it: &Item<'_>| {
             let args = vec![values[it.worker].clone()];
             Op::script(&scripts::CLAIM, vec![k.index(it.container)], args)
         };
-        let replies = self
-            .repo
-            .run(self.items.iter().map(claim).collect(), true)
-            .await?;
+        let ops = self.items.iter().map(claim).collect();
+        let replies = self.repo.run(ops, true).await?;
         let mut failure = None;
         for (it, v) in self.items.iter_mut().zip(replies) {
             it.claim = match decode::<String>(&v) {
@@ -197,61 +177,45 @@ impl<'a> Call<'a> {
         Ok(failure)
     }
 
-    /// Phase 2: the worker scripts, told who holds each container; in the same pipeline, for
-    /// each container another call claimed, whether its reservation is in that worker's ledger.
+    /// Phase 2: the worker scripts, and whether each contested container is in its claimer's
+    /// ledger. Returns the results and the contested containers found committed.
     async fn run_scripts(&self, mode: CommitMode) -> Result<(Parsed, HashSet<String>), RepoError> {
-        let mut ops: Vec<Op> = (self.batch.iter().enumerate())
-            .map(|(i, cr)| {
-                let mine = self.items.iter().filter(|it| it.worker == i);
-                let holders: Vec<_> = mine
-                    .map(|it| it.holder().unwrap_or("").to_owned())
-                    .collect();
-                script(self.repo, cr, mode, Some(&holders))
-            })
-            .collect();
-        let contested: Vec<_> = self
-            .items
-            .iter()
+        let script = |(i, cr)| {
+            let mine = self.items.iter().filter(|it| it.worker == i);
+            let holders: Vec<_> = mine
+                .map(|it| it.holder().unwrap_or("").to_owned())
+                .collect();
+            reserve_script(self.repo, cr, mode, Some(&holders))
+        };
+        let mut ops: Vec<Op> = self.batch.iter().enumerate().map(script).collect();
+        let contested: Vec<_> = (self.items.iter())
             .filter_map(|it| Some((it.container, it.holder()?)))
             .collect();
-        ops.extend(
-            contested
-                .iter()
-                .map(|&(c, w)| ledger_get(&self.repo.keys, c, w)),
-        );
+        let k = &self.repo.keys;
+        ops.extend(contested.iter().map(|&(c, w)| ledger_get(k, c, w)));
         let mut replies = self.repo.run(ops, true).await?;
         let lookups = replies.split_off(self.batch.len());
         let committed = (contested.iter().zip(lookups))
             .filter(|(_, v)| in_ledger(v))
             .map(|((c, _), _)| c.to_string())
             .collect();
-        let parsed = self
-            .batch
-            .iter()
-            .zip(&replies)
-            .map(|(cr, v)| outcome(cr, v));
+        let parsed = (self.batch.iter().zip(&replies)).map(|(cr, v)| outcome(cr, decode(v)?));
         Ok((parsed.collect::<Result<_, _>>()?, committed))
     }
 
-    /// Phase 3, under contention only: containers rejected because another call's claim holds
-    /// them with nothing committed behind it yet. Usually that call is about to commit: re-read
-    /// the claim and the holder's ledger a few times (1, 2, ... ms apart) until it commits, the
-    /// claim goes away or changes hands, or we give up. Returns every container found committed.
+    /// Phase 3, under contention only: re-reads contested claims with nothing committed behind
+    /// them a few times. Returns every container found committed.
     async fn await_contested(
         &self,
-        parsed: &Parsed,
+        parsed: &mut Parsed,
         mut committed: HashSet<String>,
     ) -> Result<HashSet<String>, RepoError> {
         let mut pending = Vec::new(); // (container, holder, claim value)
-        for (i, (r, _)) in parsed.iter().enumerate() {
-            let rej = r
-                .outcome
-                .as_ref()
-                .map_or_else(Some, |c| c.remainder.as_ref());
+        for (i, (r, _)) in parsed.iter_mut().enumerate() {
             let Some(Rejection::AlreadyReserved {
                 container_id: c,
                 worker_id: w,
-            }) = rej
+            }) = rejection(r)
             else {
                 continue;
             };
@@ -259,11 +223,10 @@ impl<'a> Call<'a> {
                 .items
                 .iter()
                 .find(|it| it.worker == i && it.container == c);
-            if let Some(raw) = item
-                .and_then(|it| it.claim.as_ref())
-                .filter(|_| !committed.contains(c))
-            {
-                pending.push((c.clone(), w.clone(), raw.clone()));
+            if let Some(raw) = item.and_then(|it| it.claim.as_ref()) {
+                if !committed.contains(c.as_str()) {
+                    pending.push((c.clone(), w.clone(), raw.clone()));
+                }
             }
         }
         let k = &self.repo.keys;
@@ -289,28 +252,23 @@ impl<'a> Call<'a> {
         Ok(committed)
     }
 
-    /// Phase 4: deletes this call's claims that did not commit (`charged` per worker: all of
-    /// them when empty), and the `stale` containers' claims older than `claim_grace`. Best
-    /// effort: `release_batch` clears leftovers after `claim_grace`.
+    /// Phase 4, best effort: deletes this call's claims that did not commit (`charged` per
+    /// worker: all of them when empty), and the `stale` containers' claims older than
+    /// `claim_grace`.
     async fn drop_claims(&self, charged: &[Vec<usize>], stale: &[String]) {
         let charged = |it: &Item<'_>| charged.get(it.worker).is_some_and(|c| c.contains(&it.pos));
         let stale = |it: &Item<'_>, v| {
             stale.iter().any(|s| s == it.container) && expired(self.repo, v) == Some(true)
         };
-        let ops: Vec<Op> = (self.items.iter())
-            .filter_map(|it| {
-                let value = match &it.claim {
-                    None if !charged(it) => &self.values[it.worker],
-                    Some(v) if stale(it, v) => v,
-                    _ => return None,
-                };
-                Some(unclaim(&self.repo.keys, it.container, value))
-            })
-            .collect();
-        if ops.is_empty() {
-            return;
-        }
-        if let Err(e) = self.repo.run(ops, true).await {
+        let ops = self.items.iter().filter_map(|it| {
+            let value = match &it.claim {
+                None if !charged(it) => &self.values[it.worker],
+                Some(v) if stale(it, v) => v,
+                _ => return None,
+            };
+            Some(unclaim(&self.repo.keys, it.container, value))
+        });
+        if let Err(e) = self.repo.run(ops.collect(), true).await {
             tracing::warn!(error = %e, "could not drop unused claims; release_batch clears them after claim_grace");
         }
     }

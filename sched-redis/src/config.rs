@@ -100,20 +100,13 @@ impl RedisConfig {
 
 /// `scheme://user:password@host` → `scheme://user:***@host`.
 pub(crate) fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &rest[..at];
-    let user = userinfo.split(':').next().unwrap_or_default();
-    if userinfo.contains(':') || !user.is_empty() {
-        format!("{}://{}:***@{}", &url[..scheme_end], user, &rest[at + 1..])
-    } else {
-        url.to_owned()
+    match url::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "<unparsable URL>".to_owned(),
     }
 }
 

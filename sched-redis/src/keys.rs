@@ -1,6 +1,5 @@
-//! Key names. Every id is percent-encoded inside key names, so ids containing `{`, `}`, `:`,
-//! `%`, spaces, quotes or non-ASCII never break the layout or the hash tags. Ids themselves are
-//! always passed to scripts as ARGV, never spliced into Lua.
+//! Key names (ARCHITECTURE.md, "Key layout"): ids are percent-encoded, so they never break the
+//! layout or the hash tags.
 
 use std::fmt::Write;
 
@@ -18,8 +17,7 @@ pub(crate) fn encode(id: &str) -> String {
     out
 }
 
-/// All key names of one deployment (one prefix). Each worker's keys share the hash tag
-/// `{prefix:w:<id>}` (one cluster slot); each container's index key has its own.
+/// All key names of one deployment (one prefix).
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     prefix: String,
@@ -27,8 +25,9 @@ pub(crate) struct Keys {
 
 impl Keys {
     pub(crate) fn new(prefix: &str) -> Self {
-        let prefix = encode(prefix);
-        Keys { prefix }
+        Keys {
+            prefix: encode(prefix),
+        }
     }
 
     /// `SCAN MATCH` pattern covering every key of this prefix.
@@ -37,31 +36,31 @@ impl Keys {
         format!("{{{}:*", self.prefix)
     }
 
-    fn worker(&self, worker_id: &str, part: &str) -> String {
+    fn part(&self, worker_id: &str, part: &str) -> String {
         format!("{{{}:w:{}}}:{part}", self.prefix, encode(worker_id))
     }
 
-    /// Worker state hash: `id pool status prio gpu rps pre tc tm tg fc fm fg v`.
+    /// A worker script's keys: its state hash and its ledger.
+    pub(crate) fn worker(&self, worker_id: &str) -> Vec<String> {
+        vec![self.state(worker_id), self.ledger(worker_id)]
+    }
+
     pub(crate) fn state(&self, worker_id: &str) -> String {
-        self.worker(worker_id, "state")
+        self.part(worker_id, "state")
     }
 
-    /// Worker reservation ledger: container id → `"cpu mem gpu[ gpu_type]"`.
     pub(crate) fn ledger(&self, worker_id: &str) -> String {
-        self.worker(worker_id, "ledger")
+        self.part(worker_id, "ledger")
     }
 
-    /// Last version of a removed worker.
     pub(crate) fn tomb(&self, worker_id: &str) -> String {
-        self.worker(worker_id, "tomb")
+        self.part(worker_id, "tomb")
     }
 
-    /// Container index: container id → worker id (standalone) or claim (cluster).
     pub(crate) fn index(&self, container_id: &str) -> String {
         format!("{{{}:c:{}}}", self.prefix, encode(container_id))
     }
 
-    /// Set of every worker id ever registered.
     pub(crate) fn workers(&self) -> String {
         format!("{{{}:workers}}", self.prefix)
     }

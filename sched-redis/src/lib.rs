@@ -1,18 +1,10 @@
 //! # sched-redis
 //!
-//! [`RedisRepository`]: a [`WorkerRepository`](sched_core::WorkerRepository) on Redis, with
-//! exactly the semantics of the in-memory reference backend.
-//!
-//! * Each worker's part of `reserve_batch` / `release_batch` is one Lua script (`lua/*.lua`),
-//!   atomic in itself; all scripts of a call go out as one pipeline of `EVALSHA`s (one round
-//!   trip on a single node), with `NOSCRIPT` handled by sending those scripts again as `EVAL`.
-//! * No locks anywhere in the scheduling path; reads are plain pipelined reads.
-//! * Every key of a worker shares one hash tag, so each worker script touches one Redis Cluster
-//!   slot. On a Redis Cluster the container index is kept correct with claim keys (see
-//!   `sched-redis/ARCHITECTURE.md`).
-//! * Two clients with identical behaviour: redis-rs ([`RedisRepository::connect`], default) and
-//!   fred (`RedisRepository::connect_fred`, feature `fred`).
-//! * Feature `testing`: test hooks (`delete_all_keys`, `corrupt_free`, `key_pattern`).
+//! [`RedisRepository`]: a [`WorkerRepository`](sched_core::WorkerRepository) on Redis or Redis
+//! Cluster, with exactly the semantics of the in-memory reference backend: one Lua script per
+//! worker, one pipeline per call, no locks. Two clients with identical behaviour: redis-rs
+//! ([`RedisRepository::connect`]) and fred (`connect_fred`, feature `fred`). Feature `testing`
+//! adds test hooks. The design is in `sched-redis/ARCHITECTURE.md`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sched_core::RepoError> {

@@ -15,7 +15,7 @@ impl RedisRepository {
         ops: &[Op],
         write: bool,
     ) -> Result<Vec<Reply>, RepoError> {
-        self.counters.round_trips(self.client.name(), 1);
+        self.counters.round_trips(self.name, 1);
         let replies = self.client.pipeline(ops, write).await?;
         if replies.len() != ops.len() {
             return Err(bad(format!(
@@ -27,15 +27,12 @@ impl RedisRepository {
         Ok(replies)
     }
 
-    /// Sends `ops` in one pipeline and returns one reply per op, in order.
-    ///
-    /// * `NOSCRIPT` (after `SCRIPT FLUSH`, a restart or a failover): an `EVALSHA` the server did
-    ///   not know did not run, so those are sent again, once, as `EVAL` in a second round trip
-    ///   (`EVAL` caches the script on the node that runs it; on a cluster `SCRIPT LOAD` would
-    ///   reach one node only).
-    /// * A read that failed on a broken or reconnecting connection changed nothing: it is
-    ///   retried a few times instead of spending the caller's attempts.
+    /// Sends `ops` in one pipeline and returns one reply per op, in order; `NOSCRIPT` scripts
+    /// are sent again as `EVAL`, failed reads are retried (ARCHITECTURE.md, "The pipeline").
     pub(crate) async fn run(&self, ops: Vec<Op>, write: bool) -> Result<Vec<Reply>, RepoError> {
+        if ops.is_empty() {
+            return Ok(Vec::new()); // nothing to send: no round trip
+        }
         let mut replies = self.round_trip(&ops, write).await;
         for delay_ms in [5, 20, 80, 320] {
             match &replies {
@@ -70,9 +67,18 @@ impl RedisRepository {
         Ok(replies)
     }
 
+    /// [`run`](Self::run), every reply decoded as `T`.
+    pub(crate) async fn run_as<T: FromRedisValue>(
+        &self,
+        ops: Vec<Op>,
+        write: bool,
+    ) -> Result<Vec<T>, RepoError> {
+        self.run(ops, write).await?.iter().map(decode).collect()
+    }
+
     /// [`run`](Self::run) of one op, its reply decoded as `T`.
     pub(crate) async fn run_one<T: FromRedisValue>(&self, op: Op, w: bool) -> Result<T, RepoError> {
-        let replies = self.run(vec![op], w).await?;
-        decode(replies.first().ok_or_else(|| bad("no reply"))?)
+        let mut replies = self.run_as(vec![op], w).await?;
+        replies.pop().ok_or_else(|| bad("no reply"))
     }
 }

@@ -14,10 +14,8 @@ macro_rules! script {
     ($id:ident, $file:literal) => {
         pub(crate) static $id: LazyLock<Script> = LazyLock::new(|| {
             let body = include_str!(concat!("../lua/", $file));
-            Script {
-                body,
-                sha: sha1_smol::Sha1::from(body).digest().to_string(),
-            }
+            let sha = sha1_smol::Sha1::from(body).digest().to_string();
+            Script { body, sha }
         });
     };
 }

@@ -1,7 +1,7 @@
 //! Test hooks (feature `testing`): clean-up and fault injection, never used by the scheduler.
 
 use crate::client::Op;
-use crate::codec::{decode, resource_args};
+use crate::codec::resource_args;
 use crate::{scripts, RedisRepository};
 use sched_core::{validate::validate_id, RepoError, Resources, WorkerRepository};
 
@@ -33,9 +33,7 @@ impl RedisRepository {
                 .iter()
                 .map(|k| Op::cmd("UNLINK", vec![k.clone()]))
                 .collect();
-            for r in self.round_trip(&ops, true).await? {
-                decode::<redis::Value>(&r)?;
-            }
+            self.run_as::<redis::Value>(ops, true).await?;
         }
         Ok(keys.len() as u64)
     }

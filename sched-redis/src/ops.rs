@@ -1,0 +1,327 @@
+//! The [`WorkerRepository`] impl: each operation builds its commands and scripts (`lua/`), sends
+//! them in one pipeline per round trip and decodes the replies. On a cluster `reserve_batch`
+//! runs the claim protocol of [`crate::cluster`].
+
+use crate::client::Op;
+use crate::cluster::{self, holder_of};
+use crate::codec::{bad, get, kind, record, rejection, resource_args, worker, Fields};
+use crate::{scripts, RedisRepository};
+use async_trait::async_trait;
+use redis::Value;
+use sched_core::validate::{validate_batch, validate_id, validate_release, validate_spec};
+use sched_core::{
+    AuditMode, AuditReport, CapacityReservation as Cr, CommitMode, Committed, ReleaseOutcome,
+    Released, RepoError, ReservationRecord, Resources, Worker, WorkerRepository, WorkerResult,
+    WorkerSpec,
+};
+use std::collections::{BTreeMap, HashMap};
+
+type Hash = HashMap<String, String>;
+
+/// How often a standalone `remove_worker` re-reads a ledger that changed under it.
+const REMOVE_ATTEMPTS: usize = 8;
+
+#[async_trait]
+impl WorkerRepository for RedisRepository {
+    fn backend_name(&self) -> &str {
+        self.name
+    }
+
+    async fn register_worker(&self, spec: &WorkerSpec) -> Result<Worker, RepoError> {
+        validate_spec(spec)?;
+        let (id, k) = (&spec.id, &self.keys);
+        let flags =
+            [spec.requires_pool_selector, spec.preemptable].map(|b| u8::from(b).to_string());
+        let (status, prio) = (spec.status.as_str().to_owned(), spec.priority.to_string());
+        let gpu = spec.gpu_type.clone().unwrap_or_default();
+        let args = [id.clone(), spec.pool.clone(), status, prio, gpu].into_iter();
+        let args = args
+            .chain(flags)
+            .chain(resource_args(&spec.total))
+            .collect();
+        // The id goes into the set first (same pipeline): list_workers never misses a worker.
+        let ops = vec![
+            Op::cmd("SADD", vec![k.workers(), id.clone()]),
+            Op::script(
+                &scripts::REGISTER,
+                [k.worker(id), vec![k.tomb(id)]].concat(),
+                args,
+            ),
+        ];
+        let a: Vec<Value> = get(&self.run_as::<Value>(ops, true).await?[1])?;
+        match a.field::<String>(0)?.as_str() {
+            "ok" => Ok(Worker {
+                free: a.resources(2)?,
+                ..Worker::from_spec(spec, a.field(1)?)
+            }),
+            "below" => Err(RepoError::TotalBelowReserved {
+                resource: kind(&a.field::<String>(1)?)?,
+                total: a.field(2)?,
+                reserved: a.field(3)?,
+            }),
+            other => Err(bad(format!("unknown register reply {other:?}"))),
+        }
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<bool, RepoError> {
+        validate_id("worker", id)?;
+        let (k, cluster) = (&self.keys, self.is_cluster());
+        for _ in 0..REMOVE_ATTEMPTS {
+            let mut keys = [k.worker(id), vec![k.tomb(id)]].concat();
+            let mut args = vec![id.to_owned(), self.mode()];
+            if !cluster {
+                // The script must declare the index keys it deletes: read the ledger first.
+                let hkeys = Op::cmd("HKEYS", vec![k.ledger(id)]);
+                let ledger: Vec<String> = self.run_one(hkeys, false).await?;
+                keys.extend(ledger.iter().map(|c| k.index(c)));
+                args.extend(ledger);
+            }
+            let op = Op::script(&scripts::REMOVE, keys, args);
+            let reply: Vec<Value> = self.run_one(op, true).await?;
+            match reply.field::<String>(0)?.as_str() {
+                "absent" => return Ok(false),
+                "retry" => continue,
+                "ok" if cluster => {
+                    // The removed ledger's containers: drop their claims naming this worker.
+                    let unclaim = |v| Ok(cluster::unclaim_worker(k, &get::<String>(v)?, id));
+                    let ops = reply[1..].iter().map(unclaim);
+                    self.run(ops.collect::<Result<_, RepoError>>()?, true)
+                        .await?;
+                    return Ok(true);
+                }
+                "ok" => return Ok(true),
+                other => return Err(bad(format!("unknown remove reply {other:?}"))),
+            }
+        }
+        Err(bad(format!(
+            "worker {id:?}: ledger kept changing during remove_worker"
+        )))
+    }
+
+    async fn get_worker(&self, id: &str) -> Result<Option<Worker>, RepoError> {
+        validate_id("worker", id)?;
+        let op = Op::cmd("HGETALL", vec![self.keys.state(id)]);
+        let m: Hash = self.run_one(op, false).await?;
+        (!m.is_empty()).then(|| worker(&m)).transpose()
+    }
+
+    async fn list_workers(&self, pool: Option<&str>) -> Result<Vec<Worker>, RepoError> {
+        if let Some(p) = pool {
+            validate_id("pool", p)?;
+        }
+        let op = Op::cmd("SMEMBERS", vec![self.keys.workers()]);
+        let ids: Vec<String> = self.run_one(op, false).await?;
+        let ops = ids
+            .iter()
+            .map(|id| Op::cmd("HGETALL", vec![self.keys.state(id)]));
+        let mut out = Vec::with_capacity(ids.len());
+        // An empty hash: removed (the id stays in the set as a tombstone).
+        for m in self.run_as::<Hash>(ops.collect(), false).await? {
+            if !m.is_empty() {
+                out.push(worker(&m)?);
+            }
+        }
+        out.retain(|w| pool.is_none_or(|p| w.pool == p));
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn reserve_batch(
+        &self,
+        batch: &[Cr],
+        mode: CommitMode,
+    ) -> Result<Vec<WorkerResult>, RepoError> {
+        validate_batch(batch)?;
+        if self.is_cluster() {
+            return cluster::reserve(self, batch, mode).await;
+        }
+        let ops = batch.iter().map(|cr| reserve_script(self, cr, mode, None));
+        let replies = self.run_as(ops.collect(), true).await?;
+        let results = batch.iter().zip(replies).map(|(cr, a)| outcome(cr, a));
+        results.map(|r| Ok(r?.0)).collect()
+    }
+
+    /// Two round trips (three on a cluster): where each container is held, one release script
+    /// per holding worker, (cluster) drop the claims.
+    async fn release_batch(&self, ids: &[String]) -> Result<Vec<ReleaseOutcome>, RepoError> {
+        validate_release(ids)?;
+        let (k, cluster) = (&self.keys, self.is_cluster());
+        let index = self.index(ids).await?;
+        // Group by worker, keeping the input order inside each group.
+        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, v) in index.iter().enumerate() {
+            if let Some(v) = v {
+                groups.entry(holder_of(v)).or_default().push(i);
+            }
+        }
+        let ops = groups.iter().map(|(w, idx)| {
+            let mut keys = k.worker(w);
+            if !cluster {
+                keys.extend(idx.iter().map(|&i| k.index(&ids[i])));
+            }
+            let args = idx.iter().map(|&i| ids[i].clone());
+            let args = [w.to_string(), self.mode()].into_iter().chain(args);
+            Op::script(&scripts::RELEASE, keys, args.collect())
+        });
+        let replies: Vec<Vec<Value>> = self.run_as(ops.collect(), true).await?;
+        let none = |c: &String| ReleaseOutcome {
+            container_id: c.clone(),
+            released: None,
+        };
+        let mut out: Vec<ReleaseOutcome> = ids.iter().map(none).collect();
+        let mut unclaim = Vec::new();
+        for ((w, idx), reply) in groups.iter().zip(replies) {
+            for (&i, entry) in idx.iter().zip(reply) {
+                let released = match entry {
+                    Value::Array(e) => Some(Released {
+                        worker_id: w.to_string(),
+                        resources: e.resources(0)?,
+                        new_version: e.field(3)?,
+                    }),
+                    _ => None,
+                };
+                // Cluster: drop the claim we released, or an abandoned one (nothing in the
+                // ledger behind it for longer than claim_grace).
+                if let (true, Some(v)) = (cluster, &index[i]) {
+                    if released.is_some() || cluster::expired(self, v).unwrap_or(true) {
+                        unclaim.push(cluster::unclaim(k, &ids[i], v));
+                    }
+                }
+                out[i].released = released;
+            }
+        }
+        self.run(unclaim, true).await?;
+        Ok(out)
+    }
+
+    /// Two round trips: every index key, then every ledger entry found.
+    async fn find_reservations(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Option<ReservationRecord>>, RepoError> {
+        validate_release(ids)?;
+        let index = self.index(ids).await?;
+        let held: Vec<(usize, &str)> = (index.iter().enumerate())
+            .filter_map(|(i, v)| Some((i, holder_of(v.as_deref()?))))
+            .collect();
+        let hget =
+            |&(i, w): &(usize, &str)| Op::cmd("HGET", vec![self.keys.ledger(w), ids[i].clone()]);
+        let entries = self.run_as::<Option<String>>(held.iter().map(hget).collect(), false);
+        let mut out = vec![None; ids.len()];
+        for ((i, w), entry) in held.into_iter().zip(entries.await?) {
+            if let Some(entry) = entry {
+                out[i] = Some(record(w, ids[i].clone(), &entry)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_reservations(&self, id: &str) -> Result<Vec<ReservationRecord>, RepoError> {
+        Ok(self.snapshot(id, AuditMode::Check).await?.1)
+    }
+
+    async fn audit_worker(&self, id: &str, mode: AuditMode) -> Result<AuditReport, RepoError> {
+        let (w, ledger) = self.snapshot(id, mode).await?;
+        let max = Resources::new(u64::MAX, u64::MAX, u64::MAX);
+        let reserved = ledger.iter().fold(Resources::ZERO, |acc, r| {
+            acc.checked_add(&r.resources).unwrap_or(max)
+        });
+        let (n, version) = (ledger.len(), w.resource_version);
+        let report = AuditReport::new(w.id, w.total, w.free, reserved, n, version);
+        if mode == AuditMode::Repair && !report.is_consistent() {
+            tracing::warn!(worker = id, drift = ?report.drift, "reconciled drift");
+        }
+        Ok(report)
+    }
+}
+
+impl RedisRepository {
+    /// The container index: the value of each container's index key.
+    async fn index(&self, ids: &[String]) -> Result<Vec<Option<String>>, RepoError> {
+        let ops = ids.iter().map(|c| Op::cmd("GET", vec![self.keys.index(c)]));
+        self.run_as(ops.collect(), false).await
+    }
+
+    /// The worker and its ledger (ordered by container), read atomically (snapshot.lua); in
+    /// `Repair` mode, repaired afterwards (reconcile.lua).
+    async fn snapshot(
+        &self,
+        id: &str,
+        mode: AuditMode,
+    ) -> Result<(Worker, Vec<ReservationRecord>), RepoError> {
+        validate_id("worker", id)?;
+        let (script, write) = match mode {
+            AuditMode::Check => (&scripts::SNAPSHOT, false),
+            AuditMode::Repair => (&scripts::RECONCILE, true),
+        };
+        let op = Op::script(script, self.keys.worker(id), Vec::new());
+        let Some((state, ledger)) = self.run_one::<Option<(Hash, Hash)>>(op, write).await? else {
+            return Err(RepoError::UnknownWorker(id.to_owned()));
+        };
+        let ledger = ledger.into_iter().map(|(c, v)| record(id, c, &v));
+        let mut ledger = ledger.collect::<Result<Vec<_>, _>>()?;
+        ledger.sort_by(|a, b| a.container_id.cmp(&b.container_id));
+        Ok((worker(&state)?, ledger))
+    }
+}
+
+/// reserve.lua for one worker. Standalone, the script reads and writes the container index
+/// itself (its keys are declared); on a cluster it is told who holds each container:
+/// `holders` has per reservation `""` when this call claimed it, else the claiming worker.
+pub(crate) fn reserve_script(
+    repo: &RedisRepository,
+    cr: &Cr,
+    mode: CommitMode,
+    holders: Option<&[String]>,
+) -> Op {
+    let (k, wid) = (&repo.keys, &cr.worker_id);
+    let mut keys = k.worker(wid);
+    if holders.is_none() {
+        keys.extend(cr.reservations.iter().map(|r| k.index(&r.container_id)));
+    }
+    let version = cr.expected_version.map_or(String::new(), |v| v.to_string());
+    let all = if mode == CommitMode::AllOrNothing {
+        "all"
+    } else {
+        "partial"
+    };
+    let topology = if holders.is_some() { "c" } else { "s" };
+    let n = cr.reservations.len().to_string();
+    let mut args = vec![wid.clone(), version, all.to_owned(), topology.to_owned(), n];
+    for (i, r) in cr.reservations.iter().enumerate() {
+        args.push(r.container_id.clone());
+        args.extend(resource_args(&r.resources));
+        args.push(r.gpu_type.clone().unwrap_or_default());
+        args.push(holders.and_then(|h| h.get(i)).cloned().unwrap_or_default());
+    }
+    Op::script(&scripts::RESERVE, keys, args)
+}
+
+/// reserve.lua's reply as the worker's result, with the 0-based indexes of the reservations
+/// it charged.
+pub(crate) fn outcome(cr: &Cr, a: Vec<Value>) -> Result<(WorkerResult, Vec<usize>), RepoError> {
+    let worker_id = cr.worker_id.clone();
+    let (outcome, charged) = match a.field::<String>(0)?.as_str() {
+        "rej" => (Err(rejection(&a[1..])?), Vec::new()),
+        "ok" => {
+            let remainder = match a.get(7) {
+                Some(Value::Array(r)) => Some(rejection(r)?),
+                _ => None,
+            };
+            let (new_version, free, accepted) = (a.field(1)?, a.resources(2)?, a.field(5)?);
+            let charged: Vec<usize> = a.field(6)?;
+            let outcome = Committed {
+                new_version,
+                free,
+                accepted,
+                remainder,
+            };
+            (
+                Ok(outcome),
+                charged.into_iter().map(|i| i.saturating_sub(1)).collect(),
+            )
+        }
+        other => return Err(bad(format!("unknown reserve reply {other:?}"))),
+    };
+    Ok((WorkerResult { worker_id, outcome }, charged))
+}
