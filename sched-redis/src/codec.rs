@@ -2,6 +2,7 @@
 
 use crate::client::Reply;
 use redis::{FromRedisValue, Value};
+use sched_core::rules;
 use sched_core::{
     Rejection, RepoError, ReservationRecord, ResourceKind, Resources, Worker, WorkerStatus,
 };
@@ -107,36 +108,24 @@ pub(crate) fn kind(s: &str) -> Result<ResourceKind, RepoError> {
     ResourceKind::parse(s).ok_or_else(|| bad(format!("unknown resource kind {s:?}")))
 }
 
-/// `[kind, fields...]` from reserve.lua as a [`Rejection`].
+/// `[kind, fields...]` from reserve.lua as a [`Rejection`], built by sched-core's
+/// [`rules`](sched_core::rules) constructors, exactly as the reference rule builds it.
 pub(crate) fn rejection(a: &[Value]) -> Result<Rejection, RepoError> {
-    Ok(match a.field::<String>(0)?.as_str() {
+    let s = |i: usize| a.field::<String>(i);
+    Ok(match s(0)?.as_str() {
         "unknown" => Rejection::UnknownWorker,
-        "version" => Rejection::VersionConflict {
-            expected: a.field(1)?,
-            current: a.field(2)?,
-        },
-        "unavailable" => Rejection::WorkerUnavailable {
-            status: status(&a.field::<String>(1)?)?,
-        },
-        "already" => Rejection::AlreadyReserved {
-            container_id: a.field(1)?,
-            worker_id: a.field(2)?,
-        },
-        "gpu" => Rejection::GpuTypeMismatch {
-            container_id: a.field(1)?,
-            requested: a.field(2)?,
-            actual: if a.field::<u64>(3)? == 1 {
-                Some(a.field(4)?)
+        "version" => rules::version_conflict(a.field(1)?, a.field(2)?),
+        "unavailable" => rules::worker_unavailable(status(&s(1)?)?),
+        "already" => rules::already_reserved(&s(1)?, &s(2)?),
+        "gpu" => {
+            let actual = if a.field::<u64>(3)? == 1 {
+                Some(s(4)?)
             } else {
                 None
-            },
-        },
-        "insufficient" => Rejection::InsufficientCapacity {
-            container_id: a.field(1)?,
-            resource: kind(&a.field::<String>(2)?)?,
-            requested: a.field(3)?,
-            available: a.field(4)?,
-        },
+            };
+            rules::gpu_type_mismatch(&s(1)?, &s(2)?, actual.as_deref())
+        }
+        "insufficient" => rules::insufficient(&s(1)?, kind(&s(2)?)?, a.field(3)?, a.field(4)?),
         other => return Err(bad(format!("unknown rejection {other:?}"))),
     })
 }

@@ -8,11 +8,11 @@ use crate::codec::{bad, get, kind, record, rejection, resource_args, worker, Fie
 use crate::{scripts, RedisRepository};
 use async_trait::async_trait;
 use redis::Value;
+use sched_core::rules;
 use sched_core::validate::{validate_batch, validate_id, validate_release, validate_spec};
 use sched_core::{
-    AuditMode, AuditReport, CapacityReservation as Cr, CommitMode, Committed, ReleaseOutcome,
-    Released, RepoError, ReservationRecord, Resources, Worker, WorkerRepository, WorkerResult,
-    WorkerSpec,
+    AuditMode, AuditReport, CapacityReservation as Cr, CommitMode, ReleaseOutcome, Released,
+    RepoError, ReservationRecord, Resources, Worker, WorkerRepository, WorkerResult, WorkerSpec,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -310,12 +310,7 @@ pub(crate) fn outcome(cr: &Cr, a: Vec<Value>) -> Result<(WorkerResult, Vec<usize
             };
             let (new_version, free, accepted) = (a.field(1)?, a.resources(2)?, a.field(5)?);
             let charged: Vec<usize> = a.field(6)?;
-            let outcome = Committed {
-                new_version,
-                free,
-                accepted,
-                remainder,
-            };
+            let outcome = rules::committed(new_version, free, accepted, remainder);
             (
                 Ok(outcome),
                 charged.into_iter().map(|i| i.saturating_sub(1)).collect(),
