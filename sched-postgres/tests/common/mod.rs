@@ -30,10 +30,22 @@ pub async fn setup_with(
     test: &str,
     adjust: impl FnOnce(PostgresConfig) -> PostgresConfig,
 ) -> Option<TestDb> {
+    setup_url(test, "", adjust).await
+}
+
+/// Like [`setup_with`], with `query` (e.g. `options%5Block_timeout%5D=0`) appended to the URL's
+/// query string for the repository's connections (the test's own raw connections use the plain
+/// URL).
+pub async fn setup_url(
+    test: &str,
+    query: &str,
+    adjust: impl FnOnce(PostgresConfig) -> PostgresConfig,
+) -> Option<TestDb> {
     let url = sched_tests::env::require_url(VAR, test)?;
     let schema = random_schema();
+    let repo_url = with_query(&url, query);
     let config = adjust(
-        PostgresConfig::from_url(&url)
+        PostgresConfig::from_url(&repo_url)
             .expect("DATABASE_URL parses")
             .with_schema(&schema)
             .expect("valid schema name")
@@ -48,6 +60,60 @@ pub async fn setup_with(
         .await
         .unwrap_or_else(|e| panic!("{test}: migrate failed: {e}"));
     Some(db)
+}
+
+/// `url` with `query` appended to its query string.
+pub fn with_query(url: &str, query: &str) -> String {
+    match (query.is_empty(), url.contains('?')) {
+        (true, _) => url.to_owned(),
+        (false, true) => format!("{url}&{query}"),
+        (false, false) => format!("{url}?{query}"),
+    }
+}
+
+/// Waits (up to 10 s) until a backend whose `application_name` is `app` waits on a lock, and
+/// returns its pid.
+pub async fn wait_for_lock_waiter(raw: &mut PgConnection, app: &str) -> i32 {
+    for _ in 0..500 {
+        let pid: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
+             AND wait_event_type = 'Lock' LIMIT 1",
+        )
+        .bind(app)
+        .fetch_optional(&mut *raw)
+        .await
+        .unwrap();
+        if let Some(pid) = pid {
+            return pid;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no backend of {app} ever waited on a lock");
+}
+
+/// Number of backends whose `application_name` is `app` that are running a statement.
+pub async fn active_backends(raw: &mut PgConnection, app: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'",
+    )
+    .bind(app)
+    .fetch_one(&mut *raw)
+    .await
+    .unwrap()
+}
+
+/// Waits up to `limit` until no backend of `app` runs a statement; returns whether that happened.
+pub async fn wait_until_idle(raw: &mut PgConnection, app: &str, limit: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        if active_backends(raw, app).await == 0 {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 impl TestDb {
