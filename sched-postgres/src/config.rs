@@ -49,6 +49,10 @@ pub struct PostgresConfig {
     pub(crate) max_connections: u32,
     pub(crate) acquire_timeout: Duration,
     statement_timeout: Option<Duration>,
+    lock_timeout: Option<Duration>,
+    idle_in_transaction_timeout: Option<Duration>,
+    client_connection_check_interval: Option<Duration>,
+    pub(crate) call_timeout: Option<Duration>,
     pub(crate) test_before_acquire: bool,
     pub(crate) max_retries: u32,
 }
@@ -74,6 +78,10 @@ impl PostgresConfig {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Some(Duration::from_secs(30)),
+            lock_timeout: Some(Duration::from_secs(10)),
+            idle_in_transaction_timeout: Some(Duration::from_secs(60)),
+            client_connection_check_interval: Some(Duration::from_secs(1)),
+            call_timeout: Some(Duration::from_secs(40)),
             test_before_acquire: false,
             max_retries: 5,
         })
@@ -151,6 +159,45 @@ impl PostgresConfig {
         self
     }
 
+    /// Server-side `lock_timeout` (default 10 s; `None`: no limit). A statement that waits longer
+    /// than this for one lock (a worker row held by a stuck transaction) is rolled back and the
+    /// call fails with [`RepoError::Unavailable`](sched_core::RepoError::Unavailable). Pinned on
+    /// every connection: a value in the URL or the server's configuration is overridden.
+    pub fn with_lock_timeout(mut self, t: Option<Duration>) -> Self {
+        self.lock_timeout = t;
+        self
+    }
+
+    /// Server-side `idle_in_transaction_session_timeout` (default 60 s; `None`: no limit): the
+    /// server ends a session left idle inside an open transaction (its locks go with it). The
+    /// repository never leaves a transaction open between statements; this bounds what a stray
+    /// one could hold. Pinned on every connection.
+    pub fn with_idle_in_transaction_timeout(mut self, t: Option<Duration>) -> Self {
+        self.idle_in_transaction_timeout = t;
+        self
+    }
+
+    /// Server-side `client_connection_check_interval` (default 1 s; PostgreSQL 14 or later):
+    /// how often a backend running a statement checks that its client is still connected, so a
+    /// statement whose connection was closed (an abandoned call) is aborted instead of
+    /// committing later. `None` sends nothing (the server's default applies; needed for servers
+    /// older than 14, which do not know the setting).
+    pub fn with_client_connection_check_interval(mut self, t: Option<Duration>) -> Self {
+        self.client_connection_check_interval = t;
+        self
+    }
+
+    /// Client-side limit on one statement's round trip (default 40 s; `None`: none). When it
+    /// passes, the connection is closed (so the server aborts the statement at its next client
+    /// check) and a write fails with [`RepoError::Ambiguous`](sched_core::RepoError::Ambiguous)
+    /// (it may have committed just before), a read with
+    /// [`RepoError::Unavailable`](sched_core::RepoError::Unavailable). Keep it above the
+    /// statement timeout, so that a live server's own timeout (a clean rollback) fires first.
+    pub fn with_call_timeout(mut self, t: Option<Duration>) -> Self {
+        self.call_timeout = t;
+        self
+    }
+
     /// Whether the pool pings a connection before handing it out. Off by default: the ping is an
     /// extra round trip per call. With it off, a connection the server dropped while idle shows
     /// up as one [`RepoError::Ambiguous`](sched_core::RepoError::Ambiguous).
@@ -171,14 +218,68 @@ impl PostgresConfig {
         &self.schema
     }
 
-    /// Connection options with the schema as `search_path` and the statement timeout set for
-    /// every connection.
-    pub(crate) fn connect_options(&self) -> PgConnectOptions {
-        let mut opts: Vec<(&str, String)> = vec![("search_path", self.schema.clone())];
-        if let Some(t) = self.statement_timeout {
-            opts.push(("statement_timeout", t.as_millis().max(1).to_string()));
+    /// The server-side statement timeout (`None`: the server's default).
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
+    /// The server-side lock timeout (`None`: no limit).
+    pub fn lock_timeout(&self) -> Option<Duration> {
+        self.lock_timeout
+    }
+
+    /// The server-side idle-in-transaction session timeout (`None`: no limit).
+    pub fn idle_in_transaction_timeout(&self) -> Option<Duration> {
+        self.idle_in_transaction_timeout
+    }
+
+    /// How often the server checks that a running statement's client is still there (`None`:
+    /// not sent, the server's default).
+    pub fn client_connection_check_interval(&self) -> Option<Duration> {
+        self.client_connection_check_interval
+    }
+
+    /// The client-side limit on one statement's round trip (`None`: none).
+    pub fn call_timeout(&self) -> Option<Duration> {
+        self.call_timeout
+    }
+
+    /// How many times a rolled-back statement is retried.
+    pub fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    /// The session settings pinned on every connection, as startup options (they come after
+    /// any `options` given in the URL, so they win over it, and startup options rank above the
+    /// server's, database's and role's defaults): the schema as `search_path`,
+    /// `default_transaction_isolation = 'read committed'` (the SQL functions assume it), and
+    /// the timeouts. Durations are in milliseconds; 0 disables a timeout.
+    pub(crate) fn session_settings(&self) -> Vec<(&'static str, String)> {
+        let ms = |t: Option<Duration>| t.map_or(0, |t| t.as_millis().max(1)).to_string();
+        let mut opts = vec![
+            ("search_path", self.schema.clone()),
+            ("default_transaction_isolation", "read committed".to_owned()),
+            ("lock_timeout", ms(self.lock_timeout)),
+            (
+                "idle_in_transaction_session_timeout",
+                ms(self.idle_in_transaction_timeout),
+            ),
+        ];
+        if self.statement_timeout.is_some() {
+            opts.push(("statement_timeout", ms(self.statement_timeout)));
         }
-        self.connect.clone().options(opts)
+        if self.client_connection_check_interval.is_some() {
+            opts.push((
+                "client_connection_check_interval",
+                ms(self.client_connection_check_interval),
+            ));
+        }
+        opts
+    }
+
+    /// Connection options carrying [`Self::session_settings`].
+    pub(crate) fn connect_options(&self) -> PgConnectOptions {
+        self.connect.clone().options(self.session_settings())
     }
 }
 
@@ -203,6 +304,16 @@ impl fmt::Debug for PostgresConfig {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("statement_timeout", &self.statement_timeout)
+            .field("lock_timeout", &self.lock_timeout)
+            .field(
+                "idle_in_transaction_timeout",
+                &self.idle_in_transaction_timeout,
+            )
+            .field(
+                "client_connection_check_interval",
+                &self.client_connection_check_interval,
+            )
+            .field("call_timeout", &self.call_timeout)
             .field("test_before_acquire", &self.test_before_acquire)
             .field("max_retries", &self.max_retries)
             .finish()
@@ -293,6 +404,41 @@ mod tests {
         let s = o.get_options().unwrap_or_default().to_owned();
         assert!(s.contains("search_path=abc"), "{s}");
         assert!(s.contains("statement_timeout=1500"), "{s}");
+    }
+
+    #[test]
+    fn session_settings_are_pinned_after_the_urls() {
+        let url = "postgres://u@h/db?options=-c%20lock_timeout%3D5%20-c%20\
+                   default_transaction_isolation%3Dserializable";
+        let c = PostgresConfig::from_url(url)
+            .unwrap()
+            .with_lock_timeout(Some(Duration::from_millis(250)))
+            .with_idle_in_transaction_timeout(None)
+            .with_client_connection_check_interval(Some(Duration::from_secs(2)))
+            .with_statement_timeout(None);
+        let o = c.connect_options();
+        let s = o.get_options().unwrap_or_default().to_owned();
+        let ours = s.find("lock_timeout=250").expect("pinned lock_timeout");
+        assert!(
+            s.find("lock_timeout=5").is_some_and(|url| url < ours),
+            "{s}"
+        );
+        let ours = s
+            .find("default_transaction_isolation=read\\ committed")
+            .expect("pinned isolation");
+        assert!(s.find("=serializable").is_some_and(|url| url < ours), "{s}");
+        assert!(s.contains("idle_in_transaction_session_timeout=0"), "{s}");
+        assert!(s.contains("client_connection_check_interval=2000"), "{s}");
+        assert!(!s.contains("statement_timeout="), "{s}");
+        let c = c.with_client_connection_check_interval(None);
+        let s = c
+            .connect_options()
+            .get_options()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(!s.contains("client_connection_check_interval"), "{s}");
+        assert_eq!(c.lock_timeout(), Some(Duration::from_millis(250)));
+        assert_eq!(c.call_timeout(), Some(Duration::from_secs(40)));
     }
 
     #[test]

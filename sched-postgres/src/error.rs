@@ -25,6 +25,9 @@ pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<String> {
 }
 
 /// Classifies an error returned by a statement that was (at least partly) sent.
+///
+/// `Unavailable` only where the server said the statement did not (or will not) apply; a
+/// connection that failed once the statement may have reached the server is `Ambiguous`.
 pub(crate) fn statement_error(e: sqlx::Error) -> Failure {
     use sqlx::Error::{Io, PoolClosed, PoolTimedOut, Protocol, Tls, WorkerCrashed};
     let code = sqlstate(&e).unwrap_or_default();
@@ -34,9 +37,9 @@ pub(crate) fn statement_error(e: sqlx::Error) -> Failure {
         (PoolTimedOut | PoolClosed | WorkerCrashed, _) => RepoError::Unavailable,
         // The connection broke after the request went out: it may have been applied.
         (Io(_) | Protocol(_) | Tls(_), _) => RepoError::Ambiguous,
-        // query_canceled (statement_timeout): rolled back, nothing applied.
-        // cannot_connect_now, too_many_connections: never ran.
-        (_, "57014" | "57P03" | "53300") => RepoError::Unavailable,
+        // query_canceled (statement_timeout), lock_not_available (lock_timeout): the statement
+        // was rolled back, nothing applied. cannot_connect_now, too_many_connections: never ran.
+        (_, "57014" | "55P03" | "57P03" | "53300") => RepoError::Unavailable,
         // admin/crash shutdown and connection exceptions while the statement ran.
         (_, c) if c.starts_with("08") || c == "57P01" || c == "57P02" => RepoError::Ambiguous,
         _ => RepoError::Backend,

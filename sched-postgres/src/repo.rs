@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgPoolOptions};
 use sqlx::query::QueryScalar;
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres};
@@ -172,9 +172,16 @@ impl PostgresRepository {
     /// Runs one statement without parameters.
     async fn execute(&self, sql: &str) -> Result<(), RepoError> {
         self.run(false, |mut c| async move {
-            sqlx::query(AssertSqlSafe(sql.to_owned()))
-                .execute(&mut *c)
-                .await
+            let out = match c.conn() {
+                Ok(conn) => {
+                    sqlx::query(AssertSqlSafe(sql.to_owned()))
+                        .execute(conn)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            c.finish();
+            out
         })
         .await?;
         Ok(())
@@ -191,7 +198,14 @@ impl PostgresRepository {
         let Json(out) = self
             .run(read, |mut c| {
                 let q = bind(sqlx::query_scalar(sql));
-                async move { q.fetch_one(&mut *c).await }
+                async move {
+                    let out = match c.conn() {
+                        Ok(conn) => q.fetch_one(conn).await,
+                        Err(e) => Err(e),
+                    };
+                    c.finish();
+                    out
+                }
             })
             .await?;
         Ok(out)
@@ -201,6 +215,14 @@ impl PostgresRepository {
     /// serialization failure or deadlock rolled the statement back, so it runs again after a
     /// jittered backoff, up to `max_retries` times (then `Unavailable`).
     ///
+    /// The statement gets its connection as an [`InFlight`] and must call
+    /// [`InFlight::finish`] once the server has answered. If the call is abandoned before that
+    /// (its future dropped by the caller, or `call_timeout` passed) the connection is closed,
+    /// so the server aborts the statement at its next client check instead of committing it
+    /// later. A write whose connection broke or timed out mid-statement may have committed:
+    /// `Ambiguous`, returned only after one `client_connection_check_interval` (see
+    /// [`Self::settle`]).
+    ///
     /// With `read` (a statement that changes nothing), a broken connection (`Ambiguous`) is
     /// also retried on another one, up to `max_connections + 1` times: after a server restart or
     /// a mass `pg_terminate_backend`, every idle pooled connection is dead and fails once when
@@ -209,18 +231,37 @@ impl PostgresRepository {
     async fn run<T, F: Future<Output = sqlx::Result<T>>>(
         &self,
         read: bool,
-        mut statement: impl FnMut(PoolConnection<Postgres>) -> F,
+        mut statement: impl FnMut(InFlight) -> F,
     ) -> Result<T, RepoError> {
         let config = &self.config;
         let (mut attempt, mut broken) = (0u32, 0u32);
         loop {
-            let conn = self.acquire().await?;
+            let conn = InFlight(Some(self.acquire().await?));
             self.counters.round_trips(BACKEND, 1);
-            // The statement owns the connection: it goes back to the pool when it is done.
-            let error = match statement(conn).await {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
+            // The statement owns the connection: it goes back to the pool when it is done, and
+            // is closed if the statement is dropped unfinished (here on timeout, or with this
+            // whole future when the caller gives up).
+            let outcome = match config.call_timeout {
+                Some(limit) => tokio::time::timeout(limit, statement(conn)).await,
+                None => Ok(statement(conn).await),
             };
+            let error = match outcome {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) => e,
+                Err(_elapsed) => {
+                    let msg = format!(
+                        "no answer within the call timeout ({:?})",
+                        config.call_timeout
+                    );
+                    tracing::warn!(read, "{msg}; connection closed");
+                    if read {
+                        return Err(RepoError::Unavailable(msg.into()));
+                    }
+                    self.settle().await;
+                    return Err(RepoError::Ambiguous(msg.into()));
+                }
+            };
+            let lost = is_connection_lost(&error);
             match statement_error(error) {
                 Failure::Retry(e) if attempt < config.max_retries => {
                     attempt += 1;
@@ -239,8 +280,60 @@ impl PostgresRepository {
                     broken += 1;
                     tracing::debug!(broken, error = %e, "read on a broken connection; retrying");
                 }
+                Failure::Fail(e @ RepoError::Ambiguous(_)) if lost && !read => {
+                    self.settle().await;
+                    return Err(e);
+                }
                 Failure::Fail(e) => return Err(e),
             }
+        }
+    }
+
+    /// Waits one `client_connection_check_interval` (plus a margin) after a write lost its
+    /// connection mid-statement: by then a server that saw the connection close has aborted the
+    /// statement if it was still running, so a lookup the caller makes next sees the final
+    /// outcome (see ARCHITECTURE.md, "Abandoned statements").
+    async fn settle(&self) {
+        if let Some(interval) = self.config.client_connection_check_interval() {
+            tokio::time::sleep(interval + Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// Whether the connection itself failed (as opposed to the server answering with an error).
+fn is_connection_lost(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_)
+    )
+}
+
+/// A pooled connection lent to one statement. [`finish`](Self::finish) returns it to the pool
+/// once the server has answered; dropped before that (the call was abandoned mid-statement),
+/// it closes the socket at once instead. Otherwise sqlx would keep the connection open, waiting
+/// for the statement's answer before reusing it, and the server, seeing a live client, would
+/// run the abandoned statement to its commit.
+pub(crate) struct InFlight(Option<PoolConnection<Postgres>>);
+
+impl InFlight {
+    /// The connection. (It is only ever missing after `finish`, which consumes `self`.)
+    fn conn(&mut self) -> sqlx::Result<&mut PgConnection> {
+        self.0.as_deref_mut().ok_or(sqlx::Error::PoolClosed)
+    }
+
+    /// The statement is over: the connection goes back to the pool.
+    fn finish(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            // Detached from the pool (which may open a replacement) and dropped: the socket
+            // closes now, without waiting for the server.
+            drop(c.detach());
+            tracing::debug!("statement abandoned; its connection was closed");
         }
     }
 }

@@ -102,8 +102,14 @@ async fn terminated_backend_mid_reserve_is_ambiguous_and_a_lookup_resolves_it() 
         .await
         .unwrap();
     assert!(killed);
-    let err = call.await.unwrap().expect_err("its connection was terminated");
-    assert!(err.is_ambiguous(), "may have applied, so Ambiguous: {err:?}");
+    let err = call
+        .await
+        .unwrap()
+        .expect_err("its connection was terminated");
+    assert!(
+        err.is_ambiguous(),
+        "may have applied, so Ambiguous: {err:?}"
+    );
     let looked = db.find_reservations(&["c".to_owned()]).await.unwrap();
     sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
     assert!(common::wait_until_idle(&mut admin, &app, Duration::from_secs(10)).await);

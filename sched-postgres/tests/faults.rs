@@ -60,8 +60,9 @@ async fn lost_release_reply_is_idempotent() {
     faults::check_lost_release_reply_is_idempotent(Arc::new(db)).await;
 }
 
-/// The server applies the burst but its reply never arrives: the call is Ambiguous (not
-/// Unavailable), and `find_reservation` shows it was applied.
+/// The server applies the burst but its reply never arrives (the proxy swallows it and closes
+/// the connection): the call is Ambiguous (not Unavailable), and `find_reservation` shows it was
+/// applied.
 #[tokio::test]
 async fn lost_reply_on_the_wire_is_ambiguous() {
     let Some(db) = common::setup("lost_reply_on_the_wire_is_ambiguous").await else {
@@ -94,12 +95,18 @@ async fn lost_reply_on_the_wire_is_ambiguous() {
         .unwrap()
         .expect("the lost call was applied");
     assert_eq!(rec.worker_id, "w");
-    // Retrying the same burst is an idempotent success with no second charge.
+    // Retrying the same burst is rejected as held (on this very worker), with no second charge.
     let again = repo
         .reserve_batch(&one("w", "lost"), CommitMode::AllOrNothing)
         .await
         .unwrap();
-    assert_eq!(again[0].outcome.as_ref().unwrap().accepted, 1);
+    assert_eq!(
+        again[0].outcome,
+        Err(Rejection::AlreadyReserved {
+            container_id: "lost".into(),
+            worker_id: "w".into()
+        })
+    );
     assert!(repo.audit("w").await.unwrap().is_consistent());
     assert_eq!(
         repo.get_worker("w").await.unwrap().unwrap().free,

@@ -40,7 +40,10 @@ async fn held_here_is_rejected_naming_this_worker() {
     // The same request again, and the same id with other resources: both rejected, uncharged.
     for (mode, amount) in [(CommitMode::AllOrNothing, 100), (CommitMode::Partial, 300)] {
         let out = db
-            .reserve_batch(&[CapacityReservation::new("w", vec![rr("c", amount)])], mode)
+            .reserve_batch(
+                &[CapacityReservation::new("w", vec![rr("c", amount)])],
+                mode,
+            )
             .await
             .unwrap();
         assert_eq!(out[0].outcome, Err(held("c", "w")), "{mode:?}");
@@ -66,7 +69,10 @@ async fn held_here_is_rejected_naming_this_worker() {
     // All-or-nothing commits none of it.
     let out = db
         .reserve_batch(
-            &[CapacityReservation::new("w", vec![rr("d", 10), rr("c", 100)])],
+            &[CapacityReservation::new(
+                "w",
+                vec![rr("d", 10), rr("c", 100)],
+            )],
             CommitMode::AllOrNothing,
         )
         .await
@@ -79,6 +85,10 @@ async fn held_here_is_rejected_naming_this_worker() {
         (Resources::cpu_mem(890, 890), v + 1)
     );
     let rec = db.find_reservation("c").await.unwrap().unwrap();
-    assert_eq!(rec.resources, Resources::cpu_mem(100, 100), "the old charge");
+    assert_eq!(
+        rec.resources,
+        Resources::cpu_mem(100, 100),
+        "the old charge"
+    );
     assert!(db.audit("w").await.unwrap().is_consistent());
 }

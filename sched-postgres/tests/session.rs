@@ -63,7 +63,10 @@ async fn pooled_connections_are_read_committed_whatever_the_url_says() {
             "read committed",
             "the pool pins the isolation level the functions assume"
         );
-        assert_eq!(show(c, "default_transaction_isolation").await, "read committed");
+        assert_eq!(
+            show(c, "default_transaction_isolation").await,
+            "read committed"
+        );
     }
 }
 
@@ -91,8 +94,10 @@ async fn reserve_racing_a_commit_under_a_repeatable_read_default() {
         .await
         .unwrap();
     let repo = db.repo.clone();
-    let call =
-        tokio::spawn(async move { repo.reserve_batch(&one("w", "c"), CommitMode::Partial).await });
+    let call = tokio::spawn(async move {
+        repo.reserve_batch(&one("w", "c"), CommitMode::Partial)
+            .await
+    });
     let mut admin = db.raw().await;
     common::wait_for_lock_waiter(&mut admin, &app).await;
     sqlx::query("COMMIT").execute(&mut other).await.unwrap();

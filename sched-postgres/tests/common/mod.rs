@@ -103,7 +103,11 @@ pub async fn active_backends(raw: &mut PgConnection, app: &str) -> i64 {
 }
 
 /// Waits up to `limit` until no backend of `app` runs a statement; returns whether that happened.
-pub async fn wait_until_idle(raw: &mut PgConnection, app: &str, limit: std::time::Duration) -> bool {
+pub async fn wait_until_idle(
+    raw: &mut PgConnection,
+    app: &str,
+    limit: std::time::Duration,
+) -> bool {
     let start = std::time::Instant::now();
     loop {
         if active_backends(raw, app).await == 0 {
