@@ -127,3 +127,56 @@ async fn terminated_backend_mid_reserve_is_ambiguous_and_a_lookup_resolves_it() 
         .unwrap();
     assert!(out[0].outcome.is_ok());
 }
+
+/// The repository's own client-side `call_timeout` passes while a reserve waits on a row lock:
+/// the caller gets `Ambiguous` (a commit at that very moment cannot be ruled out), not
+/// `Unavailable`. The connection was closed and the call returned only after the server's
+/// client check had time to run, so a lookup made right away — with the lock released at once —
+/// is final.
+#[tokio::test]
+async fn call_timeout_is_ambiguous_and_a_lookup_right_after_is_final() {
+    let test = "call_timeout_is_ambiguous";
+    let app = app_name("sched-call-timeout");
+    let Some(db) = common::setup_with(test, |c| {
+        c.with_application_name(&app)
+            .with_call_timeout(Some(Duration::from_millis(300)))
+    })
+    .await
+    else {
+        return;
+    };
+    db.register_worker(&WorkerSpec::new("w", Resources::cpu_mem(1000, 1000)))
+        .await
+        .unwrap();
+    let mut holder = db.raw().await;
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT 1 FROM workers WHERE id = 'w' FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let err = db
+        .reserve_batch(&one("w", "c"), CommitMode::AllOrNothing)
+        .await
+        .expect_err("no answer within the call timeout");
+    assert!(err.is_ambiguous(), "{err:?}");
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    let looked = db.find_reservation("c").await.unwrap();
+    assert_eq!(looked, None, "it never got the lock");
+    let mut admin = db.raw().await;
+    assert!(common::wait_until_idle(&mut admin, &app, Duration::from_secs(10)).await);
+    assert_eq!(
+        db.find_reservation("c").await.unwrap(),
+        None,
+        "the lookup's answer is final: the abandoned statement did not commit later"
+    );
+    assert_eq!(
+        db.get_worker("w").await.unwrap().unwrap().free,
+        Resources::cpu_mem(1000, 1000)
+    );
+    // Placing it again works; the timed-out connection was replaced.
+    let out = db
+        .reserve_batch(&one("w", "c"), CommitMode::AllOrNothing)
+        .await
+        .unwrap();
+    assert!(out[0].outcome.is_ok());
+}

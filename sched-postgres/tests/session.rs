@@ -156,3 +156,37 @@ async fn racing_reserves_under_a_repeatable_read_default_all_commit() {
     assert!(a.is_consistent(), "{a:?}");
     assert_eq!(a.reservations, 180);
 }
+
+/// The timeouts are pinned too: values the URL asks for are overridden by the configured ones.
+#[tokio::test]
+async fn pooled_connections_carry_the_configured_timeouts() {
+    let test = "pooled_connections_carry_the_configured_timeouts";
+    let url_asks = "options=-c%20lock_timeout%3D0%20-c%20idle_in_transaction_session_timeout%3D0\
+                    %20-c%20client_connection_check_interval%3D0";
+    let Some(db) = common::setup_url(test, url_asks, |c| {
+        c.with_lock_timeout(Some(std::time::Duration::from_millis(2500)))
+            .with_idle_in_transaction_timeout(Some(std::time::Duration::from_secs(90)))
+            .with_client_connection_check_interval(Some(std::time::Duration::from_millis(500)))
+            .with_statement_timeout(Some(std::time::Duration::from_secs(20)))
+    })
+    .await
+    else {
+        return;
+    };
+    let mut c = db.repo.pool().acquire().await.unwrap();
+    assert_eq!(show(&mut c, "lock_timeout").await, "2500ms");
+    assert_eq!(
+        show(&mut c, "idle_in_transaction_session_timeout").await,
+        "90s"
+    );
+    assert_eq!(
+        show(&mut c, "client_connection_check_interval").await,
+        "500ms"
+    );
+    assert_eq!(show(&mut c, "statement_timeout").await, "20s");
+    assert_eq!(
+        show(&mut c, "transaction_isolation").await,
+        "read committed"
+    );
+    assert_eq!(show(&mut c, "search_path").await, db.schema());
+}
