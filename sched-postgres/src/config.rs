@@ -200,7 +200,8 @@ impl PostgresConfig {
 
     /// Whether the pool pings a connection before handing it out. Off by default: the ping is an
     /// extra round trip per call. With it off, a connection the server dropped while idle shows
-    /// up as one [`RepoError::Ambiguous`](sched_core::RepoError::Ambiguous).
+    /// up as one [`RepoError::Ambiguous`](sched_core::RepoError::Ambiguous) write (a read
+    /// is retried on another connection).
     pub fn with_test_before_acquire(mut self, on: bool) -> Self {
         self.test_before_acquire = on;
         self

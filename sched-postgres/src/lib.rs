@@ -10,6 +10,11 @@
 //!   per-worker rule mirrors sched-core's reference rule.
 //! * **The database enforces the invariants**: `0 <= free <= total` (CHECK), one holder per
 //!   container (primary key), versions never repeat across remove/re-register (tombstones).
+//! * **Session settings pinned** on every pooled connection (startup options, overriding the
+//!   URL's and the server's defaults): `read committed`, `lock_timeout`,
+//!   `idle_in_transaction_session_timeout`, `client_connection_check_interval`, and the
+//!   statement timeout; a statement whose call was abandoned has its connection closed, so the
+//!   server aborts it instead of committing it later.
 //! * **Test hooks** (`drop_schema`, `corrupt_free`, `pool`, `MIGRATOR`) need the `testing` feature.
 //!
 //! The crate's `ARCHITECTURE.md` describes the tables, functions, retries and round trips.

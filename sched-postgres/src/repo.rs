@@ -1,7 +1,9 @@
 //! [`PostgresRepository`]: the [`WorkerRepository`] on PostgreSQL.
 //!
 //! Every call is one statement calling SQL that answers in the serde shapes of sched-core's
-//! types, so decoding is `Json<T>` throughout (see `migrations/0001_schema.sql`).
+//! types, so decoding is `Json<T>` throughout (see `migrations/`). Every statement runs through
+//! [`PostgresRepository::run`], which retries rollbacks, closes the connection of an abandoned
+//! statement and classifies failures truthfully (ARCHITECTURE.md, "Abandoned statements").
 
 use crate::config::{quote_ident, PostgresConfig};
 use crate::error::{acquire_error, statement_error, Failure};
@@ -224,7 +226,8 @@ impl PostgresRepository {
     /// [`Self::settle`]).
     ///
     /// With `read` (a statement that changes nothing), a broken connection (`Ambiguous`) is
-    /// also retried on another one, up to `max_connections + 1` times: after a server restart or
+    /// also retried on another one, up to `max_connections + 1` times (then `Unavailable`: a
+    /// read applied nothing): after a server restart or
     /// a mass `pg_terminate_backend`, every idle pooled connection is dead and fails once when
     /// used (sqlx closes it when it comes back), and without this each read would spend one of
     /// the caller's retries per dead connection.
@@ -251,7 +254,7 @@ impl PostgresRepository {
                 Err(_elapsed) => {
                     let msg = format!(
                         "no answer within the call timeout ({:?})",
-                        config.call_timeout
+                        config.call_timeout.unwrap_or_default()
                     );
                     tracing::warn!(read, "{msg}; connection closed");
                     if read {
@@ -280,7 +283,11 @@ impl PostgresRepository {
                     broken += 1;
                     tracing::debug!(broken, error = %e, "read on a broken connection; retrying");
                 }
-                Failure::Fail(e @ RepoError::Ambiguous(_)) if lost && !read => {
+                // A read changed nothing, whatever happened to its connection.
+                Failure::Fail(RepoError::Ambiguous(e)) if read => {
+                    return Err(RepoError::Unavailable(e));
+                }
+                Failure::Fail(e @ RepoError::Ambiguous(_)) if lost => {
                     self.settle().await;
                     return Err(e);
                 }
