@@ -181,7 +181,10 @@ impl PostgresConfig {
     /// how often a backend running a statement checks that its client is still connected, so a
     /// statement whose connection was closed (an abandoned call) is aborted instead of
     /// committing later. `None` sends nothing (the server's default applies; needed for servers
-    /// older than 14, which do not know the setting).
+    /// older than 14, which do not know the setting). A write whose connection is lost
+    /// mid-statement waits one interval (+ 0.5 s) before it reports
+    /// [`RepoError::Ambiguous`](sched_core::RepoError::Ambiguous), so that a lookup made next
+    /// sees the final outcome.
     pub fn with_client_connection_check_interval(mut self, t: Option<Duration>) -> Self {
         self.client_connection_check_interval = t;
         self

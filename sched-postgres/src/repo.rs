@@ -302,7 +302,7 @@ impl PostgresRepository {
     /// outcome (see ARCHITECTURE.md, "Abandoned statements").
     async fn settle(&self) {
         if let Some(interval) = self.config.client_connection_check_interval() {
-            tokio::time::sleep(interval + Duration::from_millis(250)).await;
+            tokio::time::sleep(interval + Duration::from_millis(500)).await;
         }
     }
 }

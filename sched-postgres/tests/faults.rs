@@ -319,3 +319,43 @@ async fn lost_container_race_falls_back_exactly() {
         assert!(db.audit(w).await.unwrap().is_consistent());
     }
 }
+
+/// The connection is cut (by the proxy) while a reserve waits on a row lock: the caller gets
+/// `Ambiguous`, and only once the server has had time to notice the closed connection and abort
+/// the statement, so a lookup made right away — with the lock released at once — is final.
+#[tokio::test]
+async fn connection_cut_mid_statement_is_ambiguous_and_a_lookup_right_after_is_final() {
+    let test = "connection_cut_mid_statement";
+    let app = format!("sched-cut-{}", sched_tests::ns::random_hex());
+    let Some(db) = common::setup_with(test, |c| c.with_application_name(&app)).await else {
+        return;
+    };
+    db.register_worker(&WorkerSpec::new("w", Resources::cpu_mem(1000, 1000)))
+        .await
+        .unwrap();
+    let (proxy, repo) = via_proxy(&db, 1).await;
+    let mut holder = db.raw().await;
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT 1 FROM workers WHERE id = 'w' FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let call = tokio::spawn(async move {
+        repo.reserve_batch(&one("w", "c"), CommitMode::AllOrNothing)
+            .await
+    });
+    let mut admin = db.raw().await;
+    common::wait_for_lock_waiter(&mut admin, &app).await;
+    assert!(proxy.kill_all() > 0);
+    let err = call.await.unwrap().expect_err("its connection was cut");
+    assert!(err.is_ambiguous(), "{err:?}");
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    assert_eq!(db.find_reservation("c").await.unwrap(), None);
+    assert!(common::wait_until_idle(&mut admin, &app, Duration::from_secs(10)).await);
+    assert_eq!(
+        db.find_reservation("c").await.unwrap(),
+        None,
+        "the lookup's answer is final: the cut statement did not commit later"
+    );
+    assert!(db.audit("w").await.unwrap().is_consistent());
+}
