@@ -102,8 +102,17 @@ impl PostgresRepository {
             quote_ident(self.config.schema())
         );
         self.execute(&sql).await?;
-        let mut conn = self.acquire().await?;
-        MIGRATOR.run(&mut *conn).await.map_err(|e| match e {
+        // sqlx's migrator serialises every migration run on the database behind one advisory
+        // lock; waiting for it is not a stuck worker row, so the pinned lock_timeout is lifted
+        // on a connection of its own, closed afterwards (never returned to the pool).
+        let mut conn = self.acquire().await?.detach();
+        let unlimited = sqlx::query("SET lock_timeout = 0").execute(&mut conn).await;
+        let ran = match unlimited {
+            Ok(_) => MIGRATOR.run(&mut conn).await,
+            Err(e) => Err(MigrateError::Execute(e)),
+        };
+        drop(conn);
+        ran.map_err(|e| match e {
             MigrateError::Execute(e) => match statement_error(e) {
                 Failure::Retry(e) => RepoError::Unavailable(Box::new(e)),
                 Failure::Fail(e) => e,
