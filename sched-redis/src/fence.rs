@@ -118,8 +118,14 @@ impl RedisRepository {
             return Vec::new();
         }
         let refs: Vec<(&str, &str)> = claims.iter().map(|(c, v)| (c.as_str(), v.as_str())).collect();
-        let found = match self.fence(&refs).await {
-            Ok(found) => found.into_iter().map(Result::ok).collect(),
+        let found: Vec<Option<Fenced>> = match self.fence(&refs).await {
+            Ok(found) => {
+                let found: Vec<_> = found.into_iter().map(Result::ok).collect();
+                if found.iter().any(Option::is_none) {
+                    self.cleanup_failed(what, &bad("some claims could not be fenced"));
+                }
+                found
+            }
             Err(e) => {
                 self.cleanup_failed(what, &e);
                 vec![None; claims.len()]
@@ -129,9 +135,6 @@ impl RedisRepository {
             .filter(|(_, f)| f.as_ref().is_some_and(Fenced::dead))
             .map(|(c, _)| c.clone())
             .collect();
-        if found.iter().any(Option::is_none) {
-            self.cleanup_failed(what, &bad("some claims could not be fenced"));
-        }
         self.drop_dead_claims(&dead, what).await;
         found
     }

@@ -2,6 +2,8 @@
 //! deleted again when the test ends.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod nodes;
+
 use sched_core::RepoError;
 use sched_redis::{RedisConfig, RedisRepository};
 use std::ops::Deref;
