@@ -53,6 +53,8 @@ async fn lookups_agree(repo: &Fresh, workers: &[String], containers: &[String]) 
 /// container keeps its claim (found, not placeable again), the other is not held.
 #[tokio::test]
 async fn oom_worker_script_after_others_committed() {
+    // One at a time: no test of this file may write while another makes a node refuse writes.
+    let _lock = OOM.lock().await;
     for kind in common::kinds() {
         let Some(repo) = fresh(kind, "oom_worker_script_after_others_committed").await else {
             return;
@@ -72,7 +74,6 @@ async fn oom_worker_script_after_others_committed() {
             Cr::new(good.clone(), vec![common::rr(&cs[0], 100)]),
             Cr::new(bad.clone(), vec![common::rr(&cs[1], 100)]),
         ];
-        let _lock = OOM.lock().await;
         let oom = Oom::on(&node);
         let out = repo.reserve_batch(&batch, CommitMode::Partial).await;
         oom.restore();
@@ -103,6 +104,8 @@ async fn oom_worker_script_after_others_committed() {
 /// that does not say "may be held" is not held, lookups agree with the ledgers, drift stays 0.
 #[tokio::test]
 async fn oom_node_during_scheduler_burst() {
+    // One at a time: no test of this file may write while another makes a node refuse writes.
+    let _lock = OOM.lock().await;
     for kind in common::kinds() {
         let Some(repo) = fresh(kind, "oom_node_during_scheduler_burst").await else {
             return;
@@ -122,7 +125,6 @@ async fn oom_node_during_scheduler_burst() {
         let requests: Vec<_> = (cs.iter())
             .map(|c| ContainerRequest::new(c.clone(), Resources::cpu_mem(100, 100)))
             .collect();
-        let _lock = OOM.lock().await;
         let oom = Oom::on(&node);
         let out = sched.schedule_batch(requests).await;
         oom.restore();
@@ -148,6 +150,8 @@ async fn oom_node_during_scheduler_burst() {
 /// once the container is released.
 #[tokio::test]
 async fn abandoned_claim_is_resolved_by_the_next_schedule() {
+    // One at a time: no test of this file may write while another makes a node refuse writes.
+    let _lock = OOM.lock().await;
     for kind in common::kinds() {
         let Some(repo) = fresh(kind, "abandoned_claim_is_resolved_by_the_next_schedule").await else {
             return;
@@ -160,8 +164,10 @@ async fn abandoned_claim_is_resolved_by_the_next_schedule() {
                 .unwrap();
         }
         let key = nodes::claim_key(&p, "c");
-        let _lock = OOM.lock().await; // not while another test makes a node refuse writes
-        nodes::set(&key, "w1\n00000000000000000000000000abcdef\n1");
+        // As a call that died a moment ago left it (the timer-based protocol also stored the
+        // claim's time; the fenced one ignores anything after the token).
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        nodes::set(&key, &format!("w1\n00000000000000000000000000abcdef\n{}", now.as_millis()));
         let sched = Scheduler::new(repo.repo.clone(), SchedulerConfig::default());
         let placed = sched
             .schedule(ContainerRequest::new("c", Resources::cpu_mem(100, 100)))
