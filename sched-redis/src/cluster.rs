@@ -8,12 +8,10 @@ use crate::fence::{holder_of, new_token, Fenced};
 use crate::ops::{outcome, reserve_script};
 use crate::{scripts, RedisRepository};
 use redis::Value;
-use sched_core::{CapacityReservation, CommitMode, Rejection, RepoError, WorkerResult};
-use std::time::Duration;
+use sched_core::{CapacityReservation, CommitMode, RepoError, WorkerResult};
 
-/// How often a contested, not yet committed claim is re-read before it is fenced (a performance
-/// heuristic: a live call usually commits within a millisecond or two).
-const POLLS: u64 = 2;
+mod contested;
+
 /// How often a part refused for its epoch is run again with the epoch it was told.
 const EPOCH_ROUNDS: usize = 2;
 
@@ -62,6 +60,7 @@ pub(crate) async fn reserve(
     mode: CommitMode,
 ) -> Result<Vec<WorkerResult>, RepoError> {
     let mut call = Call::new(repo, batch);
+    call.read_unknown_epochs().await;
     call.claim().await?;
     for round in 0..=EPOCH_ROUNDS {
         if round > 0 {
@@ -82,7 +81,11 @@ pub(crate) async fn reserve(
 
 fn claim_op(repo: &RedisRepository, container: &str, value: &str, old: Option<&str>) -> Op {
     let args = [Some(value), old].into_iter().flatten().map(str::to_owned);
-    Op::script(&scripts::CLAIM, vec![repo.keys.index(container)], args.collect())
+    Op::script(
+        &scripts::CLAIM,
+        vec![repo.keys.index(container)],
+        args.collect(),
+    )
 }
 
 /// Whether a ledger look-up found the reservation.
@@ -124,6 +127,31 @@ impl<'a> Call<'a> {
         call
     }
 
+    /// Reads the fence epoch of workers this repository has not seen yet (a cold cache), before
+    /// claiming: one read instead of a `fenced` round (moving the claims, running again). A
+    /// failed read leaves the epoch at 0 (the scripts then say which epoch to use).
+    async fn read_unknown_epochs(&mut self) {
+        let unknown: Vec<usize> = (0..self.parts.len())
+            .filter(|&p| self.parts[p].epoch == 0)
+            .collect();
+        let k = &self.repo.keys;
+        let ops = (unknown.iter()).map(|&p| {
+            Op::cmd(
+                "HGET",
+                vec![k.state(&self.batch[p].worker_id), "f".to_owned()],
+            )
+        });
+        let Ok(epochs) = self.repo.run_as::<Option<u64>>(ops.collect(), false).await else {
+            return;
+        };
+        for (&p, f) in unknown.iter().zip(epochs) {
+            if let Some(f) = f {
+                self.repo.learn(&self.batch[p].worker_id, f);
+                self.parts[p].epoch = f;
+            }
+        }
+    }
+
     fn own_value(&self, part: usize) -> String {
         let worker = &self.batch[part].worker_id;
         format!("{worker}\n{}", self.parts[part].token)
@@ -157,7 +185,11 @@ impl<'a> Call<'a> {
         let gets = (unknown.iter())
             .map(|&i| Op::cmd("GET", vec![self.repo.keys.index(self.items[i].container)]));
         let mut failure = None;
-        match self.repo.run_as::<Option<String>>(gets.collect(), false).await {
+        match self
+            .repo
+            .run_as::<Option<String>>(gets.collect(), false)
+            .await
+        {
             Ok(values) => {
                 for (&i, v) in unknown.iter().zip(values) {
                     match v {
@@ -175,7 +207,9 @@ impl<'a> Call<'a> {
         let own: Vec<_> = (self.items.iter().filter(|it| it.own))
             .map(|it| (it.container.to_owned(), it.value.clone()))
             .collect();
-        self.repo.drop_dead_claims(&own, "drop the claims of a call whose claims failed").await;
+        self.repo
+            .drop_dead_claims(&own, "drop the claims of a call whose claims failed")
+            .await;
         Err(RepoError::Unavailable(Box::new(e)))
     }
 
@@ -191,10 +225,20 @@ impl<'a> Call<'a> {
             self.parts[p].token = new_token();
             let value = self.own_value(p);
             let own = self.items.iter().enumerate();
-            moves.extend(own.filter(|(_, it)| it.own && it.part == p).map(|(i, _)| (i, value.clone())));
+            moves.extend(
+                own.filter(|(_, it)| it.own && it.part == p)
+                    .map(|(i, _)| (i, value.clone())),
+            );
         }
         let ops = (moves.iter())
-            .map(|(i, v)| claim_op(self.repo, self.items[*i].container, v, Some(&self.items[*i].value)))
+            .map(|(i, v)| {
+                claim_op(
+                    self.repo,
+                    self.items[*i].container,
+                    v,
+                    Some(&self.items[*i].value),
+                )
+            })
             .collect();
         let replies = self.repo.run(ops, true).await;
         for (n, (i, v)) in moves.into_iter().enumerate() {
@@ -222,11 +266,22 @@ impl<'a> Call<'a> {
         let mut ops = Vec::new();
         for &p in &run {
             let holders: Vec<String> = (self.items.iter().filter(|it| it.part == p))
-                .map(|it| if it.own { String::new() } else { holder_of(&it.value).to_owned() })
+                .map(|it| {
+                    if it.own {
+                        String::new()
+                    } else {
+                        holder_of(&it.value).to_owned()
+                    }
+                })
                 .collect();
             let part = &self.parts[p];
             let fence = (part.epoch, part.token.as_str());
-            ops.push(reserve_script(self.repo, &self.batch[p], mode, Some((&holders, fence))));
+            ops.push(reserve_script(
+                self.repo,
+                &self.batch[p],
+                mode,
+                Some((&holders, fence)),
+            ));
         }
         let contested: Vec<usize> = (0..self.items.len())
             .filter(|&i| !self.items[i].own && run.contains(&self.items[i].part))
@@ -234,7 +289,10 @@ impl<'a> Call<'a> {
         let k = &self.repo.keys;
         ops.extend(contested.iter().map(|&i| {
             let it = &self.items[i];
-            Op::cmd("HGET", vec![k.ledger(holder_of(&it.value)), it.container.to_owned()])
+            Op::cmd(
+                "HGET",
+                vec![k.ledger(holder_of(&it.value)), it.container.to_owned()],
+            )
         }));
         let replies = match self.repo.run(ops, true).await {
             Ok(r) => r,
@@ -291,10 +349,15 @@ impl<'a> Call<'a> {
         // Fence every uncommitted contested claim and every claim of a lost part, in one trip.
         let mut fence: Vec<(String, String)> = stale.iter().map(|&i| self.claim_of(i)).collect();
         let lost: Vec<usize> = (0..self.items.len())
-            .filter(|&i| self.items[i].own && matches!(self.parts[self.items[i].part].state, State::Lost))
+            .filter(|&i| {
+                self.items[i].own && matches!(self.parts[self.items[i].part].state, State::Lost)
+            })
             .collect();
         fence.extend(lost.iter().map(|&i| self.claim_of(i)));
-        let refs: Vec<(&str, &str)> = fence.iter().map(|(c, v)| (c.as_str(), v.as_str())).collect();
+        let refs: Vec<(&str, &str)> = fence
+            .iter()
+            .map(|(c, v)| (c.as_str(), v.as_str()))
+            .collect();
         let found: Vec<Option<Fenced>> = if refs.is_empty() {
             Vec::new()
         } else {
@@ -328,7 +391,9 @@ impl<'a> Call<'a> {
         let mut results = Vec::new();
         let mut lost_parts = false;
         for p in 0..self.parts.len() {
-            let State::Done(mut r, charged) = std::mem::replace(&mut self.parts[p].state, State::Lost) else {
+            let State::Done(mut r, charged) =
+                std::mem::replace(&mut self.parts[p].state, State::Lost)
+            else {
                 lost_parts = true;
                 continue;
             };
@@ -341,7 +406,9 @@ impl<'a> Call<'a> {
             self.settle_contested(p, &mut r, &held_stale);
             results.push(r);
         }
-        self.repo.drop_dead_claims(&drop, "drop the unused claims of reserve_batch").await;
+        self.repo
+            .drop_dead_claims(&drop, "drop the unused claims of reserve_batch")
+            .await;
         if !lost_parts {
             return Ok(results);
         }
@@ -357,78 +424,10 @@ impl<'a> Call<'a> {
     }
 
     fn claim_of(&self, i: usize) -> (String, String) {
-        (self.items[i].container.to_owned(), self.items[i].value.clone())
-    }
-
-    /// The item whose claim made `r`'s `AlreadyReserved`, if that claim is another call's.
-    fn contested_item(&self, part: usize, r: &WorkerResult) -> Option<usize> {
-        let Some(Rejection::AlreadyReserved { container_id, .. }) = rejection_of(r) else {
-            return None;
-        };
-        (0..self.items.len()).find(|&i| {
-            let it = &self.items[i];
-            it.part == part && !it.own && it.container == container_id
-        })
-    }
-
-    /// Re-reads the contested claims with nothing committed behind them a few times. Returns
-    /// those still uncommitted and unchanged (to fence); updates `committed`.
-    async fn await_contested(&mut self) -> Vec<usize> {
-        let mut pending: Vec<usize> = Vec::new();
-        for p in 0..self.parts.len() {
-            if let State::Done(r, _) = &self.parts[p].state {
-                if let Some(i) = self.contested_item(p, r) {
-                    if !self.items[i].committed {
-                        pending.push(i);
-                    }
-                }
-            }
-        }
-        let k = &self.repo.keys;
-        for attempt in 0..POLLS {
-            if pending.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1 + attempt)).await;
-            let ops = pending.iter().flat_map(|&i| {
-                let it = &self.items[i];
-                [
-                    Op::cmd("GET", vec![k.index(it.container)]),
-                    Op::cmd("HGET", vec![k.ledger(holder_of(&it.value)), it.container.to_owned()]),
-                ]
-            });
-            let Ok(replies) = self.repo.run(ops.collect(), false).await else {
-                return Vec::new(); // reported as Contended; the claims are resolved later
-            };
-            let mut still = Vec::new();
-            for (&i, pair) in pending.iter().zip(replies.chunks(2)) {
-                if found(&pair[1]) {
-                    self.items[i].committed = true;
-                } else if decode::<Option<String>>(&pair[0]).ok().flatten().as_deref()
-                    == Some(self.items[i].value.as_str())
-                {
-                    still.push(i);
-                } // else the claim went away or changed hands: Contended (retry)
-            }
-            pending = still;
-        }
-        pending
-    }
-
-    /// An `AlreadyReserved` with nothing committed behind its claim must not say "held there"
-    /// (callers treat that as placed): it becomes `Contended`, unless the fence found it held.
-    fn settle_contested(&self, part: usize, r: &mut WorkerResult, held: &[usize]) {
-        let Some(i) = self.contested_item(part, r) else {
-            return;
-        };
-        if self.items[i].committed || held.contains(&i) {
-            return;
-        }
-        if let Some(rej) = rejection_mut(r) {
-            *rej = Rejection::Contended {
-                container_id: self.items[i].container.to_owned(),
-            };
-        }
+        (
+            self.items[i].container.to_owned(),
+            self.items[i].value.clone(),
+        )
     }
 }
 
@@ -436,20 +435,5 @@ impl Item<'_> {
     fn set_other(&mut self, value: String) {
         self.own = false;
         self.value = value;
-    }
-}
-
-/// The rejection of a worker's result: the whole result's, or its partial remainder's.
-fn rejection_of(r: &WorkerResult) -> Option<&Rejection> {
-    match &r.outcome {
-        Err(rej) => Some(rej),
-        Ok(c) => c.remainder.as_ref(),
-    }
-}
-
-fn rejection_mut(r: &mut WorkerResult) -> Option<&mut Rejection> {
-    match &mut r.outcome {
-        Err(rej) => Some(rej),
-        Ok(c) => c.remainder.as_mut(),
     }
 }

@@ -117,7 +117,10 @@ impl RedisRepository {
         if claims.is_empty() {
             return Vec::new();
         }
-        let refs: Vec<(&str, &str)> = claims.iter().map(|(c, v)| (c.as_str(), v.as_str())).collect();
+        let refs: Vec<(&str, &str)> = claims
+            .iter()
+            .map(|(c, v)| (c.as_str(), v.as_str()))
+            .collect();
         let found: Vec<Option<Fenced>> = match self.fence(&refs).await {
             Ok(found) => {
                 let found: Vec<_> = found.into_iter().map(Result::ok).collect();
@@ -155,7 +158,9 @@ impl RedisRepository {
     /// compare-and-deleted. Clean-up only: failures are logged and counted.
     pub(crate) async fn drop_claims_of_removed(&self, worker: &str, ledger: &[String]) {
         const WHAT: &str = "remove_worker: drop the removed ledger's claims";
-        let gets = ledger.iter().map(|c| Op::cmd("GET", vec![self.keys.index(c)]));
+        let gets = ledger
+            .iter()
+            .map(|c| Op::cmd("GET", vec![self.keys.index(c)]));
         let values = match self.run_as::<Option<String>>(gets.collect(), false).await {
             Ok(v) => v,
             Err(e) => return self.cleanup_failed(WHAT, &e),
@@ -179,7 +184,8 @@ impl RedisRepository {
         if orphans.is_empty() {
             return Ok(());
         }
-        let claims: Vec<(&str, &str)> = orphans.iter().map(|&(i, v)| (ids[i].as_str(), v)).collect();
+        let claims: Vec<(&str, &str)> =
+            orphans.iter().map(|&(i, v)| (ids[i].as_str(), v)).collect();
         let mut dead = Vec::new();
         for (&(i, v), found) in orphans.iter().zip(self.fence(&claims).await?) {
             match found? {
@@ -189,7 +195,8 @@ impl RedisRepository {
                 _ => dead.push((ids[i].clone(), v.to_owned())),
             }
         }
-        self.drop_dead_claims(&dead, "find_reservations: drop revoked claims").await;
+        self.drop_dead_claims(&dead, "find_reservations: drop revoked claims")
+            .await;
         Ok(())
     }
 }

@@ -80,7 +80,11 @@ pub(crate) struct Faults(Mutex<Vec<(Target, Fault)>>);
 impl RedisRepository {
     /// Arms `fault` for the next round trip carrying an op that matches `target`.
     pub fn inject(&self, target: Target, fault: Fault) {
-        let mut f = self.faults.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut f = self
+            .faults
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f.push((target, fault));
     }
 
@@ -97,7 +101,11 @@ impl RedisRepository {
 
     /// The fault armed for this round trip, if any (consumed).
     fn take_fault(&self, ops: &[Op]) -> Option<(Target, Fault)> {
-        let mut armed = self.faults.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut armed = self
+            .faults
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let i = armed
             .iter_mut()
             .position(|(t, _)| ops.iter().any(|op| self.matches(t, op)))?;
@@ -139,7 +147,13 @@ impl RedisRepository {
                 let err = || Err("ERR injected".to_owned());
                 Ok(hit
                     .iter()
-                    .map(|h| if *h { err() } else { replies.next().unwrap_or_else(err) })
+                    .map(|h| {
+                        if *h {
+                            err()
+                        } else {
+                            replies.next().unwrap_or_else(err)
+                        }
+                    })
                     .collect())
             }
             Fault::Stall { reached, resume } => {

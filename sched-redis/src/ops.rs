@@ -54,7 +54,7 @@ impl WorkerRepository for RedisRepository {
             "ok" => {
                 self.learn(id, a.field(5)?);
                 Ok(Worker {
-                free: a.resources(2)?,
+                    free: a.resources(2)?,
                     ..Worker::from_spec(spec, a.field(1)?)
                 })
             }
@@ -200,8 +200,11 @@ impl WorkerRepository for RedisRepository {
         }
         self.drop_dead_claims(&released_claims, "release_batch: drop released claims")
             .await;
-        self.fence_and_drop(&orphans, "release_batch: resolve claims with nothing behind them")
-            .await;
+        self.fence_and_drop(
+            &orphans,
+            "release_batch: resolve claims with nothing behind them",
+        )
+        .await;
         Ok(out)
     }
 
@@ -307,7 +310,14 @@ pub(crate) fn reserve_script(
     };
     let topology = if holders.is_some() { "c" } else { "s" };
     let n = cr.reservations.len().to_string();
-    let mut args = vec![wid.clone(), version, all.to_owned(), topology.to_owned(), n, epoch];
+    let mut args = vec![
+        wid.clone(),
+        version,
+        all.to_owned(),
+        topology.to_owned(),
+        n,
+        epoch,
+    ];
     args.push(token.to_owned());
     for (i, r) in cr.reservations.iter().enumerate() {
         args.push(r.container_id.clone());

@@ -92,13 +92,19 @@ impl RedisRepository {
 
     /// The last fence epoch seen for `worker` (0 when unknown).
     pub(crate) fn epoch(&self, worker: &str) -> u64 {
-        let m = self.epochs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let m = self
+            .epochs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         m.get(worker).copied().unwrap_or(0)
     }
 
     /// Records a fence epoch read from the store (the cache keeps the highest).
     pub(crate) fn learn(&self, worker: &str, f: u64) {
-        let mut m = self.epochs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut m = self
+            .epochs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let e = m.entry(worker.to_owned()).or_default();
         *e = (*e).max(f);
     }

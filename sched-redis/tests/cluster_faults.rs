@@ -45,7 +45,11 @@ async fn lookups_agree(repo: &Fresh, workers: &[String], containers: &[String]) 
     let held = ledgers(repo, workers).await;
     for c in containers {
         let found = repo.find_reservation(c).await.unwrap().map(|r| r.worker_id);
-        assert_eq!(found.as_ref(), held.get(c), "find_reservation({c}) vs the ledgers");
+        assert_eq!(
+            found.as_ref(),
+            held.get(c),
+            "find_reservation({c}) vs the ledgers"
+        );
     }
 }
 
@@ -79,15 +83,26 @@ async fn oom_worker_script_after_others_committed() {
         oom.restore();
         drop(oom);
         let held = ledgers(&repo, &workers).await;
-        assert_eq!(held.get(&cs[0]), Some(&good), "{kind:?}: the healthy worker committed: {out:?}");
-        assert_eq!(held.get(&cs[1]), None, "{kind:?}: the OOM worker charged nothing");
+        assert_eq!(
+            held.get(&cs[0]),
+            Some(&good),
+            "{kind:?}: the healthy worker committed: {out:?}"
+        );
+        assert_eq!(
+            held.get(&cs[1]),
+            None,
+            "{kind:?}: the OOM worker charged nothing"
+        );
         let err = out.expect_err("a worker script failed");
         assert!(err.is_ambiguous(), "{kind:?}: something committed: {err:?}");
         lookups_agree(&repo, &workers, &cs).await;
         // The committed container cannot be placed a second time, on either worker.
         for w in &workers {
             let again = repo
-                .reserve_batch(&[Cr::new(w.clone(), vec![common::rr(&cs[0], 100)])], CommitMode::Partial)
+                .reserve_batch(
+                    &[Cr::new(w.clone(), vec![common::rr(&cs[0], 100)])],
+                    CommitMode::Partial,
+                )
                 .await
                 .unwrap();
             assert!(
@@ -133,12 +148,20 @@ async fn oom_node_during_scheduler_burst() {
         for (c, r) in cs.iter().zip(&out) {
             match r {
                 Ok(pl) => {
-                    assert_eq!(held.get(c), Some(&pl.worker_id), "{kind:?}: {c} placed: {out:?}");
+                    assert_eq!(
+                        held.get(c),
+                        Some(&pl.worker_id),
+                        "{kind:?}: {c} placed: {out:?}"
+                    );
                     let rec = repo.find_reservation(c).await.unwrap().unwrap();
                     assert_eq!(rec.resources, Resources::cpu_mem(100, 100));
                 }
                 Err(e) if format!("{e:?}").starts_with("Ambiguous") => {}
-                Err(e) => assert_eq!(held.get(c), None, "{kind:?}: {c} failed ({e:?}) but is held"),
+                Err(e) => assert_eq!(
+                    held.get(c),
+                    None,
+                    "{kind:?}: {c} failed ({e:?}) but is held"
+                ),
             }
         }
         lookups_agree(&repo, &workers, &cs).await;
@@ -153,7 +176,8 @@ async fn abandoned_claim_is_resolved_by_the_next_schedule() {
     // One at a time: no test of this file may write while another makes a node refuse writes.
     let _lock = OOM.lock().await;
     for kind in common::kinds() {
-        let Some(repo) = fresh(kind, "abandoned_claim_is_resolved_by_the_next_schedule").await else {
+        let Some(repo) = fresh(kind, "abandoned_claim_is_resolved_by_the_next_schedule").await
+        else {
             return;
         };
         let p = prefix(&repo);
@@ -166,17 +190,27 @@ async fn abandoned_claim_is_resolved_by_the_next_schedule() {
         let key = nodes::claim_key(&p, "c");
         // As a call that died a moment ago left it (the timer-based protocol also stored the
         // claim's time; the fenced one ignores anything after the token).
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-        nodes::set(&key, &format!("w1\n00000000000000000000000000abcdef\n{}", now.as_millis()));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        nodes::set(
+            &key,
+            &format!("w1\n00000000000000000000000000abcdef\n{}", now.as_millis()),
+        );
         let sched = Scheduler::new(repo.repo.clone(), SchedulerConfig::default());
         let placed = sched
             .schedule(ContainerRequest::new("c", Resources::cpu_mem(100, 100)))
             .await
-            .unwrap_or_else(|e| panic!("{kind:?}: the abandoned claim blocked the container: {e:?}"));
+            .unwrap_or_else(|e| {
+                panic!("{kind:?}: the abandoned claim blocked the container: {e:?}")
+            });
         let held = ledgers(&repo, &workers).await;
         assert_eq!(held.get("c"), Some(&placed.worker_id));
         let claim = nodes::get(&key).expect("the placement's claim");
-        assert!(claim.starts_with(&format!("{}\n", placed.worker_id)), "{claim:?}");
+        assert!(
+            claim.starts_with(&format!("{}\n", placed.worker_id)),
+            "{claim:?}"
+        );
         let released = sched.release(&["c".to_owned()]).await.unwrap();
         assert!(released[0].released.is_some());
         assert_eq!(nodes::get(&key), None, "{kind:?}: claim left behind");

@@ -35,7 +35,13 @@ async fn holder(repo: &Fresh, workers: &[&str], c: &str) -> Option<String> {
     for w in workers {
         let a = repo.audit(w).await.unwrap();
         assert!(a.is_consistent(), "drift on {w}: {a:?}");
-        if repo.list_reservations(w).await.unwrap().iter().any(|r| r.container_id == c) {
+        if repo
+            .list_reservations(w)
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.container_id == c)
+        {
             assert!(found.is_none(), "{c} held twice");
             found = Some(w.to_string());
         }
@@ -49,29 +55,52 @@ async fn holder(repo: &Fresh, workers: &[&str], c: &str) -> Option<String> {
 #[tokio::test]
 async fn error_reply_after_others_committed() {
     for kind in common::kinds() {
-        let Some(repo) = setup(kind, "error_reply_after_others_committed", &["w1", "w2"]).await else {
+        let Some(repo) = setup(kind, "error_reply_after_others_committed", &["w1", "w2"]).await
+        else {
             return;
         };
         repo.inject(Target::op("reserve").worker("w2"), Fault::ErrorReply);
         let err = repo
-            .reserve_batch(&[part("w1", &["a"]), part("w2", &["b"])], CommitMode::Partial)
+            .reserve_batch(
+                &[part("w1", &["a"]), part("w2", &["b"])],
+                CommitMode::Partial,
+            )
             .await
             .unwrap_err();
         assert!(err.is_ambiguous(), "{kind:?}: {err:?}");
-        assert_eq!(holder(&repo, &["w1", "w2"], "a").await.as_deref(), Some("w1"));
+        assert_eq!(
+            holder(&repo, &["w1", "w2"], "a").await.as_deref(),
+            Some("w1")
+        );
         assert_eq!(holder(&repo, &["w1", "w2"], "b").await, None);
         let p = repo.config().key_prefix.clone();
-        assert!(nodes::get(&nodes::claim_key(&p, "a")).is_some(), "committed claim kept");
-        assert_eq!(nodes::get(&nodes::claim_key(&p, "b")), None, "revoked claim dropped");
-        let again = repo.reserve_batch(&[part("w2", &["a"])], CommitMode::Partial).await.unwrap();
+        assert!(
+            nodes::get(&nodes::claim_key(&p, "a")).is_some(),
+            "committed claim kept"
+        );
+        assert_eq!(
+            nodes::get(&nodes::claim_key(&p, "b")),
+            None,
+            "revoked claim dropped"
+        );
+        let again = repo
+            .reserve_batch(&[part("w2", &["a"])], CommitMode::Partial)
+            .await
+            .unwrap();
         assert!(
             matches!(&again[0].outcome, Err(Rejection::AlreadyReserved { worker_id, .. }) if worker_id == "w1"),
             "{kind:?}: {again:?}"
         );
         // Nothing charged anywhere: the revoked script can never run, so nothing applied.
         repo.inject(Target::op("reserve"), Fault::ErrorReply);
-        let err = repo.reserve_batch(&[part("w2", &["d"])], CommitMode::Partial).await.unwrap_err();
-        assert!(matches!(err, sched_core::RepoError::Unavailable(_)), "{kind:?}: {err:?}");
+        let err = repo
+            .reserve_batch(&[part("w2", &["d"])], CommitMode::Partial)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, sched_core::RepoError::Unavailable(_)),
+            "{kind:?}: {err:?}"
+        );
         assert_eq!(holder(&repo, &["w1", "w2"], "d").await, None);
     }
 }
@@ -86,12 +115,19 @@ async fn resent_reserve_script_charges_once() {
         // Learn the epoch first, so the doubled round trip is the script's only run.
         repo.get_worker("w").await.unwrap();
         repo.inject(Target::op("reserve"), Fault::SendTwice);
-        let out = repo.reserve_batch(&[part("w", &["a", "b"])], CommitMode::AllOrNothing).await.unwrap();
+        let out = repo
+            .reserve_batch(&[part("w", &["a", "b"])], CommitMode::AllOrNothing)
+            .await
+            .unwrap();
         let c = out[0].outcome.as_ref().unwrap();
         assert_eq!(c.accepted, 2, "{kind:?}: {out:?}");
         let a = repo.audit("w").await.unwrap();
         assert!(a.is_consistent(), "{kind:?}: {a:?}");
-        assert_eq!((a.reservations, a.free), (2, Resources::cpu_mem(800, 800)), "{kind:?}");
+        assert_eq!(
+            (a.reservations, a.free),
+            (2, Resources::cpu_mem(800, 800)),
+            "{kind:?}"
+        );
         assert_eq!(holder(&repo, &["w"], "a").await.as_deref(), Some("w"));
     }
 }
@@ -105,8 +141,15 @@ async fn lost_or_resent_claim_reply_is_our_own() {
         };
         for (c, fault) in [("a", Fault::LoseReply), ("b", Fault::SendTwice)] {
             repo.inject(Target::op("claim").container(c), fault);
-            let out = repo.reserve_batch(&[part("w", &[c])], CommitMode::AllOrNothing).await.unwrap();
-            assert_eq!(out[0].outcome.as_ref().map(|c| c.accepted), Ok(1), "{kind:?} {c}: {out:?}");
+            let out = repo
+                .reserve_batch(&[part("w", &[c])], CommitMode::AllOrNothing)
+                .await
+                .unwrap();
+            assert_eq!(
+                out[0].outcome.as_ref().map(|c| c.accepted),
+                Ok(1),
+                "{kind:?} {c}: {out:?}"
+            );
             assert_eq!(holder(&repo, &["w"], c).await.as_deref(), Some("w"));
         }
     }
@@ -122,22 +165,43 @@ async fn delayed_script_is_fenced() {
         };
         let other = common::connect(kind, repo.config()).await.unwrap();
         let (reached, resume) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let stall = Fault::Stall { reached: reached.clone(), resume: resume.clone() };
+        let stall = Fault::Stall {
+            reached: reached.clone(),
+            resume: resume.clone(),
+        };
         repo.inject(Target::op("reserve").worker("w1"), stall);
         let slow = {
             let r = repo.repo.clone();
-            tokio::spawn(async move { r.reserve_batch(&[part("w1", &["c"])], CommitMode::AllOrNothing).await })
+            tokio::spawn(async move {
+                r.reserve_batch(&[part("w1", &["c"])], CommitMode::AllOrNothing)
+                    .await
+            })
         };
         reached.notified().await;
         // The other caller finds an uncommitted claim: resolves it (Contended), then places it.
-        let first = other.reserve_batch(&[part("w2", &["c"])], CommitMode::AllOrNothing).await.unwrap();
-        assert!(matches!(first[0].outcome, Err(Rejection::Contended { .. })), "{kind:?}: {first:?}");
-        let second = other.reserve_batch(&[part("w2", &["c"])], CommitMode::AllOrNothing).await.unwrap();
+        let first = other
+            .reserve_batch(&[part("w2", &["c"])], CommitMode::AllOrNothing)
+            .await
+            .unwrap();
+        assert!(
+            matches!(first[0].outcome, Err(Rejection::Contended { .. })),
+            "{kind:?}: {first:?}"
+        );
+        let second = other
+            .reserve_batch(&[part("w2", &["c"])], CommitMode::AllOrNothing)
+            .await
+            .unwrap();
         assert!(second[0].outcome.is_ok(), "{kind:?}: {second:?}");
         resume.notify_one();
         let late = slow.await.unwrap().unwrap();
-        assert!(matches!(late[0].outcome, Err(Rejection::Contended { .. })), "{kind:?}: {late:?}");
-        assert_eq!(holder(&repo, &["w1", "w2"], "c").await.as_deref(), Some("w2"));
+        assert!(
+            matches!(late[0].outcome, Err(Rejection::Contended { .. })),
+            "{kind:?}: {late:?}"
+        );
+        assert_eq!(
+            holder(&repo, &["w1", "w2"], "c").await.as_deref(),
+            Some("w2")
+        );
         let p = repo.config().key_prefix.clone();
         let claim = nodes::get(&nodes::claim_key(&p, "c")).unwrap();
         assert!(claim.starts_with("w2\n"), "{claim:?}");
@@ -149,39 +213,74 @@ async fn delayed_script_is_fenced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remove_cleanup_never_deletes_a_later_registrations_claim() {
     for kind in common::kinds() {
-        let Some(repo) = setup(kind, "remove_cleanup_never_deletes_a_later_registrations_claim", &["w"]).await else {
+        let Some(repo) = setup(
+            kind,
+            "remove_cleanup_never_deletes_a_later_registrations_claim",
+            &["w"],
+        )
+        .await
+        else {
             return;
         };
-        repo.reserve_batch(&[part("w", &["c"])], CommitMode::AllOrNothing).await.unwrap();
+        repo.reserve_batch(&[part("w", &["c"])], CommitMode::AllOrNothing)
+            .await
+            .unwrap();
         let other = common::connect(kind, repo.config()).await.unwrap();
         let (reached, resume) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let stall = Fault::Stall { reached: reached.clone(), resume: resume.clone() };
+        let stall = Fault::Stall {
+            reached: reached.clone(),
+            resume: resume.clone(),
+        };
         repo.inject(Target::op("unclaim"), stall);
         let removing = {
             let r = repo.repo.clone();
             tokio::spawn(async move { r.remove_worker("w").await })
         };
         reached.notified().await;
-        other.register_worker(&WorkerSpec::new("w", Resources::cpu_mem(1000, 1000))).await.unwrap();
+        other
+            .register_worker(&WorkerSpec::new("w", Resources::cpu_mem(1000, 1000)))
+            .await
+            .unwrap();
         let mut placed = false;
         for _ in 0..3 {
-            let out = other.reserve_batch(&[part("w", &["c"])], CommitMode::AllOrNothing).await.unwrap();
+            let out = other
+                .reserve_batch(&[part("w", &["c"])], CommitMode::AllOrNothing)
+                .await
+                .unwrap();
             if out[0].outcome.is_ok() {
                 placed = true;
                 break;
             }
-            assert!(matches!(out[0].outcome, Err(Rejection::Contended { .. })), "{kind:?}: {out:?}");
+            assert!(
+                matches!(out[0].outcome, Err(Rejection::Contended { .. })),
+                "{kind:?}: {out:?}"
+            );
         }
-        assert!(placed, "{kind:?}: the re-registered worker could not take the container");
+        assert!(
+            placed,
+            "{kind:?}: the re-registered worker could not take the container"
+        );
         resume.notify_one();
         assert!(removing.await.unwrap().unwrap());
         assert_eq!(holder(&repo, &["w"], "c").await.as_deref(), Some("w"));
         let p = repo.config().key_prefix.clone();
-        assert!(nodes::get(&nodes::claim_key(&p, "c")).is_some(), "{kind:?}: live claim deleted");
+        assert!(
+            nodes::get(&nodes::claim_key(&p, "c")).is_some(),
+            "{kind:?}: live claim deleted"
+        );
         // And it is not placeable elsewhere.
-        other.register_worker(&WorkerSpec::new("w2", Resources::cpu_mem(1000, 1000))).await.unwrap();
-        let again = other.reserve_batch(&[part("w2", &["c"])], CommitMode::AllOrNothing).await.unwrap();
-        assert!(matches!(again[0].outcome, Err(Rejection::AlreadyReserved { .. })), "{kind:?}: {again:?}");
+        other
+            .register_worker(&WorkerSpec::new("w2", Resources::cpu_mem(1000, 1000)))
+            .await
+            .unwrap();
+        let again = other
+            .reserve_batch(&[part("w2", &["c"])], CommitMode::AllOrNothing)
+            .await
+            .unwrap();
+        assert!(
+            matches!(again[0].outcome, Err(Rejection::AlreadyReserved { .. })),
+            "{kind:?}: {again:?}"
+        );
     }
 }
 
@@ -190,28 +289,54 @@ async fn remove_cleanup_never_deletes_a_later_registrations_claim() {
 #[tokio::test]
 async fn failed_cleanup_after_release_or_remove_is_ok() {
     for kind in common::kinds() {
-        let Some(repo) = setup(kind, "failed_cleanup_after_release_or_remove_is_ok", &["w1", "w2"]).await else {
+        let Some(repo) = setup(
+            kind,
+            "failed_cleanup_after_release_or_remove_is_ok",
+            &["w1", "w2"],
+        )
+        .await
+        else {
             return;
         };
-        repo.reserve_batch(&[part("w1", &["a", "b"])], CommitMode::AllOrNothing).await.unwrap();
+        repo.reserve_batch(&[part("w1", &["a", "b"])], CommitMode::AllOrNothing)
+            .await
+            .unwrap();
         repo.inject(Target::op("unclaim"), Fault::Refuse);
         let out = repo.release_batch(&["a".to_owned()]).await.unwrap();
-        assert_eq!(out[0].released.as_ref().map(|r| r.worker_id.as_str()), Some("w1"), "{kind:?}");
+        assert_eq!(
+            out[0].released.as_ref().map(|r| r.worker_id.as_str()),
+            Some("w1"),
+            "{kind:?}"
+        );
         assert_eq!(repo.cleanup_failures(), 1, "{kind:?}");
         // The leftover claim does not block the container.
         let mut placed = false;
         for _ in 0..2 {
-            let out = repo.reserve_batch(&[part("w2", &["a"])], CommitMode::AllOrNothing).await.unwrap();
+            let out = repo
+                .reserve_batch(&[part("w2", &["a"])], CommitMode::AllOrNothing)
+                .await
+                .unwrap();
             placed |= out[0].outcome.is_ok();
         }
         assert!(placed, "{kind:?}");
-        assert_eq!(holder(&repo, &["w1", "w2"], "a").await.as_deref(), Some("w2"));
+        assert_eq!(
+            holder(&repo, &["w1", "w2"], "a").await.as_deref(),
+            Some("w2")
+        );
         // remove_worker whose claim clean-up fails: still Ok(true), counted.
         repo.inject(Target::op("fence"), Fault::Refuse);
         assert!(repo.remove_worker("w1").await.unwrap(), "{kind:?}");
         assert_eq!(repo.cleanup_failures(), 2, "{kind:?}");
-        assert_eq!(holder(&repo, &["w2"], "b").await, None, "{kind:?}: b's claim is resolved by the lookup");
+        assert_eq!(
+            holder(&repo, &["w2"], "b").await,
+            None,
+            "{kind:?}: b's claim is resolved by the lookup"
+        );
         let p = repo.config().key_prefix.clone();
-        assert_eq!(nodes::get(&nodes::claim_key(&p, "b")), None, "{kind:?}: the lookup dropped it");
+        assert_eq!(
+            nodes::get(&nodes::claim_key(&p, "b")),
+            None,
+            "{kind:?}: the lookup dropped it"
+        );
     }
 }

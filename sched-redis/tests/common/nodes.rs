@@ -24,14 +24,20 @@ fn conn(url: &str) -> redis::Connection {
 pub fn owner(key: &str) -> String {
     let first = urls().into_iter().next().expect("REDIS_CLUSTER_URLS");
     let mut c = conn(&first);
-    let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query(&mut c).unwrap();
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query(&mut c)
+        .unwrap();
     let slots: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut c).unwrap();
     for s in slots {
         let redis::Value::Array(s) = s else { continue };
         let lo: i64 = redis::from_redis_value_ref(&s[0]).unwrap();
         let hi: i64 = redis::from_redis_value_ref(&s[1]).unwrap();
         if (lo..=hi).contains(&slot) {
-            let redis::Value::Array(m) = &s[2] else { continue };
+            let redis::Value::Array(m) = &s[2] else {
+                continue;
+            };
             let port: i64 = redis::from_redis_value_ref(&m[1]).unwrap();
             let host: String = redis::from_redis_value_ref(&m[0]).unwrap();
             return format!("redis://{host}:{port}");
@@ -51,7 +57,13 @@ pub fn claim_key(prefix: &str, c: &str) -> String {
 }
 
 /// `n` ids `{stem}{i}` whose key (`key(id)`) is served by `url` (`on`) or not (`!on`).
-pub fn pick(stem: &str, n: usize, key: impl Fn(&str) -> String, url: &str, on: bool) -> Vec<String> {
+pub fn pick(
+    stem: &str,
+    n: usize,
+    key: impl Fn(&str) -> String,
+    url: &str,
+    on: bool,
+) -> Vec<String> {
     (0..10_000)
         .map(|i| format!("{stem}{i}"))
         .filter(|id| (owner(&key(id)) == url) == on)
@@ -78,16 +90,37 @@ pub struct Oom {
 impl Oom {
     pub fn on(url: &str) -> Oom {
         let mut c = conn(url);
-        let old: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("maxmemory").query(&mut c).unwrap();
+        let old: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory")
+            .query(&mut c)
+            .unwrap();
         // "1" can only be left by a crashed test of ours: the real setting is then 0.
-        let old = old.get(1).cloned().filter(|o| o != "1").unwrap_or_else(|| "0".to_owned());
-        let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("1").query(&mut c).unwrap();
-        Oom { url: url.to_owned(), old }
+        let old = old
+            .get(1)
+            .cloned()
+            .filter(|o| o != "1")
+            .unwrap_or_else(|| "0".to_owned());
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg("1")
+            .query(&mut c)
+            .unwrap();
+        Oom {
+            url: url.to_owned(),
+            old,
+        }
     }
 
     pub fn restore(&self) {
         let mut c = conn(&self.url);
-        let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(&self.old).query(&mut c).unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(&self.old)
+            .query(&mut c)
+            .unwrap();
     }
 }
 
