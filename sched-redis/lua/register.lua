@@ -1,7 +1,6 @@
 #!lua
 -- sched-redis: register or update a worker, atomic (refused before it starts when out of memory).
--- Mirrors sched-core/src/rules.rs (the reference rule; until that file lands, the in-memory
--- backend sched-memory): an update keeps the ledger, refuses a total below what is
+-- Mirrors sched-core/src/rules.rs (the reference rule): an update keeps the ledger, refuses a total below what is
 -- reserved and recomputes free = total - reserved; a new worker continues its tombstone's version.
 -- Cluster fence (ARCHITECTURE.md): an update keeps the fence epoch `f`; a new worker starts at
 -- the tombstone's epoch + 1, so no script from before a removal runs after a re-registration.

@@ -1,8 +1,7 @@
 #!lua flags=allow-oom
 -- sched-redis: remove a worker with its ledger, keeping its last version and fence epoch as a
 -- tombstone (runs when out of memory too: it frees more than it writes).
--- Mirrors sched-core/src/rules.rs (the reference rule; until that file lands, the in-memory
--- backend sched-memory): removal drops the worker's reservations with it.
+-- Mirrors sched-core/src/rules.rs (the reference rule): removal drops the worker's reservations with it.
 -- Cluster fence (ARCHITECTURE.md): the epoch is bumped into the tombstone ('v f') and the fence
 -- set dropped: every script from before the removal carries an epoch below any later one.
 -- KEYS[1] worker state hash, KEYS[2] worker ledger hash, KEYS[3] worker tombstone,

@@ -217,3 +217,153 @@ async fn abandoned_claim_is_resolved_by_the_next_schedule() {
         lookups_agree(&repo, &workers, &["c".to_owned()]).await;
     }
 }
+
+/// A server-side fault on one node, started a few milliseconds into a burst.
+#[derive(Debug, Clone, Copy)]
+enum NodeFault {
+    /// `CLIENT KILL USER` of this test's connections.
+    Kill,
+    /// The node busy for longer than the client's response timeout (a Lua busy loop: the
+    /// CI cluster does not enable `DEBUG`, whose `DEBUG SLEEP` would do the same).
+    Sleep,
+    /// `CLIENT PAUSE ... WRITE`.
+    Pause,
+}
+
+/// This test's ACL user on every node (ACLs are per node), deleted on drop.
+struct AclUser {
+    name: String,
+}
+
+impl AclUser {
+    fn create(password: &str) -> AclUser {
+        let name = format!("sched-nodefault-{:016x}", rand::random::<u64>());
+        for url in nodes::urls() {
+            let mut c = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+            let _: () = redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg(&name)
+                .arg("on")
+                .arg(format!(">{password}"))
+                .arg("~*")
+                .arg("&*")
+                .arg("+@all")
+                .query(&mut c)
+                .unwrap();
+        }
+        AclUser { name }
+    }
+}
+
+impl Drop for AclUser {
+    fn drop(&mut self) {
+        for url in nodes::urls() {
+            if let Ok(mut c) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()) {
+                let _: Result<i64, _> = redis::cmd("ACL").arg("DELUSER").arg(&self.name).query(&mut c);
+            }
+        }
+    }
+}
+
+const BUSY_600MS: &str = "local s = redis.call('TIME') local t repeat t = redis.call('TIME') \
+    until (t[1] - s[1]) * 1000000 + (t[2] - s[2]) > 600000 return 1";
+
+fn inflict(fault: NodeFault, url: &str, user: &str) {
+    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let r: redis::RedisResult<redis::Value> = match fault {
+        NodeFault::Kill => redis::cmd("CLIENT").arg("KILL").arg("USER").arg(user).query(&mut c),
+        NodeFault::Sleep => redis::cmd("EVAL").arg(BUSY_600MS).arg(0).query(&mut c),
+        NodeFault::Pause => redis::cmd("CLIENT").arg("PAUSE").arg(400).arg("WRITE").query(&mut c),
+    };
+    r.unwrap();
+}
+
+/// Real faults on one node during bursts of direct `reserve_batch` calls (connections killed,
+/// the node asleep past the response timeout, writes paused): every answer agrees with the store
+/// (an `Ok` part's accepted containers are held there, its rejected ones and every container of an
+/// `Unavailable` call are not), lookups agree with the ledgers, drift stays 0, and afterwards no
+/// container is blocked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_faults_on_one_node_during_bursts() {
+    let _lock = OOM.lock().await;
+    for kind in common::kinds() {
+        let Some(base) = fresh(kind, "real_faults_on_one_node_during_bursts").await else {
+            return;
+        };
+        let password = format!("{:016x}", rand::random::<u64>());
+        let user = AclUser::create(&password);
+        let cfg = base
+            .config()
+            .clone()
+            .with_credentials(&user.name, &password)
+            .with_timeouts(std::time::Duration::from_secs(2), std::time::Duration::from_millis(300));
+        let repo = common::connect(kind, &cfg).await.unwrap();
+        let workers: Vec<String> = (0..4).map(|i| format!("w{i}")).collect();
+        for w in &workers {
+            repo.register_worker(&WorkerSpec::new(w.clone(), Resources::cpu_mem(100_000, 100_000)))
+                .await
+                .unwrap();
+        }
+        let node = nodes::owner(&nodes::worker_key(&prefix(&base), "w0"));
+        let mut all = Vec::new();
+        for (round, fault) in [NodeFault::Kill, NodeFault::Sleep, NodeFault::Pause, NodeFault::Kill]
+            .into_iter()
+            .enumerate()
+        {
+            let batch: Vec<Cr> = (workers.iter().enumerate())
+                .map(|(i, w)| {
+                    let cs = (0..5).map(|k| common::rr(&format!("r{round}-{i}-{k}"), 10));
+                    Cr::new(w.clone(), cs.collect())
+                })
+                .collect();
+            let (url, name) = (node.clone(), user.name.clone());
+            let hit = tokio::task::spawn_blocking(move || {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                inflict(fault, &url, &name);
+            });
+            let out = repo.reserve_batch(&batch, CommitMode::Partial).await;
+            hit.await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(700)).await; // the fault is over
+            let held = ledgers(&base, &workers).await;
+            let ids = batch.iter().flat_map(|cr| cr.reservations.iter().map(|r| r.container_id.clone()));
+            let ids: Vec<String> = ids.collect();
+            match &out {
+                Ok(results) => {
+                    for (cr, r) in batch.iter().zip(results) {
+                        let accepted = r.outcome.as_ref().map_or(0, |c| c.accepted);
+                        for (k, res) in cr.reservations.iter().enumerate() {
+                            let want = (k < accepted).then_some(&cr.worker_id);
+                            assert_eq!(held.get(&res.container_id), want, "{kind:?} {fault:?}: {r:?}");
+                        }
+                    }
+                }
+                Err(e) if e.is_ambiguous() => {}
+                Err(e) => {
+                    for c in &ids {
+                        assert_eq!(held.get(c), None, "{kind:?} {fault:?}: {e:?} yet {c} is held");
+                    }
+                }
+            }
+            eprintln!("{kind:?} {fault:?}: {}", out.as_ref().map_or_else(|e| format!("{e}"), |_| "ok".into()));
+            all.extend(ids);
+        }
+        lookups_agree(&base, &workers, &all).await;
+        // Nothing stays blocked: every container not held can be placed now.
+        let held = ledgers(&base, &workers).await;
+        for c in all.iter().filter(|c| !held.contains_key(*c)) {
+            let mut placed = false;
+            for _ in 0..3 {
+                let part = [Cr::new("w1", vec![common::rr(c, 10)])];
+                let r = repo.reserve_batch(&part, CommitMode::Partial).await.unwrap();
+                placed |= r[0].outcome.is_ok();
+                if placed {
+                    break;
+                }
+            }
+            assert!(placed, "{kind:?}: {c} stays blocked");
+        }
+        lookups_agree(&base, &workers, &all).await;
+        drop(repo);
+        drop(user);
+    }
+}
