@@ -239,7 +239,10 @@ impl AclUser {
     fn create(password: &str) -> AclUser {
         let name = format!("sched-nodefault-{:016x}", rand::random::<u64>());
         for url in nodes::urls() {
-            let mut c = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+            let mut c = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_connection()
+                .unwrap();
             let _: () = redis::cmd("ACL")
                 .arg("SETUSER")
                 .arg(&name)
@@ -259,7 +262,10 @@ impl Drop for AclUser {
     fn drop(&mut self) {
         for url in nodes::urls() {
             if let Ok(mut c) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()) {
-                let _: Result<i64, _> = redis::cmd("ACL").arg("DELUSER").arg(&self.name).query(&mut c);
+                let _: Result<i64, _> = redis::cmd("ACL")
+                    .arg("DELUSER")
+                    .arg(&self.name)
+                    .query(&mut c);
             }
         }
     }
@@ -271,9 +277,17 @@ const BUSY_600MS: &str = "local s = redis.call('TIME') local t repeat t = redis.
 fn inflict(fault: NodeFault, url: &str, user: &str) {
     let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
     let r: redis::RedisResult<redis::Value> = match fault {
-        NodeFault::Kill => redis::cmd("CLIENT").arg("KILL").arg("USER").arg(user).query(&mut c),
+        NodeFault::Kill => redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("USER")
+            .arg(user)
+            .query(&mut c),
         NodeFault::Sleep => redis::cmd("EVAL").arg(BUSY_600MS).arg(0).query(&mut c),
-        NodeFault::Pause => redis::cmd("CLIENT").arg("PAUSE").arg(400).arg("WRITE").query(&mut c),
+        NodeFault::Pause => redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(400)
+            .arg("WRITE")
+            .query(&mut c),
     };
     r.unwrap();
 }
@@ -296,19 +310,30 @@ async fn real_faults_on_one_node_during_bursts() {
             .config()
             .clone()
             .with_credentials(&user.name, &password)
-            .with_timeouts(std::time::Duration::from_secs(2), std::time::Duration::from_millis(300));
+            .with_timeouts(
+                std::time::Duration::from_secs(2),
+                std::time::Duration::from_millis(300),
+            );
         let repo = common::connect(kind, &cfg).await.unwrap();
         let workers: Vec<String> = (0..4).map(|i| format!("w{i}")).collect();
         for w in &workers {
-            repo.register_worker(&WorkerSpec::new(w.clone(), Resources::cpu_mem(100_000, 100_000)))
-                .await
-                .unwrap();
+            repo.register_worker(&WorkerSpec::new(
+                w.clone(),
+                Resources::cpu_mem(100_000, 100_000),
+            ))
+            .await
+            .unwrap();
         }
         let node = nodes::owner(&nodes::worker_key(&prefix(&base), "w0"));
         let mut all = Vec::new();
-        for (round, fault) in [NodeFault::Kill, NodeFault::Sleep, NodeFault::Pause, NodeFault::Kill]
-            .into_iter()
-            .enumerate()
+        for (round, fault) in [
+            NodeFault::Kill,
+            NodeFault::Sleep,
+            NodeFault::Pause,
+            NodeFault::Kill,
+        ]
+        .into_iter()
+        .enumerate()
         {
             let batch: Vec<Cr> = (workers.iter().enumerate())
                 .map(|(i, w)| {
@@ -325,7 +350,9 @@ async fn real_faults_on_one_node_during_bursts() {
             hit.await.unwrap();
             tokio::time::sleep(std::time::Duration::from_millis(700)).await; // the fault is over
             let held = ledgers(&base, &workers).await;
-            let ids = batch.iter().flat_map(|cr| cr.reservations.iter().map(|r| r.container_id.clone()));
+            let ids = batch
+                .iter()
+                .flat_map(|cr| cr.reservations.iter().map(|r| r.container_id.clone()));
             let ids: Vec<String> = ids.collect();
             match &out {
                 Ok(results) => {
@@ -333,18 +360,30 @@ async fn real_faults_on_one_node_during_bursts() {
                         let accepted = r.outcome.as_ref().map_or(0, |c| c.accepted);
                         for (k, res) in cr.reservations.iter().enumerate() {
                             let want = (k < accepted).then_some(&cr.worker_id);
-                            assert_eq!(held.get(&res.container_id), want, "{kind:?} {fault:?}: {r:?}");
+                            assert_eq!(
+                                held.get(&res.container_id),
+                                want,
+                                "{kind:?} {fault:?}: {r:?}"
+                            );
                         }
                     }
                 }
                 Err(e) if e.is_ambiguous() => {}
                 Err(e) => {
                     for c in &ids {
-                        assert_eq!(held.get(c), None, "{kind:?} {fault:?}: {e:?} yet {c} is held");
+                        assert_eq!(
+                            held.get(c),
+                            None,
+                            "{kind:?} {fault:?}: {e:?} yet {c} is held"
+                        );
                     }
                 }
             }
-            eprintln!("{kind:?} {fault:?}: {}", out.as_ref().map_or_else(|e| format!("{e}"), |_| "ok".into()));
+            eprintln!(
+                "{kind:?} {fault:?}: {}",
+                out.as_ref()
+                    .map_or_else(|e| format!("{e}"), |_| "ok".into())
+            );
             all.extend(ids);
         }
         lookups_agree(&base, &workers, &all).await;
@@ -354,7 +393,10 @@ async fn real_faults_on_one_node_during_bursts() {
             let mut placed = false;
             for _ in 0..3 {
                 let part = [Cr::new("w1", vec![common::rr(c, 10)])];
-                let r = repo.reserve_batch(&part, CommitMode::Partial).await.unwrap();
+                let r = repo
+                    .reserve_batch(&part, CommitMode::Partial)
+                    .await
+                    .unwrap();
                 placed |= r[0].outcome.is_ok();
                 if placed {
                     break;

@@ -340,3 +340,97 @@ async fn failed_cleanup_after_release_or_remove_is_ok() {
         );
     }
 }
+
+/// Round trips of a cluster `reserve_batch` (`BackendCounters`): 2 in the steady state (claims,
+/// scripts), 3 for a repository that never saw the workers' fence epochs (one `HGET` first).
+#[tokio::test]
+async fn round_trips_cold_and_warm() {
+    for kind in common::kinds() {
+        let Some(repo) = setup(kind, "round_trips_cold_and_warm", &["w1", "w2"]).await else {
+            return;
+        };
+        let _cache = common::SCRIPT_CACHE.read().await;
+        let cold = common::connect(kind, repo.config()).await.unwrap();
+        let batch = |c: &str| {
+            [
+                part("w1", &[&format!("{c}1")]),
+                part("w2", &[&format!("{c}2")]),
+            ]
+        };
+        let before = cold.counters().snapshot();
+        cold.reserve_batch(&batch("a"), CommitMode::AllOrNothing)
+            .await
+            .unwrap();
+        let d = cold.counters().snapshot().since(&before);
+        assert_eq!(d.round_trips, 3, "{kind:?} cold: {d:?}");
+        let before = cold.counters().snapshot();
+        cold.reserve_batch(&batch("b"), CommitMode::AllOrNothing)
+            .await
+            .unwrap();
+        let d = cold.counters().snapshot().since(&before);
+        assert_eq!(d.round_trips, 2, "{kind:?} warm: {d:?}");
+    }
+}
+
+/// A script carrying an epoch older than the worker's fence (after a re-registration, or after
+/// the fence set filled up and the epoch moved on) is refused; the call moves its claims to a
+/// new token and runs again with the new epoch: placed once, nothing left behind.
+#[tokio::test]
+async fn stale_epoch_is_refused_then_run_again() {
+    for kind in common::kinds() {
+        let Some(repo) = setup(kind, "stale_epoch_is_refused_then_run_again", &["w"]).await else {
+            return;
+        };
+        let _cache = common::SCRIPT_CACHE.read().await;
+        let stale = common::connect(kind, repo.config()).await.unwrap();
+        stale.get_worker("w").await.unwrap(); // learns the epoch
+        assert!(repo.remove_worker("w").await.unwrap());
+        repo.register_worker(&WorkerSpec::new("w", Resources::cpu_mem(1000, 1000)))
+            .await
+            .unwrap();
+        let before = stale.counters().snapshot();
+        let out = stale
+            .reserve_batch(&[part("w", &["a"])], CommitMode::AllOrNothing)
+            .await
+            .unwrap();
+        assert_eq!(
+            out[0].outcome.as_ref().map(|c| c.accepted),
+            Ok(1),
+            "{kind:?}: {out:?}"
+        );
+        let d = stale.counters().snapshot().since(&before);
+        assert_eq!(
+            d.round_trips, 4,
+            "{kind:?}: claim, fenced, move, again: {d:?}"
+        );
+        assert_eq!(holder(&repo, &["w"], "a").await.as_deref(), Some("w"));
+        // A full fence set moves the epoch on: the call that fills it still commits, the next one
+        // from a repository with the old epoch is refused once, then placed.
+        stale.get_worker("w").await.unwrap();
+        let p = repo.config().key_prefix.clone();
+        nodes::sadd_random(&format!("{{{p}:w:w}}:fence"), 1024);
+        repo.reserve_batch(&[part("w", &["b"])], CommitMode::AllOrNothing)
+            .await
+            .unwrap();
+        let before = stale.counters().snapshot();
+        let out = stale
+            .reserve_batch(&[part("w", &["c"])], CommitMode::AllOrNothing)
+            .await
+            .unwrap();
+        assert_eq!(
+            out[0].outcome.as_ref().map(|c| c.accepted),
+            Ok(1),
+            "{kind:?}: {out:?}"
+        );
+        assert_eq!(
+            stale.counters().snapshot().since(&before).round_trips,
+            4,
+            "{kind:?}"
+        );
+        for c in ["a", "b", "c"] {
+            assert_eq!(holder(&repo, &["w"], c).await.as_deref(), Some("w"));
+        }
+        let a = repo.audit("w").await.unwrap();
+        assert_eq!(a.free, Resources::cpu_mem(700, 700), "{kind:?}: {a:?}");
+    }
+}

@@ -129,3 +129,11 @@ impl Drop for Oom {
         self.restore();
     }
 }
+
+/// Adds `n` random members to the set `key` on its master (fills a worker's fence set).
+pub fn sadd_random(key: &str, n: usize) {
+    let members: Vec<String> = (0..n)
+        .map(|_| format!("{:032x}", rand::random::<u128>()))
+        .collect();
+    let _: i64 = conn(&owner(key)).sadd(key, members).unwrap();
+}
