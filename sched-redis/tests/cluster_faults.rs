@@ -344,7 +344,8 @@ async fn real_faults_on_one_node_during_bursts() {
             let (url, name) = (node.clone(), user.name.clone());
             let hit = tokio::task::spawn_blocking(move || {
                 // The first kill as the burst starts, the other faults a little into it.
-                std::thread::sleep(std::time::Duration::from_millis(if round == 0 { 0 } else { 2 }));
+                let delay = if round == 0 { 0 } else { 2 };
+                std::thread::sleep(std::time::Duration::from_millis(delay));
                 inflict(fault, &url, &name);
             });
             let out = repo.reserve_batch(&batch, CommitMode::Partial).await;
