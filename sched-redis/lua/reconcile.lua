@@ -1,6 +1,5 @@
 -- sched-redis: repair drift: free = total - sum(ledger), bumping the version if it changed.
--- Mirrors sched-core/src/rules.rs (the reference rule; until that file lands, the in-memory
--- backend sched-memory): the same repair, value for value.
+-- Mirrors sched-core/src/rules.rs (the reference rule): the same repair, value for value.
 -- KEYS[1] worker state hash, KEYS[2] worker ledger hash.
 -- Returns false (unknown worker) or the snapshot taken before the repair, as snapshot.lua.
 local st, led = KEYS[1], KEYS[2]

@@ -1,17 +1,20 @@
--- sched-redis: register or update a worker, atomic.
--- Mirrors sched-core/src/rules.rs (the reference rule; until that file lands, the in-memory
--- backend sched-memory): an update keeps the ledger, refuses a total below what is
+#!lua
+-- sched-redis: register or update a worker, atomic (refused before it starts when out of memory).
+-- Mirrors sched-core/src/rules.rs (the reference rule): an update keeps the ledger, refuses a total below what is
 -- reserved and recomputes free = total - reserved; a new worker continues its tombstone's version.
--- KEYS[1] worker state hash, KEYS[2] worker ledger hash, KEYS[3] worker tombstone.
+-- Cluster fence (ARCHITECTURE.md): an update keeps the fence epoch `f`; a new worker starts at
+-- the tombstone's epoch + 1, so no script from before a removal runs after a re-registration.
+-- KEYS[1] worker state hash, KEYS[2] worker ledger hash, KEYS[3] worker tombstone ('v f', or 'v'
+-- from before the fence).
 -- ARGV: worker id, pool, status, priority, gpu type or '', requires pool selector (0/1),
 --       preemptable (0/1), total cpu, total memory, total gpu.
--- Returns {'ok', version, fc, fm, fg} or {'below', kind, total, reserved}.
+-- Returns {'ok', version, fc, fm, fg, f} or {'below', kind, total, reserved}.
 local st, led, tomb = KEYS[1], KEYS[2], KEYS[3]
 local function fmt(x) return string.format('%.0f', x) end
 local kinds = {'cpu', 'memory', 'gpu'}
 local total = {tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])}
 local free = {total[1], total[2], total[3]}
-local v
+local v, f
 if redis.call('EXISTS', st) == 1 then
   local reserved = {0, 0, 0}
   for _, val in ipairs(redis.call('HVALS', led)) do
@@ -25,12 +28,15 @@ if redis.call('EXISTS', st) == 1 then
   end
   for k = 1, 3 do free[k] = total[k] - reserved[k] end
   v = tonumber(redis.call('HGET', st, 'v')) + 1
+  f = tonumber(redis.call('HGET', st, 'f') or '1')
 else
-  v = tonumber(redis.call('GET', tomb) or '0') + 1
+  local tv, tf = string.match(redis.call('GET', tomb) or '0 0', '^(%d+) ?(%d*)')
+  v = tonumber(tv) + 1
+  f = tonumber(tf ~= '' and tf or '0') + 1
 end
 redis.call('DEL', st)
 redis.call('HSET', st, 'id', ARGV[1], 'pool', ARGV[2], 'status', ARGV[3], 'prio', ARGV[4],
   'rps', ARGV[6], 'pre', ARGV[7], 'tc', ARGV[8], 'tm', ARGV[9], 'tg', ARGV[10],
-  'fc', fmt(free[1]), 'fm', fmt(free[2]), 'fg', fmt(free[3]), 'v', fmt(v))
+  'fc', fmt(free[1]), 'fm', fmt(free[2]), 'fg', fmt(free[3]), 'v', fmt(v), 'f', fmt(f))
 if ARGV[5] ~= '' then redis.call('HSET', st, 'gpu', ARGV[5]) end
-return {'ok', fmt(v), fmt(free[1]), fmt(free[2]), fmt(free[3])}
+return {'ok', fmt(v), fmt(free[1]), fmt(free[2]), fmt(free[3]), fmt(f)}

@@ -1,6 +1,7 @@
--- sched-redis: one worker's part of release_batch, atomic.
--- Mirrors sched-core/src/rules.rs (the reference rule; until that file lands, the in-memory
--- backend sched-memory): a container held here goes back to free capacity (never
+#!lua flags=allow-oom
+-- sched-redis: one worker's part of release_batch, atomic (runs when out of memory too: it
+-- frees more than it writes).
+-- Mirrors sched-core/src/rules.rs (the reference rule): a container held here goes back to free capacity (never
 -- above the total), one version bump per container released; one not held here is a no-op.
 -- KEYS[1] worker state hash, KEYS[2] worker ledger hash,
 -- KEYS[3 .. 2+n] container index keys (standalone mode only).

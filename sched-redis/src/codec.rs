@@ -125,6 +125,9 @@ pub(crate) fn rejection(a: &[Value]) -> Result<Rejection, RepoError> {
             };
             rules::gpu_type_mismatch(&s(1)?, &s(2)?, actual.as_deref())
         }
+        "contended" => Rejection::Contended {
+            container_id: s(1)?,
+        },
         "insufficient" => rules::insufficient(&s(1)?, kind(&s(2)?)?, a.field(3)?, a.field(4)?),
         other => return Err(bad(format!("unknown rejection {other:?}"))),
     })

@@ -34,9 +34,6 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
     /// Reconnection attempts before a request fails with `Unavailable`.
     pub reconnect_retries: usize,
-    /// Cluster mode only: a claim older than this with no ledger entry behind it is treated as
-    /// abandoned (its reserving call died) and may be cleared by `release_batch`.
-    pub claim_grace: Duration,
 }
 
 impl RedisConfig {
@@ -51,7 +48,6 @@ impl RedisConfig {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(5),
             reconnect_retries: 2,
-            claim_grace: Duration::from_secs(30),
         }
     }
 
@@ -124,7 +120,6 @@ impl fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("reconnect_retries", &self.reconnect_retries)
-            .field("claim_grace", &self.claim_grace)
             .finish()
     }
 }

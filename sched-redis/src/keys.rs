@@ -45,6 +45,21 @@ impl Keys {
         vec![self.state(worker_id), self.ledger(worker_id)]
     }
 
+    /// The keys of reserve.lua and fence.lua: state hash, ledger, fence set.
+    pub(crate) fn fenced(&self, worker_id: &str) -> Vec<String> {
+        vec![
+            self.state(worker_id),
+            self.ledger(worker_id),
+            self.fence(worker_id),
+        ]
+    }
+
+    /// The fence set of the cluster claim protocol: tokens revoked or consumed at the current
+    /// fence epoch.
+    pub(crate) fn fence(&self, worker_id: &str) -> String {
+        self.part(worker_id, "fence")
+    }
+
     pub(crate) fn state(&self, worker_id: &str) -> String {
         self.part(worker_id, "state")
     }

@@ -23,6 +23,9 @@ mod client_redis;
 mod cluster;
 mod codec;
 mod config;
+mod fence;
+#[cfg(feature = "testing")]
+mod inject;
 mod keys;
 mod ops;
 mod pipeline;
@@ -32,4 +35,6 @@ mod scripts;
 mod testing;
 
 pub use config::RedisConfig;
+#[cfg(feature = "testing")]
+pub use inject::{Fault, Target};
 pub use repo::RedisRepository;

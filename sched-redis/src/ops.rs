@@ -3,8 +3,9 @@
 //! runs the claim protocol of [`crate::cluster`].
 
 use crate::client::Op;
-use crate::cluster::{self, holder_of};
+use crate::cluster;
 use crate::codec::{bad, get, kind, record, rejection, resource_args, worker, Fields};
+use crate::fence::holder_of;
 use crate::{scripts, RedisRepository};
 use async_trait::async_trait;
 use redis::Value;
@@ -50,10 +51,13 @@ impl WorkerRepository for RedisRepository {
         ];
         let a: Vec<Value> = get(&self.run_as::<Value>(ops, true).await?[1])?;
         match a.field::<String>(0)?.as_str() {
-            "ok" => Ok(Worker {
-                free: a.resources(2)?,
-                ..Worker::from_spec(spec, a.field(1)?)
-            }),
+            "ok" => {
+                self.learn(id, a.field(5)?);
+                Ok(Worker {
+                    free: a.resources(2)?,
+                    ..Worker::from_spec(spec, a.field(1)?)
+                })
+            }
             "below" => Err(RepoError::TotalBelowReserved {
                 resource: kind(&a.field::<String>(1)?)?,
                 total: a.field(2)?,
@@ -67,7 +71,7 @@ impl WorkerRepository for RedisRepository {
         validate_id("worker", id)?;
         let (k, cluster) = (&self.keys, self.is_cluster());
         for _ in 0..REMOVE_ATTEMPTS {
-            let mut keys = [k.worker(id), vec![k.tomb(id)]].concat();
+            let mut keys = [k.worker(id), vec![k.tomb(id), k.fence(id)]].concat();
             let mut args = vec![id.to_owned(), self.mode()];
             if !cluster {
                 // The script must declare the index keys it deletes: read the ledger first.
@@ -82,11 +86,11 @@ impl WorkerRepository for RedisRepository {
                 "absent" => return Ok(false),
                 "retry" => continue,
                 "ok" if cluster => {
-                    // The removed ledger's containers: drop their claims naming this worker.
-                    let unclaim = |v| Ok(cluster::unclaim_worker(k, &get::<String>(v)?, id));
-                    let ops = reply[1..].iter().map(unclaim);
-                    self.run(ops.collect::<Result<_, RepoError>>()?, true)
-                        .await?;
+                    let ledger = reply[1..].iter().map(get::<String>);
+                    match ledger.collect::<Result<Vec<_>, _>>() {
+                        Ok(ledger) => self.drop_claims_of_removed(id, &ledger).await,
+                        Err(e) => self.cleanup_failed("remove_worker: read the removed ledger", &e),
+                    }
                     return Ok(true);
                 }
                 "ok" => return Ok(true),
@@ -102,6 +106,7 @@ impl WorkerRepository for RedisRepository {
         validate_id("worker", id)?;
         let op = Op::cmd("HGETALL", vec![self.keys.state(id)]);
         let m: Hash = self.run_one(op, false).await?;
+        self.learn_from(&m);
         (!m.is_empty()).then(|| worker(&m)).transpose()
     }
 
@@ -118,6 +123,7 @@ impl WorkerRepository for RedisRepository {
         // An empty hash: removed (the id stays in the set as a tombstone).
         for m in self.run_as::<Hash>(ops.collect(), false).await? {
             if !m.is_empty() {
+                self.learn_from(&m);
                 out.push(worker(&m)?);
             }
         }
@@ -141,8 +147,8 @@ impl WorkerRepository for RedisRepository {
         results.map(|r| Ok(r?.0)).collect()
     }
 
-    /// Two round trips (three on a cluster): where each container is held, one release script
-    /// per holding worker, (cluster) drop the claims.
+    /// Two round trips: where each container is held, one release script per holding worker;
+    /// on a cluster, then the clean-up of the claims (ARCHITECTURE.md).
     async fn release_batch(&self, ids: &[String]) -> Result<Vec<ReleaseOutcome>, RepoError> {
         validate_release(ids)?;
         let (k, cluster) = (&self.keys, self.is_cluster());
@@ -169,7 +175,7 @@ impl WorkerRepository for RedisRepository {
             released: None,
         };
         let mut out: Vec<ReleaseOutcome> = ids.iter().map(none).collect();
-        let mut unclaim = Vec::new();
+        let (mut released_claims, mut orphans) = (Vec::new(), Vec::new());
         for ((w, idx), reply) in groups.iter().zip(replies) {
             for (&i, entry) in idx.iter().zip(reply) {
                 let released = match entry {
@@ -180,17 +186,25 @@ impl WorkerRepository for RedisRepository {
                     }),
                     _ => None,
                 };
-                // Cluster: drop the claim we released, or an abandoned one (nothing in the
-                // ledger behind it for longer than claim_grace).
+                // Cluster: drop the claim we released; fence, then drop, one with nothing in
+                // the ledger behind it.
                 if let (true, Some(v)) = (cluster, &index[i]) {
-                    if released.is_some() || cluster::expired(self, v).unwrap_or(true) {
-                        unclaim.push(cluster::unclaim(k, &ids[i], v));
+                    let claim = (ids[i].clone(), v.clone());
+                    match released {
+                        Some(_) => released_claims.push(claim),
+                        None => orphans.push(claim),
                     }
                 }
                 out[i].released = released;
             }
         }
-        self.run(unclaim, true).await?;
+        self.drop_dead_claims(&released_claims, "release_batch: drop released claims")
+            .await;
+        self.fence_and_drop(
+            &orphans,
+            "release_batch: resolve claims with nothing behind them",
+        )
+        .await;
         Ok(out)
     }
 
@@ -208,11 +222,17 @@ impl WorkerRepository for RedisRepository {
             |&(i, w): &(usize, &str)| Op::cmd("HGET", vec![self.keys.ledger(w), ids[i].clone()]);
         let entries = self.run_as::<Option<String>>(held.iter().map(hget).collect(), false);
         let mut out = vec![None; ids.len()];
+        let mut orphans = Vec::new();
         for ((i, w), entry) in held.into_iter().zip(entries.await?) {
-            if let Some(entry) = entry {
-                out[i] = Some(record(w, ids[i].clone(), &entry)?);
+            match (entry, &index[i]) {
+                (Some(entry), _) => out[i] = Some(record(w, ids[i].clone(), &entry)?),
+                (None, Some(v)) if self.is_cluster() => orphans.push((i, v.as_str())),
+                (None, _) => {}
             }
         }
+        // Cluster: a claim with nothing behind it is fenced before "not held" is answered, so no
+        // earlier call can make it held later.
+        self.settle_orphans(ids, &orphans, &mut out).await?;
         Ok(out)
     }
 
@@ -266,16 +286,19 @@ impl RedisRepository {
 }
 
 /// reserve.lua for one worker. Standalone, the script reads and writes the container index
-/// itself (its keys are declared); on a cluster it is told who holds each container:
-/// `holders` has per reservation `""` when this call claimed it, else the claiming worker.
+/// itself (its keys are declared); on a cluster it is told who holds each container
+/// (`cluster.0` has per reservation `""` when this call claimed it, else the claiming worker)
+/// and the fence epoch and token of the call (`cluster.1`).
 pub(crate) fn reserve_script(
     repo: &RedisRepository,
     cr: &Cr,
     mode: CommitMode,
-    holders: Option<&[String]>,
+    cluster: Option<(&[String], (u64, &str))>,
 ) -> Op {
+    let holders = cluster.map(|c| c.0);
+    let (epoch, token) = cluster.map_or((String::new(), ""), |c| (c.1 .0.to_string(), c.1 .1));
     let (k, wid) = (&repo.keys, &cr.worker_id);
-    let mut keys = k.worker(wid);
+    let mut keys = k.fenced(wid);
     if holders.is_none() {
         keys.extend(cr.reservations.iter().map(|r| k.index(&r.container_id)));
     }
@@ -287,7 +310,15 @@ pub(crate) fn reserve_script(
     };
     let topology = if holders.is_some() { "c" } else { "s" };
     let n = cr.reservations.len().to_string();
-    let mut args = vec![wid.clone(), version, all.to_owned(), topology.to_owned(), n];
+    let mut args = vec![
+        wid.clone(),
+        version,
+        all.to_owned(),
+        topology.to_owned(),
+        n,
+        epoch,
+    ];
+    args.push(token.to_owned());
     for (i, r) in cr.reservations.iter().enumerate() {
         args.push(r.container_id.clone());
         args.extend(resource_args(&r.resources));
@@ -304,7 +335,7 @@ pub(crate) fn outcome(cr: &Cr, a: Vec<Value>) -> Result<(WorkerResult, Vec<usize
     let (outcome, charged) = match a.field::<String>(0)?.as_str() {
         "rej" => (Err(rejection(&a[1..])?), Vec::new()),
         "ok" => {
-            let remainder = match a.get(7) {
+            let remainder = match a.get(8) {
                 Some(Value::Array(r)) => Some(rejection(r)?),
                 _ => None,
             };

@@ -16,6 +16,12 @@ impl RedisRepository {
         write: bool,
     ) -> Result<Vec<Reply>, RepoError> {
         self.counters.round_trips(self.name, 1);
+        #[cfg(feature = "testing")]
+        let replies = match self.faulty(ops, write).await {
+            Some(r) => r?,
+            None => self.client.pipeline(ops, write).await?,
+        };
+        #[cfg(not(feature = "testing"))]
         let replies = self.client.pipeline(ops, write).await?;
         if replies.len() != ops.len() {
             return Err(bad(format!(

@@ -4,8 +4,9 @@ use crate::client::{Client, Op};
 use crate::config::RedisConfig;
 use crate::keys::Keys;
 use sched_core::{BackendCounters, RepoError};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A [`WorkerRepository`](sched_core::WorkerRepository) on Redis or Redis Cluster.
 ///
@@ -16,8 +17,13 @@ pub struct RedisRepository {
     pub(crate) client: Arc<dyn Client>,
     pub(crate) keys: Keys,
     pub(crate) counters: Arc<BackendCounters>,
-    /// Cluster mode: age after which a claim with no reservation behind it counts as abandoned.
-    pub(crate) claim_grace: Duration,
+    /// Cluster mode: the last fence epoch seen per worker (unknown: 0). Only grows.
+    pub(crate) epochs: Arc<Mutex<HashMap<String, u64>>>,
+    /// Clean-up steps that failed after a change was applied (logged, left for the resolver).
+    pub(crate) cleanup_failures: Arc<AtomicU64>,
+    /// Armed faults (feature `testing`).
+    #[cfg(feature = "testing")]
+    pub(crate) faults: Arc<crate::inject::Faults>,
     /// `backend_name`, and the counters' backend label.
     pub(crate) name: &'static str,
     pub(crate) cluster: bool,
@@ -54,7 +60,10 @@ impl RedisRepository {
             client,
             keys: Keys::new(&config.key_prefix),
             counters: Arc::default(),
-            claim_grace: config.claim_grace,
+            epochs: Arc::default(),
+            cleanup_failures: Arc::default(),
+            #[cfg(feature = "testing")]
+            faults: Arc::default(),
             name,
             cluster: config.cluster,
         }
@@ -64,6 +73,40 @@ impl RedisRepository {
     /// [`Counted`](sched_core::layers::Counted) layer for calls and atomic sections.
     pub fn counters(&self) -> Arc<BackendCounters> {
         Arc::clone(&self.counters)
+    }
+
+    /// Clean-up steps that failed after their call's change was applied (a claim that could
+    /// not be deleted after a release, say). Each is also logged; the claims it left are resolved
+    /// by the next call that needs their container.
+    pub fn cleanup_failures(&self) -> u64 {
+        self.cleanup_failures.load(Ordering::Relaxed)
+    }
+
+    /// Counts and logs a failed clean-up step (never an error of the call).
+    pub(crate) fn cleanup_failed(&self, what: &str, e: &RepoError) {
+        self.cleanup_failures.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("sched_redis_cleanup_failures_total", "backend" => self.name)
+            .increment(1);
+        tracing::warn!(error = %e, what, "clean-up failed after the change was applied; left for the resolver");
+    }
+
+    /// The last fence epoch seen for `worker` (0 when unknown).
+    pub(crate) fn epoch(&self, worker: &str) -> u64 {
+        let m = self
+            .epochs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.get(worker).copied().unwrap_or(0)
+    }
+
+    /// Records a fence epoch read from the store (the cache keeps the highest).
+    pub(crate) fn learn(&self, worker: &str, f: u64) {
+        let mut m = self
+            .epochs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = m.entry(worker.to_owned()).or_default();
+        *e = (*e).max(f);
     }
 
     /// True when connected to a Redis Cluster.

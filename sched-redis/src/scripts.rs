@@ -6,6 +6,9 @@ use std::sync::LazyLock;
 /// One Lua script and its SHA1.
 #[derive(Debug)]
 pub(crate) struct Script {
+    /// The file name without `.lua` (fault injection matches scripts by it).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) name: &'static str,
     pub(crate) body: &'static str,
     pub(crate) sha: String,
 }
@@ -15,7 +18,8 @@ macro_rules! script {
         pub(crate) static $id: LazyLock<Script> = LazyLock::new(|| {
             let body = include_str!(concat!("../lua/", $file));
             let sha = sha1_smol::Sha1::from(body).digest().to_string();
-            Script { body, sha }
+            let name = $file.trim_end_matches(".lua");
+            Script { name, body, sha }
         });
     };
 }
@@ -28,5 +32,6 @@ script!(SNAPSHOT, "snapshot.lua");
 script!(RECONCILE, "reconcile.lua");
 script!(CLAIM, "claim.lua");
 script!(UNCLAIM, "unclaim.lua");
+script!(FENCE, "fence.lua");
 #[cfg(feature = "testing")]
 script!(CORRUPT, "corrupt.lua");

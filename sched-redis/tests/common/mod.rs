@@ -2,6 +2,8 @@
 //! deleted again when the test ends.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod nodes;
+
 use sched_core::RepoError;
 use sched_redis::{RedisConfig, RedisRepository};
 use std::ops::Deref;
@@ -339,7 +341,12 @@ macro_rules! redis_suite {
                 )
                 .await
                 .unwrap();
-            assert_eq!(again[0].outcome.as_ref().unwrap().accepted, 1);
+            // Held on this very worker: rejected, naming it, nothing charged (the rule).
+            assert!(
+                matches!(&again[0].outcome,
+                    Err(sched_core::Rejection::AlreadyReserved { worker_id, .. }) if worker_id == "w"),
+                "{again:?}"
+            );
             let d = repo.counters().snapshot().since(&before);
             assert_eq!(
                 d.round_trips,
@@ -554,8 +561,14 @@ macro_rules! redis_suite {
                 .reserve_batch(&batch, CommitMode::AllOrNothing)
                 .await
                 .unwrap();
-            let c = again[0].outcome.as_ref().unwrap();
-            assert_eq!(c.free, Resources::cpu_mem(799, 799), "charged once: {c:?}");
+            // Held here already: rejected as such (the rule), and charged once.
+            assert!(
+                matches!(&again[0].outcome,
+                    Err(sched_core::Rejection::AlreadyReserved { worker_id, .. }) if worker_id == "w"),
+                "{again:?}"
+            );
+            let w = repo.get_worker("w").await.unwrap().unwrap();
+            assert_eq!(w.free, Resources::cpu_mem(799, 799), "charged once: {w:?}");
             proxy.lose_next_replies(1);
             let ids = vec!["c1".to_owned(), "c2".to_owned()];
             // If the look-up (a read) lost its reply, the repository retries it itself and the
