@@ -108,11 +108,8 @@ impl Model {
         let mut new = Vec::new();
         let mut stop = None;
         for r in &b.reservations {
+            // Held anywhere, this worker included: rejected, naming the holder.
             match self.holder(&r.container_id) {
-                Some(h) if h == b.worker_id => {
-                    accepted += 1;
-                    continue;
-                }
                 Some(h) => {
                     stop = Some(vec![Rejection::AlreadyReserved {
                         container_id: r.container_id.clone(),
