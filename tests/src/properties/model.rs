@@ -109,15 +109,12 @@ impl Model {
         let mut stop = None;
         for r in &b.reservations {
             // Held anywhere, this worker included: rejected, naming the holder.
-            match self.holder(&r.container_id) {
-                Some(h) => {
-                    stop = Some(vec![Rejection::AlreadyReserved {
-                        container_id: r.container_id.clone(),
-                        worker_id: h.to_owned(),
-                    }]);
-                    break;
-                }
-                None => {}
+            if let Some(h) = self.holder(&r.container_id) {
+                stop = Some(vec![Rejection::AlreadyReserved {
+                    container_id: r.container_id.clone(),
+                    worker_id: h.to_owned(),
+                }]);
+                break;
             }
             if let Some(t) = &r.gpu_type {
                 if m.spec.gpu_type.as_ref() != Some(t) {

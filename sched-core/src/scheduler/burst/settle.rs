@@ -1,0 +1,141 @@
+//! Settling where a burst's containers are held: after `AlreadyReserved`, after a commit whose
+//! outcome is unknown, and once more before answering a container with an error.
+
+use super::Burst;
+use crate::scheduler::outcome::{AttemptError, ScheduleError};
+use crate::scheduler::resolve::{holds_request, lookup, lookup_retrying};
+use crate::{RepoError, ReservationRecord, WorkerRepository};
+use std::sync::Arc;
+
+impl<R: WorkerRepository> Burst<'_, R> {
+    /// The containers a commit call was told are held already: one lookup (retried where it
+    /// fails) says by whom and with what. Held as asked → placed there; held otherwise →
+    /// `HeldDifferently`; released meanwhile → re-planned; unknown → re-planned, in doubt.
+    pub(super) async fn resolve_held(&mut self, held: Vec<usize>) {
+        let core = self.core;
+        let found = lookup_retrying(&core.repo, &self.ids(&held), &core.config).await;
+        for (i, found) in held.into_iter().zip(found) {
+            match found {
+                Ok(Some(rec)) => self.settle_found(i, rec),
+                Ok(None) => {
+                    self.doubt[i] = None;
+                    self.retry(i, None);
+                }
+                Err(e) => {
+                    self.doubt[i] = Some(Arc::clone(&e));
+                    self.retry(i, Some(AttemptError::Resolve(e)));
+                }
+            }
+        }
+    }
+
+    /// Before re-planning after an `AlreadyReserved`: find which pending containers are held
+    /// already (by other schedulers, or repeated requests), and settle them instead of fighting
+    /// for them one rejection at a time. Not held, or unknown: they stay pending (placing again
+    /// is safe, one-holder rule).
+    pub(super) async fn sweep_held(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        let found = lookup(&self.core.repo, &self.ids(&pending)).await;
+        for (i, found) in pending.into_iter().zip(found) {
+            match found {
+                Ok(Some(rec)) => self.settle_found(i, rec),
+                Ok(None) => {
+                    self.doubt[i] = None;
+                    self.pending.push(i);
+                }
+                Err(_) => self.pending.push(i),
+            }
+        }
+    }
+
+    /// A commit call whose outcome is unknown (`e`): its containers are in doubt until a lookup
+    /// (retried with backoff where it fails) says where they are held.
+    pub(super) async fn resolve_unknown(&mut self, idxs: Vec<Vec<usize>>, e: Arc<RepoError>) {
+        let core = self.core;
+        core.cache.invalidate();
+        let all: Vec<usize> = idxs.into_iter().flatten().collect();
+        for &i in &all {
+            self.maybe_ours[i] = true;
+            self.doubt[i] = Some(Arc::clone(&e));
+            self.note(i, AttemptError::Commit(Arc::clone(&e)));
+        }
+        let found = lookup_retrying(&core.repo, &self.ids(&all), &core.config).await;
+        for (i, found) in all.into_iter().zip(found) {
+            match found {
+                Ok(Some(rec)) => {
+                    core.counters.resolved();
+                    self.settle_found(i, rec);
+                }
+                Ok(None) => {
+                    self.doubt[i] = None;
+                    self.retry(i, None);
+                }
+                Err(e) => {
+                    // Still unknown: re-planning is safe (a second placement is rejected as
+                    // AlreadyReserved and looked up), and the doubt is settled before any error.
+                    self.doubt[i] = Some(Arc::clone(&e));
+                    self.retry(i, Some(AttemptError::Resolve(e)));
+                }
+            }
+        }
+    }
+
+    /// Container `i` is held as `rec` says: placed there when that is what it asks for,
+    /// otherwise `HeldDifferently`. Settles any doubt.
+    pub(super) fn settle_found(&mut self, i: usize, rec: ReservationRecord) {
+        self.doubt[i] = None;
+        if holds_request(&rec, &self.requests[i]) {
+            let already_held = !self.maybe_ours[i];
+            self.place(i, &rec.worker_id, 0, already_held);
+        } else {
+            self.core.counters.held_differently();
+            self.fail(
+                i,
+                ScheduleError::HeldDifferently {
+                    container_id: self.requests[i].id.clone(),
+                    held: rec,
+                },
+            );
+        }
+    }
+
+    /// Before answering: every container about to be answered `NoCapacity` or
+    /// `RetriesExhausted` (or any error while in doubt) is looked up once more (retried where
+    /// the lookup fails). Held → placed (or `HeldDifferently`); not held → the error stands;
+    /// unknown → the error stands, unless it was in doubt: then `Ambiguous`.
+    pub(super) async fn settle_errors(&mut self) {
+        let due: Vec<usize> = (0..self.requests.len())
+            .filter(|&i| match &self.results[i] {
+                Some(Err(
+                    ScheduleError::NoCapacity { .. } | ScheduleError::RetriesExhausted { .. },
+                )) => true,
+                Some(Err(ScheduleError::InvalidRequest { .. })) => self.doubt[i].is_some(),
+                _ => false,
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let core = self.core;
+        let found = lookup_retrying(&core.repo, &self.ids(&due), &core.config).await;
+        for (i, found) in due.into_iter().zip(found) {
+            match found {
+                Ok(Some(rec)) => self.settle_found(i, rec),
+                Ok(None) => self.doubt[i] = None,
+                Err(e) => {
+                    if self.doubt[i].take().is_some() {
+                        core.counters.unresolved();
+                        tracing::warn!(container = %self.requests[i].id, error = %e, "may be held: commit outcome unknown and every lookup failed");
+                        self.fail(
+                            i,
+                            ScheduleError::Ambiguous {
+                                container_id: self.requests[i].id.clone(),
+                                cause: e,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
