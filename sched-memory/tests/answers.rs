@@ -387,3 +387,87 @@ async fn repeated_request_with_other_resources_is_held_differently() {
 fn s_gpu_request() -> ContainerRequest {
     ContainerRequest::new("r", Resources::new(250, 512, 1)).with_gpu_types(["any"])
 }
+
+/// A burst of ids that are all held already: settled with one batched lookup for the commit
+/// call, not one per container.
+#[tokio::test]
+async fn held_ids_are_resolved_with_one_lookup_per_commit_call() {
+    let repo = repo(4, WORKER).await;
+    let sched = Scheduler::new(repo.clone(), SchedulerConfig::default());
+    let reqs: Vec<_> = (0..12).map(|i| req(&format!("h{i}"), SMALL)).collect();
+    let first = sched.schedule_batch(reqs.clone()).await;
+    assert!(first.iter().all(Result::is_ok), "{first:?}");
+    let (finds, reserves) = (
+        repo.faults().calls(Op::Find),
+        repo.faults().calls(Op::Reserve),
+    );
+    let again = sched.schedule_batch(reqs.clone()).await;
+    for (a, b) in first.iter().zip(&again) {
+        let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+        assert_eq!(a.worker_id, b.worker_id);
+        assert!(b.already_held);
+    }
+    assert_eq!(
+        repo.faults().calls(Op::Reserve) - reserves,
+        1,
+        "one commit call"
+    );
+    assert_eq!(
+        repo.faults().calls(Op::Find) - finds,
+        1,
+        "one lookup for the commit call"
+    );
+    assert_no_drift(&repo).await;
+}
+
+/// Concurrent batched calls for one id with different resources: the first is placed, the later
+/// one meets it in the store (`HeldDifferently`), never `InvalidRequest`.
+#[tokio::test]
+async fn same_id_with_other_resources_in_concurrent_batched_calls() {
+    let repo = repo(3, WORKER).await;
+    let sched = Scheduler::new(repo.clone(), SchedulerConfig::default());
+    let (a, b) = tokio::join!(
+        sched.schedule(req("dup", SMALL)),
+        sched.schedule(req("dup", LARGE))
+    );
+    let a = a.unwrap();
+    match &b {
+        Err(ScheduleError::HeldDifferently { held, .. }) => {
+            assert_eq!(
+                (held.worker_id.as_str(), held.resources),
+                (a.worker_id.as_str(), SMALL)
+            );
+        }
+        other => panic!("expected HeldDifferently, got {other:?}"),
+    }
+    assert_agrees(&repo, &req("dup", LARGE), &b).await;
+    assert_no_drift(&repo).await;
+}
+
+/// A cancelled caller whose placement cannot be released: counted as held with nobody told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_placement_whose_release_fails_is_counted() {
+    let repo = repo(2, WORKER).await;
+    let sched = Scheduler::new(repo.clone(), quick());
+    sched.schedule(req("warm", SMALL)).await.unwrap();
+    repo.faults().on(
+        Select::nth(Op::Reserve, 1),
+        Fault::Delay(Duration::from_millis(200)),
+        1,
+    );
+    repo.faults().on(Op::Release, Fault::Fail, 10);
+    let t = tokio::time::timeout(
+        Duration::from_millis(50),
+        sched.schedule(req("stuck", SMALL)),
+    )
+    .await;
+    assert!(t.is_err());
+    let counted = eventually(async || sched.stats().cancelled_unreleased == 1).await;
+    assert!(counted, "stats {:?}", sched.stats());
+    assert_eq!(sched.stats().cancelled_released, 0);
+    assert!(
+        repo.find_reservation("stuck").await.unwrap().is_some(),
+        "the release failed"
+    );
+    assert_no_drift(&repo).await;
+}

@@ -28,6 +28,8 @@ use tracing::Instrument;
 
 mod settle;
 
+use settle::HeldCheck;
+
 /// What a burst works with: everything a scheduler holds but its group-commit queue.
 pub(super) struct Core<R> {
     pub(super) repo: R,
@@ -56,8 +58,6 @@ pub(super) struct Burst<'a, R> {
     /// call's own commit, so it is not reported `already_held`.
     maybe_ours: Vec<bool>,
     attempt: u32,
-    /// A worker reported one of our containers held already: look the others up first.
-    contested: bool,
     /// The plan already found no room once in a cached (possibly stale) view.
     rechecked_capacity: bool,
 }
@@ -110,7 +110,6 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
             pending,
             next: Vec::new(),
             attempt: 0,
-            contested: false,
             rechecked_capacity: false,
         }
     }
@@ -128,12 +127,6 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
             if self.attempt > 1 {
                 core.counters.retries(self.pending.len());
                 tokio::time::sleep(cfg.backoff(self.attempt)).await;
-            }
-            if std::mem::take(&mut self.contested) {
-                self.sweep_held().await;
-                if self.pending.is_empty() {
-                    break;
-                }
             }
             let snap = match core.cache.snapshot(&core.repo).await {
                 Ok(s) => s,
@@ -217,7 +210,7 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
         match res {
             Ok(outcomes) if outcomes.len() == batch.len() => {
                 let mut through = Vec::new();
-                let mut held = Vec::new();
+                let mut held = HeldCheck::default();
                 for ((cr, idxs), wr) in batch.iter().zip(&idxs).zip(outcomes) {
                     match wr.outcome {
                         Ok(c) => {
@@ -239,7 +232,7 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
                     }
                 }
                 core.cache.write_through(&through);
-                if !held.is_empty() {
+                if !held.named.is_empty() {
                     self.resolve_held(held).await;
                 }
             }
@@ -284,27 +277,28 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
     }
 
     /// One worker's rejection for the containers `idxs` (its whole part, or the remainder after
-    /// a partial commit). A container the rejection shows held already goes to `held`, to be
-    /// looked up with the call's other held containers; it marks the burst contested (more of
-    /// its containers may be held).
+    /// a partial commit). When the rejection shows a container held already, that container and
+    /// the part's other rejected ones go to `held`, to be looked up together with the call's
+    /// other held containers (the others may be held too: the worker stopped at the first).
     fn settle_rejected(
         &mut self,
         worker_id: &str,
         rej: &Rejection,
         idxs: &[usize],
-        held: &mut Vec<usize>,
+        held: &mut HeldCheck,
     ) {
         self.core.counters.conflict(rej.kind());
         tracing::debug!(worker = worker_id, rejection = %rej, "worker part rejected");
         self.core.cache.invalidate_worker(worker_id);
         for &i in idxs {
             match rej {
-                Rejection::AlreadyReserved { container_id, .. }
-                    if *container_id == self.requests[i].id =>
-                {
-                    self.contested = true;
+                Rejection::AlreadyReserved { container_id, .. } => {
                     self.note(i, AttemptError::Rejected(rej.clone()));
-                    held.push(i);
+                    if *container_id == self.requests[i].id {
+                        held.named.push(i);
+                    } else {
+                        held.others.push(i);
+                    }
                 }
                 Rejection::InvalidInput { reason } => self.fail(
                     i,

@@ -3,47 +3,41 @@
 
 use super::Burst;
 use crate::scheduler::outcome::{AttemptError, ScheduleError};
-use crate::scheduler::resolve::{holds_request, lookup, lookup_retrying};
+use crate::scheduler::resolve::{holds_request, lookup_retrying};
 use crate::{RepoError, ReservationRecord, WorkerRepository};
 use std::sync::Arc;
 
+/// The containers of one commit call that a worker's `AlreadyReserved` concerns.
+#[derive(Debug, Default)]
+pub(super) struct HeldCheck {
+    /// Named held by the rejection.
+    pub(super) named: Vec<usize>,
+    /// Rejected with them, in the same worker part (they may be held too).
+    pub(super) others: Vec<usize>,
+}
+
 impl<R: WorkerRepository> Burst<'_, R> {
-    /// The containers a commit call was told are held already: one lookup (retried where it
-    /// fails) says by whom and with what. Held as asked → placed there; held otherwise →
-    /// `HeldDifferently`; released meanwhile → re-planned; unknown → re-planned, in doubt.
-    pub(super) async fn resolve_held(&mut self, held: Vec<usize>) {
+    /// The containers a commit call was told are held already, and the others of their
+    /// rejected parts: one lookup (retried where it fails) says by whom and with what. Held as
+    /// asked → placed there; held otherwise → `HeldDifferently`; not held → re-planned;
+    /// unknown → re-planned, and a container named held is in doubt.
+    pub(super) async fn resolve_held(&mut self, held: HeldCheck) {
         let core = self.core;
-        let found = lookup_retrying(&core.repo, &self.ids(&held), &core.config).await;
-        for (i, found) in held.into_iter().zip(found) {
+        let named = held.named.len();
+        let all: Vec<usize> = held.named.into_iter().chain(held.others).collect();
+        let found = lookup_retrying(&core.repo, &self.ids(&all), &core.config).await;
+        for (k, (i, found)) in all.into_iter().zip(found).enumerate() {
             match found {
                 Ok(Some(rec)) => self.settle_found(i, rec),
                 Ok(None) => {
                     self.doubt[i] = None;
                     self.retry(i, None);
                 }
-                Err(e) => {
+                Err(e) if k < named => {
                     self.doubt[i] = Some(Arc::clone(&e));
                     self.retry(i, Some(AttemptError::Resolve(e)));
                 }
-            }
-        }
-    }
-
-    /// Before re-planning after an `AlreadyReserved`: find which pending containers are held
-    /// already (by other schedulers, or repeated requests), and settle them instead of fighting
-    /// for them one rejection at a time. Not held, or unknown: they stay pending (placing again
-    /// is safe, one-holder rule).
-    pub(super) async fn sweep_held(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        let found = lookup(&self.core.repo, &self.ids(&pending)).await;
-        for (i, found) in pending.into_iter().zip(found) {
-            match found {
-                Ok(Some(rec)) => self.settle_found(i, rec),
-                Ok(None) => {
-                    self.doubt[i] = None;
-                    self.pending.push(i);
-                }
-                Err(_) => self.pending.push(i),
+                Err(_) => self.retry(i, None),
             }
         }
     }
