@@ -25,6 +25,10 @@ pub struct Placement {
 }
 
 /// Why a container was not placed.
+///
+/// Every error but [`Ambiguous`](Self::Ambiguous) means this call left the container unheld:
+/// before answering with an error, the scheduler looks the container up once more, and answers
+/// `Ok` (or `HeldDifferently`) if it is held after all.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ScheduleError {
     /// The request is malformed (found by the scheduler, the backend, or the worker's part).
@@ -114,10 +118,12 @@ pub enum AttemptError {
     /// placement into `AlreadyReserved`).
     #[error("resolving lost reply: {0}")]
     Resolve(Arc<RepoError>),
-    /// The task placing the container ended before answering ([`Scheduler::schedule`] with
-    /// batching).
+    /// The task placing the container ended before answering (it panicked, or the runtime shut
+    /// down): [`Scheduler::schedule`] and [`Scheduler::schedule_batch`] run bursts in spawned
+    /// tasks.
     ///
     /// [`Scheduler::schedule`]: crate::Scheduler::schedule
+    /// [`Scheduler::schedule_batch`]: crate::Scheduler::schedule_batch
     #[error("scheduler task ended before answering")]
     Abandoned,
     /// No error was recorded for the container (e.g. a backend answered with the wrong number
