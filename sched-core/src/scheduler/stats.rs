@@ -25,7 +25,8 @@ pub(super) struct Counters {
 /// A copy of a scheduler's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SchedulerStats {
-    /// `schedule_batch` runs (group commits count once).
+    /// Bursts run (a group commit counts once per round: a repeated id with another request
+    /// waits for the next round).
     pub batches: u64,
     /// Requests received.
     pub requests: u64,
