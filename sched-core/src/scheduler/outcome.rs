@@ -57,9 +57,10 @@ pub enum ScheduleError {
         /// The last rejection or error.
         last: AttemptError,
     },
-    /// May be held: a commit's outcome is unknown (lost reply) and looking it up failed, to the
-    /// last lookup before answering. Look it up (`find_reservation`) before placing it
-    /// elsewhere. Never said of a container this call certainly did not commit.
+    /// May be held: a commit's outcome is unknown (lost reply), or placing it failed, and
+    /// looking it up failed, to the last lookup before answering (it may be held by this call,
+    /// or by an earlier request for the same id). Look it up (`find_reservation`) before
+    /// placing it elsewhere. Never answered when a lookup says it is not held.
     #[error("{container_id:?} may be held: a commit's outcome is unknown and looking it up failed: {cause}")]
     Ambiguous {
         /// The container.

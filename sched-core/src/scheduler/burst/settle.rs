@@ -96,7 +96,8 @@ impl<R: WorkerRepository> Burst<'_, R> {
     /// Before answering: every container about to be answered `NoCapacity` or
     /// `RetriesExhausted` (or any error while in doubt) is looked up once more (retried where
     /// the lookup fails). Held → placed (or `HeldDifferently`); not held → the error stands;
-    /// unknown → the error stands, unless it was in doubt: then `Ambiguous`.
+    /// unknown → `Ambiguous`: it may be held (by a commit of this call whose outcome is
+    /// unknown, or by an earlier request for the same id), and no other error would be true.
     pub(super) async fn settle_errors(&mut self) {
         let due: Vec<usize> = (0..self.requests.len())
             .filter(|&i| match &self.results[i] {
@@ -117,17 +118,16 @@ impl<R: WorkerRepository> Burst<'_, R> {
                 Ok(Some(rec)) => self.settle_found(i, rec),
                 Ok(None) => self.doubt[i] = None,
                 Err(e) => {
-                    if self.doubt[i].take().is_some() {
-                        core.counters.unresolved();
-                        tracing::warn!(container = %self.requests[i].id, error = %e, "may be held: commit outcome unknown and every lookup failed");
-                        self.fail(
-                            i,
-                            ScheduleError::Ambiguous {
-                                container_id: self.requests[i].id.clone(),
-                                cause: e,
-                            },
-                        );
-                    }
+                    let in_doubt = self.doubt[i].take().is_some();
+                    core.counters.unresolved();
+                    tracing::warn!(container = %self.requests[i].id, error = %e, in_doubt, "may be held: every lookup failed");
+                    self.fail(
+                        i,
+                        ScheduleError::Ambiguous {
+                            container_id: self.requests[i].id.clone(),
+                            cause: e,
+                        },
+                    );
                 }
             }
         }
