@@ -5,6 +5,11 @@
 //! (single flight); the others keep using the current snapshot if it is merely old, or wait for
 //! that one refresh if it was invalidated. The scheduler writes its own committed results
 //! through, so its own writes never make the cache stale.
+//!
+//! A write-through carries capacity only (free and version). A refresh always takes the spec
+//! (pool, selector, preemption, GPU type, priority, status, total) from what it read, and keeps a
+//! written-through capacity only when its version is newer: after a re-registration, a refresh
+//! never brings an older spec back.
 
 use crate::tiers::Tiers;
 use crate::{ReleaseOutcome, RepoError, Resources, Worker, WorkerRepository};
@@ -280,8 +285,8 @@ impl WorkerStateCache {
         };
         match result {
             Ok(snap) => {
-                // Keep anything written through while we were reading: per worker, the higher
-                // version wins.
+                // Keep capacity written through while we were reading when its version is newer;
+                // the spec always comes from this read.
                 let snap = Arc::new(snap);
                 self.current
                     .rcu(|cur| Some(Arc::new(merge_newer(&snap, cur.as_deref()))));
@@ -315,7 +320,8 @@ impl WorkerStateCache {
     }
 
     /// Writes committed results through: for each `(worker_id, free, version)`, updates the
-    /// cached worker if `version` is newer than the cached one. Unknown workers are ignored.
+    /// cached worker's capacity (free and version only, never its spec) if `version` is newer
+    /// than the cached one. Unknown workers are ignored.
     pub(crate) fn write_through(&self, updates: &[(String, Resources, u64)]) {
         if updates.is_empty() || self.config.ttl.is_zero() {
             return;
@@ -404,14 +410,20 @@ impl WorkerStateCache {
     }
 }
 
-/// `fresh` with, per worker, any newer version found in `cur`.
+/// `fresh` with, per worker, the capacity (free and version) of `cur` where its version is
+/// newer. The spec (pool, selector, preemption, GPU type, priority, status, total) is always
+/// `fresh`'s: a written-through entry carries capacity only, on top of whatever spec was cached
+/// when it was written, so it must never bring an older spec back after a re-registration.
 fn merge_newer(fresh: &Snapshot, cur: Option<&Snapshot>) -> Snapshot {
     let mut out = fresh.clone();
     if let Some(cur) = cur {
         for w in &mut out.workers {
             if let Some(c) = cur.get(&w.id) {
-                if c.resource_version > w.resource_version {
-                    *w = Arc::clone(c);
+                if c.resource_version > w.resource_version && c.free.le(&w.total) {
+                    let mut nw = Worker::clone(w);
+                    nw.free = c.free;
+                    nw.resource_version = c.resource_version;
+                    *w = Arc::new(nw);
                 }
             }
         }

@@ -11,6 +11,8 @@ struct Fake {
     lists: AtomicUsize,
     gets: AtomicUsize,
     delay: Duration,
+    /// Runs once, right after the next `list_workers` has read the workers.
+    after_list: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 #[async_trait]
@@ -37,7 +39,11 @@ impl WorkerRepository for Fake {
     async fn list_workers(&self, _: Option<&str>) -> Result<Vec<Worker>, RepoError> {
         self.lists.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
-        Ok(self.workers.lock().unwrap().clone())
+        let read = self.workers.lock().unwrap().clone();
+        if let Some(hook) = self.after_list.lock().unwrap().take() {
+            hook();
+        }
+        Ok(read)
     }
     async fn reserve_batch(
         &self,
@@ -164,4 +170,55 @@ async fn write_through_keeps_newest_version() {
     cache.invalidate();
     let s = cache.snapshot(&repo).await.unwrap();
     assert_eq!(s.get("w0").unwrap().resource_version, 5);
+}
+
+/// Issue 10 case 10: a re-registration moved w0 to another pool; a commit made after it is
+/// written through onto the cached entry (old spec) while a refresh is reading. The refresh's
+/// spec must win, and the newer capacity too; the planner never uses the old pool.
+#[tokio::test]
+async fn refresh_keeps_the_stores_spec_over_a_newer_write_through() {
+    let repo = Arc::new(fake(2));
+    let cache = Arc::new(WorkerStateCache::new(CacheConfig::default()));
+    cache.snapshot(&*repo).await.unwrap();
+    let moved = WorkerSpec::new("w0", Resources::cpu_mem(1000, 1000))
+        .with_pool("new")
+        .requiring_pool_selector()
+        .preemptable();
+    repo.workers.lock().unwrap()[0] = Worker::from_spec(&moved, 2);
+    let c = Arc::clone(&cache);
+    *repo.after_list.lock().unwrap() = Some(Box::new(move || {
+        c.write_through(&[("w0".into(), Resources::cpu_mem(900, 900), 3)]);
+    }));
+    cache.invalidate();
+    let s = cache.snapshot(&*repo).await.unwrap();
+    let w = s.get("w0").unwrap();
+    assert_eq!(
+        (w.pool.as_str(), w.requires_pool_selector, w.preemptable),
+        ("new", true, true),
+        "the refreshed spec wins over a written-through entry"
+    );
+    assert_eq!(
+        (w.free, w.resource_version),
+        (Resources::cpu_mem(900, 900), 3),
+        "for capacity, the newer version wins"
+    );
+    let cfg = crate::scheduler::PlanConfig::default();
+    for r in [
+        ContainerRequest::new("old-pool", Resources::cpu_mem(1, 1)).with_pool("default"),
+        ContainerRequest::new("no-pool", Resources::cpu_mem(1, 1)).non_preemptable(),
+    ] {
+        let p = crate::scheduler::plan(s.workers(), &[&r], &cfg);
+        assert!(
+            p.assignments.keys().all(|&wi| s.workers()[wi].id == "w1"),
+            "{} planned onto the re-registered worker: {p:?}",
+            r.id
+        );
+    }
+    // A later write-through changes capacity only.
+    cache.write_through(&[("w0".into(), Resources::cpu_mem(800, 800), 4)]);
+    let w = Arc::clone(cache.peek().unwrap().get("w0").unwrap());
+    assert_eq!(
+        (w.pool.as_str(), w.free),
+        ("new", Resources::cpu_mem(800, 800))
+    );
 }

@@ -29,8 +29,10 @@ pub enum AuditMode {
 ///   [`release_batch`](Self::release_batch) is applied atomically; one worker's rejection never
 ///   blocks another's commit. No locks are held between calls.
 /// * **Ledger is truth.** For every worker, `free + Σ ledger = total` at all times.
-/// * **One holder.** A container is held on at most one worker. Re-reserving it on the same
-///   worker is an idempotent success with no second charge; on another worker it is rejected.
+/// * **One holder.** A container is held on at most one worker. Reserving a held container again
+///   is rejected with `AlreadyReserved` naming the holder, on another worker and on the same
+///   one alike; nothing is charged. (The [`Scheduler`](crate::Scheduler) turns that into a
+///   lookup: same resources → `Ok` with `already_held`, other resources → `HeldDifferently`.)
 /// * **Versions.** `resource_version` increases with every committed change and never repeats for
 ///   a worker id, even across removal and re-registration.
 /// * **Bad input** is rejected with [`RepoError::InvalidInput`] before anything changes
@@ -65,8 +67,8 @@ pub trait WorkerRepository: Send + Sync {
     ///
     /// Per worker, in this order: unknown worker → [`Rejection::UnknownWorker`](crate::Rejection);
     /// `expected_version` differs → `VersionConflict`; not available → `WorkerUnavailable`; then
-    /// each reservation in order: held here → accepted with no charge; held elsewhere →
-    /// `AlreadyReserved`; GPU type differs → `GpuTypeMismatch`; does not fit the running free
+    /// each reservation in order: held anywhere (this worker included) → `AlreadyReserved`
+    /// naming the holder; GPU type differs → `GpuTypeMismatch`; does not fit the running free
     /// capacity → `InsufficientCapacity`. With [`CommitMode::AllOrNothing`] the first rejection
     /// rejects the worker's whole part; with [`CommitMode::Partial`] the prefix before it
     /// commits (if that prefix is empty, the worker is rejected).

@@ -103,7 +103,9 @@ pub enum Rejection {
         /// Its status.
         status: WorkerStatus,
     },
-    /// The container is held on another worker.
+    /// The container is held already: on another worker, or on this one (a repeated
+    /// reservation is rejected too, so a caller never gets Ok for resources the store does not
+    /// hold). Nothing changed.
     #[error("container {container_id} is already reserved on worker {worker_id}")]
     AlreadyReserved {
         /// The container.
@@ -156,12 +158,13 @@ impl Rejection {
 /// A worker's part of a batch that committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Committed {
-    /// The worker's version after the commit (unchanged if nothing new was charged).
+    /// The worker's version after the commit (a commit always charges something, so it is
+    /// higher than before).
     pub new_version: u64,
     /// The worker's free capacity after the commit.
     pub free: Resources,
-    /// How many reservations, as a prefix of the request, are now held on this worker
-    /// (including ones that were already held: re-reserving is idempotent).
+    /// How many reservations, as a prefix of the request, this commit charged (a container
+    /// already held anywhere is never accepted: it is rejected with `AlreadyReserved`).
     pub accepted: usize,
     /// In [`CommitMode::Partial`], why `reservations[accepted..]` did not commit.
     pub remainder: Option<Rejection>,

@@ -71,7 +71,7 @@ pub struct WorkerState {
 }
 
 /// A committed worker part, before it is written: the [`Committed`] to report and the ledger
-/// entries to add (containers that were already held here are not among them).
+/// entries to add (one per accepted reservation: a container held anywhere is never accepted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reserved {
     /// What the caller is told; its `free` and `new_version` are what to store.
@@ -83,8 +83,6 @@ pub struct Reserved {
 /// What [`check_reservation`] decided for one reservation that may go ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
-    /// Already held on this worker: accepted, charged nothing (re-reserving is idempotent).
-    HeldHere,
     /// Fits the running free capacity: accepted and charged.
     Fits,
 }
@@ -241,9 +239,10 @@ pub fn check_worker(worker: &Worker, expected_version: Option<u64>) -> Result<()
 }
 
 /// The checks of one reservation, in order, against the running `free` capacity of the worker's
-/// part: held on this worker → [`Check::HeldHere`]; held elsewhere (`holder` is where the
-/// container is held, if anywhere) → `AlreadyReserved`; GPU type differs → `GpuTypeMismatch`;
-/// does not fit → `InsufficientCapacity`; otherwise [`Check::Fits`].
+/// part: held anywhere, this worker included (`holder` is where the container is held, if
+/// anywhere) → `AlreadyReserved` naming the holder; GPU type differs → `GpuTypeMismatch`; does
+/// not fit → `InsufficientCapacity`; otherwise [`Check::Fits`]. A repeated reservation is never
+/// accepted again: the caller looks the holder up and compares what it holds.
 pub fn check_reservation(
     worker: &Worker,
     free: &Resources,
@@ -251,9 +250,6 @@ pub fn check_reservation(
     holder: Option<&str>,
 ) -> Result<Check, Rejection> {
     if let Some(holder) = holder {
-        if holder == worker.id {
-            return Ok(Check::HeldHere);
-        }
         return Err(already_reserved(&r.container_id, holder));
     }
     if let Some(t) = &r.gpu_type {
@@ -274,8 +270,8 @@ pub fn check_reservation(
 /// One worker's part of `reserve_batch`: unknown worker (`state` is `None`) →
 /// `UnknownWorker`; then [`check_worker`]; then [`check_reservation`] for each reservation in
 /// order. With [`CommitMode::AllOrNothing`] the first rejection rejects the part; with
-/// [`CommitMode::Partial`] the prefix before it commits, unless that prefix is empty. The version
-/// goes up by one when anything new was charged.
+/// [`CommitMode::Partial`] the prefix before it commits, unless that prefix is empty. A committed
+/// part always charged something, so the version goes up by one.
 ///
 /// `holder` says on which worker a container is held, if anywhere. Nothing is written: apply the
 /// result with [`WorkerState::commit`] (and index its `charged` containers).
@@ -293,7 +289,6 @@ pub fn reserve<'h>(
     let mut remainder = None;
     for r in &part.reservations {
         match check_reservation(w, &free, r, holder(&r.container_id)) {
-            Ok(Check::HeldHere) => {}
             Ok(Check::Fits) => {
                 free = free.saturating_sub(&r.resources);
                 charged.push((r.container_id.clone(), Held::of(r)));
@@ -306,13 +301,13 @@ pub fn reserve<'h>(
         }
         accepted += 1;
     }
-    let version = if charged.is_empty() {
-        w.resource_version
-    } else {
-        w.resource_version.saturating_add(1)
-    };
     Ok(Reserved {
-        committed: committed(version, free, accepted, remainder),
+        committed: committed(
+            w.resource_version.saturating_add(1),
+            free,
+            accepted,
+            remainder,
+        ),
         charged,
     })
 }
@@ -463,14 +458,25 @@ mod tests {
             reserve(Some(&s), &p, CommitMode::Partial, at),
             Err(insufficient("b", ResourceKind::Gpu, 3, 2))
         );
-        // Held here: accepted without a charge or a version bump.
-        let p = part("w", vec![res("h", 5000)]);
+        // Held on this very worker: rejected too, naming this worker, before GPU and capacity.
+        let p = part("w", vec![res("h", 5000).with_gpu_type("h100")]);
+        for mode in [CommitMode::AllOrNothing, CommitMode::Partial] {
+            assert_eq!(
+                reserve(Some(&s), &p, mode, at),
+                Err(already_reserved("h", "w"))
+            );
+        }
+        // In Partial mode the prefix before it commits, and it is the remainder.
+        let p = part("w", vec![res("n", 100), res("h", 100)]);
+        let r = reserve(Some(&s), &p, CommitMode::Partial, at).unwrap();
         assert_eq!(
-            reserve(Some(&s), &p, CommitMode::AllOrNothing, at),
-            Ok(Reserved {
-                committed: committed(1, T, 1, None),
-                charged: vec![],
-            })
+            r.committed,
+            committed(
+                2,
+                Resources::new(900, 900, 2),
+                1,
+                Some(already_reserved("h", "w"))
+            )
         );
     }
 

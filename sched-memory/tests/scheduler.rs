@@ -226,6 +226,7 @@ async fn no_capacity_and_invalid_requests_are_typed_and_change_nothing() {
         ContainerRequest::new("gpu", Resources::new(1, 1, 1)).with_gpu_types(["a100"]),
         ContainerRequest::new("dup", SMALL),
         ContainerRequest::new("dup", SMALL),
+        ContainerRequest::new("dup", Resources::cpu_mem(1, 1)),
     ];
     let results = sched.schedule_batch(reqs).await;
     assert!(matches!(
@@ -247,8 +248,13 @@ async fn no_capacity_and_invalid_requests_are_typed_and_change_nothing() {
         matches!(&results[4], Err(e @ ScheduleError::NoCapacity { cause: Unplaceable::NoEligibleWorker, .. }) if e.to_string().contains("eligible"))
     );
     assert!(results[5].is_ok());
+    assert_eq!(
+        results[6].as_ref().unwrap(),
+        results[5].as_ref().unwrap(),
+        "an identical repeat in one burst gets the same answer"
+    );
     assert!(matches!(
-        results[6],
+        results[7],
         Err(ScheduleError::InvalidRequest { .. })
     ));
     let after = repo.list_workers(None).await.unwrap();

@@ -1,23 +1,34 @@
 //! [`Burst`]: one `schedule_batch` run. It owns the burst's state (the requests, one result slot
 //! each, what this attempt places, what the next retries, each container's last error, the
-//! attempt number) and drives it: plan against one snapshot, commit, settle every worker's
-//! outcome, re-plan only what was rejected.
+//! attempt number, which containers are in doubt) and drives it: plan against one snapshot,
+//! commit, settle every worker's outcome, re-plan only what was rejected, and before answering a
+//! container with an error, look it up once more.
+//!
+//! Answers agree with the store: an `Ok` is held there with the requested resources; an error
+//! other than [`ScheduleError::Ambiguous`] is not held by this call. A commit whose outcome is
+//! unknown puts its containers in doubt; a lookup settles the doubt (held → placed, not held →
+//! re-planned), so does a later commit of the container (the store accepts only containers held
+//! nowhere). A doubt still open when the container would be answered with an error becomes
+//! `Ambiguous`.
 
 use super::calls::{chunk_calls, worker_parts, Part};
 use super::config::SchedulerConfig;
 use super::outcome::{AttemptError, Placement, ScheduleError};
 use super::plan::plan_with_tiers;
-use super::resolve::lookup;
 use super::stats::Counters;
 use crate::cache::{Snapshot, WorkerStateCache};
 use crate::validate::validate_request;
 use crate::{
     CapacityReservation, ContainerRequest, InvalidInput, Rejection, RepoError, WorkerRepository,
 };
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
+
+mod settle;
+
+use settle::HeldCheck;
 
 /// What a burst works with: everything a scheduler holds but its group-commit queue.
 pub(super) struct Core<R> {
@@ -33,40 +44,51 @@ pub(super) struct Burst<'a, R> {
     started: Instant,
     requests: Vec<ContainerRequest>,
     results: Vec<Option<Result<Placement, ScheduleError>>>,
+    /// An identical repeat of an earlier request of this burst: answered as that one.
+    same_as: Vec<Option<usize>>,
     /// To place in this attempt.
     pending: Vec<usize>,
     /// To place again in the next attempt.
     next: Vec<usize>,
     last_error: Vec<Option<AttemptError>>,
+    /// A commit carrying the container had an unknown outcome and no lookup or commit has
+    /// settled it since (or a lookup after `AlreadyReserved` failed): the last lookup's error.
+    doubt: Vec<Option<Arc<RepoError>>>,
+    /// A commit carrying the container had an unknown outcome: found held, it may be this
+    /// call's own commit, so it is not reported `already_held`.
+    maybe_ours: Vec<bool>,
     attempt: u32,
-    /// A worker reported one of our containers held already: look the others up first.
-    contested: bool,
     /// The plan already found no room once in a cached (possibly stale) view.
     rechecked_capacity: bool,
 }
 
 impl<'a, R: WorkerRepository> Burst<'a, R> {
-    /// A burst of `requests`: counts them and validates each (malformed ones and repeated ids
-    /// are answered at once, nothing sent).
+    /// A burst of `requests`: counts them and validates each (malformed ones are answered at
+    /// once, nothing sent). An id repeated with an identical request is answered as its first
+    /// occurrence; repeated with a different request, it is `DuplicateContainer`.
     pub(super) fn new(core: &'a Core<R>, requests: Vec<ContainerRequest>) -> Self {
         let started = Instant::now();
-        core.counters.batch(requests.len());
+        let n = requests.len();
+        core.counters.batch(n);
         let mut results: Vec<Option<Result<Placement, ScheduleError>>> =
-            (0..requests.len()).map(|_| None).collect();
-        let mut seen = HashSet::with_capacity(requests.len());
-        let mut pending = Vec::with_capacity(requests.len());
+            (0..n).map(|_| None).collect();
+        let mut same_as = vec![None; n];
+        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(n);
+        let mut pending = Vec::with_capacity(n);
         for (i, r) in requests.iter().enumerate() {
-            let verdict = validate_request(r).and_then(|()| {
-                if seen.insert(r.id.as_str()) {
-                    Ok(())
-                } else {
-                    Err(InvalidInput::DuplicateContainer {
-                        container_id: r.id.clone(),
-                    })
+            let verdict = validate_request(r).and_then(|()| match seen.get(r.id.as_str()) {
+                None => {
+                    seen.insert(r.id.as_str(), i);
+                    Ok(None)
                 }
+                Some(&first) if requests[first] == *r => Ok(Some(first)),
+                Some(_) => Err(InvalidInput::DuplicateContainer {
+                    container_id: r.id.clone(),
+                }),
             });
             match verdict {
-                Ok(()) => pending.push(i),
+                Ok(None) => pending.push(i),
+                Ok(Some(first)) => same_as[i] = Some(first),
                 Err(cause) => {
                     results[i] = Some(Err(ScheduleError::InvalidRequest {
                         container_id: r.id.clone(),
@@ -79,13 +101,15 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
         Burst {
             core,
             started,
-            last_error: (0..requests.len()).map(|_| None).collect(),
+            last_error: (0..n).map(|_| None).collect(),
+            doubt: vec![None; n],
+            maybe_ours: vec![false; n],
             requests,
             results,
+            same_as,
             pending,
             next: Vec::new(),
             attempt: 0,
-            contested: false,
             rechecked_capacity: false,
         }
     }
@@ -104,12 +128,6 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
                 core.counters.retries(self.pending.len());
                 tokio::time::sleep(cfg.backoff(self.attempt)).await;
             }
-            if std::mem::take(&mut self.contested) {
-                self.sweep_held().await;
-                if self.pending.is_empty() {
-                    break;
-                }
-            }
             let snap = match core.cache.snapshot(&core.repo).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -124,6 +142,7 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
             self.attempt_on(&snap).await;
             self.pending = std::mem::take(&mut self.next);
         }
+        self.settle_errors().await;
         self.finish()
     }
 
@@ -191,6 +210,7 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
         match res {
             Ok(outcomes) if outcomes.len() == batch.len() => {
                 let mut through = Vec::new();
+                let mut held = HeldCheck::default();
                 for ((cr, idxs), wr) in batch.iter().zip(&idxs).zip(outcomes) {
                     match wr.outcome {
                         Ok(c) => {
@@ -200,13 +220,21 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
                                 self.place(i, &cr.worker_id, c.new_version, false);
                             }
                             if let Some(rej) = c.remainder {
-                                self.settle_rejected(&cr.worker_id, &rej, &idxs[accepted..]);
+                                self.settle_rejected(
+                                    &cr.worker_id,
+                                    &rej,
+                                    &idxs[accepted..],
+                                    &mut held,
+                                );
                             }
                         }
-                        Err(rej) => self.settle_rejected(&cr.worker_id, &rej, idxs),
+                        Err(rej) => self.settle_rejected(&cr.worker_id, &rej, idxs, &mut held),
                     }
                 }
                 core.cache.write_through(&through);
+                if !held.named.is_empty() {
+                    self.resolve_held(held).await;
+                }
             }
             Ok(outcomes) => {
                 // A backend that breaks the one-result-per-worker contract: treat as ambiguous.
@@ -215,7 +243,9 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
                     got = outcomes.len(),
                     "reserve_batch returned the wrong number of results"
                 );
-                self.resolve_ambiguous(&idxs).await;
+                core.counters.ambiguous();
+                let e = RepoError::backend("reserve_batch returned the wrong number of results");
+                self.resolve_unknown(idxs, Arc::new(e)).await;
             }
             Err(RepoError::InvalidInput(e)) => {
                 for i in idxs.into_iter().flatten() {
@@ -228,16 +258,14 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
                     );
                 }
             }
-            Err(e) if e.is_ambiguous() => {
-                tracing::warn!(error = %e, "commit outcome unknown; resolving with find_reservation");
+            Err(e @ (RepoError::Ambiguous(_) | RepoError::Backend(_))) => {
+                // May have applied: find out before placing anything elsewhere.
+                tracing::warn!(error = %e, "commit outcome unknown; resolving with find_reservations");
                 core.counters.ambiguous();
-                let e = Arc::new(e);
-                for &i in idxs.iter().flatten() {
-                    self.note(i, AttemptError::Commit(Arc::clone(&e)));
-                }
-                self.resolve_ambiguous(&idxs).await;
+                self.resolve_unknown(idxs, Arc::new(e)).await;
             }
             Err(e) => {
+                // Certainly not applied (Unavailable, or a definite refusal).
                 tracing::warn!(error = %e, "commit failed");
                 core.cache.invalidate();
                 let e = Arc::new(e);
@@ -249,22 +277,28 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
     }
 
     /// One worker's rejection for the containers `idxs` (its whole part, or the remainder after
-    /// a partial commit). A container the rejection shows held already is placed there, and
-    /// marks the burst contested (more of its containers may be held).
-    fn settle_rejected(&mut self, worker_id: &str, rej: &Rejection, idxs: &[usize]) {
+    /// a partial commit). When the rejection shows a container held already, that container and
+    /// the part's other rejected ones go to `held`, to be looked up together with the call's
+    /// other held containers (the others may be held too: the worker stopped at the first).
+    fn settle_rejected(
+        &mut self,
+        worker_id: &str,
+        rej: &Rejection,
+        idxs: &[usize],
+        held: &mut HeldCheck,
+    ) {
         self.core.counters.conflict(rej.kind());
         tracing::debug!(worker = worker_id, rejection = %rej, "worker part rejected");
         self.core.cache.invalidate_worker(worker_id);
         for &i in idxs {
             match rej {
-                Rejection::AlreadyReserved {
-                    container_id,
-                    worker_id: holder,
-                } if *container_id == self.requests[i].id => {
-                    // Held already (a repeated request, or another scheduler placed it): the
-                    // store's one-holder rule makes that the placement.
-                    self.contested = true;
-                    self.place(i, holder, 0, true);
+                Rejection::AlreadyReserved { container_id, .. } => {
+                    self.note(i, AttemptError::Rejected(rej.clone()));
+                    if *container_id == self.requests[i].id {
+                        held.named.push(i);
+                    } else {
+                        held.others.push(i);
+                    }
                 }
                 Rejection::InvalidInput { reason } => self.fail(
                     i,
@@ -278,46 +312,14 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
         }
     }
 
-    /// Before re-planning after an `AlreadyReserved`: find which pending containers other
-    /// schedulers already hold, and place them there instead of fighting for them one rejection
-    /// at a time. Not held, or unknown: they stay pending (placing again is safe, one-holder
-    /// rule).
-    async fn sweep_held(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        let found = lookup(&self.core.repo, &self.ids(&pending)).await;
-        for (i, found) in pending.into_iter().zip(found) {
-            match found {
-                Ok(Some(rec)) => self.place(i, &rec.worker_id, 0, true),
-                Ok(None) | Err(_) => self.pending.push(i),
-            }
-        }
-    }
-
-    /// After a lost reply: find where each container is held before placing it anywhere else.
-    async fn resolve_ambiguous(&mut self, idxs: &[Vec<usize>]) {
-        self.core.cache.invalidate();
-        let all: Vec<usize> = idxs.iter().flatten().copied().collect();
-        let found = lookup(&self.core.repo, &self.ids(&all)).await;
-        for (i, found) in all.into_iter().zip(found) {
-            match found {
-                Ok(Some(rec)) => {
-                    self.core.counters.resolved();
-                    self.place(i, &rec.worker_id, 0, false);
-                }
-                Ok(None) => self.retry(i, None),
-                // Still unknown. Retrying is safe: the store's one-holder rule turns a second
-                // placement elsewhere into AlreadyReserved, which we report as placed.
-                Err(e) => self.retry(i, Some(AttemptError::Resolve(e))),
-            }
-        }
-    }
-
     fn ids(&self, idxs: &[usize]) -> Vec<String> {
         idxs.iter().map(|&i| self.requests[i].id.clone()).collect()
     }
 
-    /// Container `i` is held on `worker_id`: the one place a [`Placement`] is made.
+    /// Container `i` is held on `worker_id`: the one place a [`Placement`] is made. Settles
+    /// any doubt (a commit that accepted it proves no earlier one had).
     fn place(&mut self, i: usize, worker_id: &str, resource_version: u64, already_held: bool) {
+        self.doubt[i] = None;
         self.core.counters.placed(worker_id);
         self.results[i] = Some(Ok(Placement {
             container_id: self.requests[i].id.clone(),
@@ -359,10 +361,16 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
         }
     }
 
-    /// Records the burst's duration; one result per request, in order.
-    fn finish(self) -> Vec<Result<Placement, ScheduleError>> {
+    /// Records the burst's duration; one result per request, in order (identical repeats get
+    /// their first occurrence's).
+    fn finish(mut self) -> Vec<Result<Placement, ScheduleError>> {
         let elapsed = self.started.elapsed();
         metrics::histogram!("sched_schedule_duration_seconds").record(elapsed.as_secs_f64());
+        for i in 0..self.same_as.len() {
+            if let Some(first) = self.same_as[i] {
+                self.results[i] = self.results[first].clone();
+            }
+        }
         let (requests, attempt) = (self.requests, self.attempt);
         self.results
             .into_iter()

@@ -1,15 +1,22 @@
 //! Group commit: concurrent callers queue their item; whoever gets the commit turn takes the
-//! whole queue as one batch, runs it in its own task, and answers every caller through its
+//! whole queue as one batch and runs it in its own task, which answers every caller through its
 //! oneshot channel.
+//!
+//! The caller's receiver is its drop guard: a caller that is cancelled (its future dropped, a
+//! timeout) closes it, so the batch sees `is_closed()` and can skip the item, and a send that
+//! fails tells the batch nobody received the answer.
 
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{oneshot, Mutex as AsyncMutex};
 
+/// One queued item and the channel its answer goes to.
+pub(super) type Queued<T, A> = (T, oneshot::Sender<A>);
+
 /// A queue of items waiting for the commit turn, each with the channel its answer goes to.
 pub(super) struct GroupCommit<T, A> {
-    queue: Mutex<Vec<(T, oneshot::Sender<A>)>>,
+    queue: Mutex<Vec<Queued<T, A>>>,
     turn: AsyncMutex<()>,
 }
 
@@ -22,19 +29,20 @@ impl<T: Send + 'static, A: Send + 'static> GroupCommit<T, A> {
         }
     }
 
-    fn take_queue(&self) -> Vec<(T, oneshot::Sender<A>)> {
+    fn take_queue(&self) -> Vec<Queued<T, A>> {
         std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Queues `item` and waits for its answer. While one batch commits, later callers queue;
     /// the next caller to get the commit turn waits `window` (zero: only yields to tasks that
-    /// are already runnable), takes the whole queue and `run`s it as one batch, which must
-    /// answer in order, one answer per item. `None` when the batch carrying `item` ended
+    /// are already runnable), takes the whole queue and `run`s it as one batch in a spawned
+    /// task. `run` must answer every item whose caller is still there through its sender (and
+    /// may skip items whose sender `is_closed()`). `None` when the batch carrying `item` ended
     /// without answering.
     pub(super) async fn submit<F, Fut>(&self, item: T, window: Duration, run: F) -> Option<A>
     where
-        F: Fn(Vec<T>) -> Fut,
-        Fut: Future<Output = Vec<A>> + Send + 'static,
+        F: Fn(Vec<Queued<T, A>>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
     {
         let (tx, mut rx) = oneshot::channel();
         self.queue
@@ -72,14 +80,7 @@ impl<T: Send + 'static, A: Send + 'static> GroupCommit<T, A> {
             metrics::histogram!("sched_group_commit_size").record(queued.len() as f64);
             // Run the batch in its own task so that cancelling this caller cannot strand the
             // other callers' items halfway through a commit.
-            let (items, replies): (Vec<_>, Vec<_>) = queued.into_iter().unzip();
-            let batch = run(items);
-            let task = tokio::spawn(async move {
-                let answers = batch.await;
-                for (reply, answer) in replies.into_iter().zip(answers) {
-                    let _ = reply.send(answer);
-                }
-            });
+            let task = tokio::spawn(run(queued));
             let _ = task.await;
             drop(turn);
         }

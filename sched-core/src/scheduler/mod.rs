@@ -20,12 +20,14 @@
 //! By duty: `config` (settings), `outcome` (placements and typed errors), `plan` (the pure
 //! planner), `calls` (plan → `reserve_batch` calls), `resolve` (where containers are held),
 //! `burst` (one burst's state and its attempts), `group_commit` (coalescing concurrent
-//! [`Scheduler::schedule`] calls), `stats` (counters). This module only wires them.
+//! [`Scheduler::schedule`] calls), `orphans` (callers that are gone), `stats` (counters). This
+//! module only wires them.
 
 mod burst;
 mod calls;
 mod config;
 mod group_commit;
+mod orphans;
 mod outcome;
 mod plan;
 mod resolve;
@@ -39,15 +41,17 @@ pub use stats::SchedulerStats;
 use crate::cache::{CacheConfig, CacheStats, WorkerStateCache};
 use crate::validate::MAX_BATCH;
 use crate::{ContainerRequest, ReleaseOutcome, RepoError, WorkerRepository};
-use burst::{Burst, Core};
+use burst::Core;
 use group_commit::GroupCommit;
+use orphans::Answer;
 use stats::Counters;
 use std::sync::Arc;
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 struct Inner<R> {
     core: Core<R>,
-    group: GroupCommit<ContainerRequest, Result<Placement, ScheduleError>>,
+    group: GroupCommit<ContainerRequest, Answer>,
 }
 
 /// Places bursts of containers. Cheap to clone (clones share cache, queue and counters).
@@ -116,46 +120,72 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
 
     /// Places one container. With batching on, concurrent calls are coalesced: while one batch
     /// commits, later callers queue, and the next caller to get the commit turn takes the whole
-    /// queue as one batch (group commit).
+    /// queue as one batch (group commit). Concurrent calls for the same id with identical
+    /// requests share one answer; with different requests, the later one meets the first one's
+    /// outcome (`HeldDifferently` if it was placed).
+    ///
+    /// Cancel-safe: the burst runs in a spawned task. A call dropped before its batch starts is
+    /// skipped; one dropped while its batch commits has what was placed for it released (see
+    /// [`SchedulerStats::cancelled_released`]).
     pub async fn schedule(&self, request: ContainerRequest) -> Result<Placement, ScheduleError> {
         let id = request.id.clone();
-        let lost = || ScheduleError::RetriesExhausted {
-            container_id: id.clone(),
-            attempts: 0,
-            last: AttemptError::Abandoned,
-        };
         let cfg = &self.inner.core.config;
         let answer = if cfg.batching {
-            let run = |batch: Vec<ContainerRequest>| {
-                let this = self.clone();
-                async move { this.schedule_batch(batch).await }
+            let run = |batch: Vec<group_commit::Queued<ContainerRequest, Answer>>| {
+                let inner = Arc::clone(&self.inner);
+                let span = tracing::info_span!("group_commit", containers = batch.len());
+                async move { orphans::run_group(&inner.core, batch).await }.instrument(span)
             };
             self.inner
                 .group
                 .submit(request, cfg.group_commit_window, run)
                 .await
         } else {
-            self.schedule_batch(vec![request]).await.pop()
+            self.spawn_burst(vec![request])
+                .await
+                .and_then(|mut v| v.pop())
         };
-        answer.unwrap_or_else(|| Err(lost()))
+        answer.unwrap_or_else(|| Err(abandoned(id)))
     }
 
     /// Places a burst: validates, plans against one snapshot, commits with one `reserve_batch`
     /// call (split only past [`MAX_BATCH`] reservations), re-plans only the rejected containers
-    /// with bounded attempts and backoff. Returns one result per request, in input order.
+    /// with bounded attempts and backoff. Returns one result per request, in input order. An id
+    /// repeated with an identical request gets the same answer as its first occurrence; with a
+    /// different request, `InvalidRequest` (`DuplicateContainer`).
+    ///
+    /// Cancel-safe like [`schedule`](Self::schedule): the burst runs in a spawned task, and
+    /// what it placed is released if the caller is gone when it ends.
     pub async fn schedule_batch(
         &self,
         requests: Vec<ContainerRequest>,
     ) -> Vec<Result<Placement, ScheduleError>> {
+        let ids: Vec<String> = requests.iter().map(|r| r.id.clone()).collect();
+        match self.spawn_burst(requests).await {
+            Some(answers) if answers.len() == ids.len() => answers,
+            _ => ids.into_iter().map(|id| Err(abandoned(id))).collect(),
+        }
+    }
+
+    /// Runs one burst in a spawned task and waits for its answers (`None` if the task ended
+    /// without answering).
+    async fn spawn_burst(&self, requests: Vec<ContainerRequest>) -> Option<Vec<Answer>> {
         let span = tracing::info_span!("schedule_batch", containers = requests.len());
-        let core = &self.inner.core;
-        async move { Burst::new(core, requests).run().await }
-            .instrument(span)
-            .await
+        let inner = Arc::clone(&self.inner);
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(
+            async move { orphans::run_for(&inner.core, requests, tx).await }.instrument(span),
+        );
+        rx.await.ok()
     }
 
     /// Releases containers (in chunks of [`MAX_BATCH`]) and writes the returned capacity
     /// through to the cache when the worker's cached version is the one just before.
+    ///
+    /// An error means the chunk it names was not certainly applied: if earlier chunks were
+    /// released, or the failed one may have been (`Ambiguous`), the error is
+    /// [`RepoError::Ambiguous`], and the cache is invalidated; look the containers up to know.
+    /// Only when nothing at all was applied is it the backend's own error.
     pub async fn release(
         &self,
         container_ids: &[String],
@@ -163,10 +193,35 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
         let core = &self.inner.core;
         let mut out = Vec::with_capacity(container_ids.len());
         for chunk in container_ids.chunks(MAX_BATCH) {
-            let res = core.repo.release_batch(chunk).await?;
-            core.cache.write_through_releases(&res);
-            out.extend(res);
+            match core.repo.release_batch(chunk).await {
+                Ok(res) => {
+                    core.cache.write_through_releases(&res);
+                    out.extend(res);
+                }
+                Err(e) => {
+                    core.cache.invalidate();
+                    if out.is_empty() {
+                        return Err(e);
+                    }
+                    return Err(RepoError::Ambiguous(
+                        format!(
+                            "released the first {} containers, then release_batch failed: {e}",
+                            out.len()
+                        )
+                        .into(),
+                    ));
+                }
+            }
         }
         Ok(out)
+    }
+}
+
+/// The answer for a container whose burst ended without answering.
+fn abandoned(container_id: String) -> ScheduleError {
+    ScheduleError::RetriesExhausted {
+        container_id,
+        attempts: 0,
+        last: AttemptError::Abandoned,
     }
 }

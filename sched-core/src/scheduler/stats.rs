@@ -15,12 +15,18 @@ pub(super) struct Counters {
     ambiguous: AtomicU64,
     resolved: AtomicU64,
     no_capacity: AtomicU64,
+    held_differently: AtomicU64,
+    unresolved: AtomicU64,
+    cancelled_skipped: AtomicU64,
+    cancelled_released: AtomicU64,
+    cancelled_unreleased: AtomicU64,
 }
 
 /// A copy of a scheduler's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SchedulerStats {
-    /// `schedule_batch` runs (group commits count once).
+    /// Bursts run (a group commit counts once per round: a repeated id with another request
+    /// waits for the next round).
     pub batches: u64,
     /// Requests received.
     pub requests: u64,
@@ -40,6 +46,18 @@ pub struct SchedulerStats {
     pub resolved: u64,
     /// Containers that found no capacity.
     pub no_capacity: u64,
+    /// Containers answered [`HeldDifferently`](crate::ScheduleError::HeldDifferently).
+    pub held_differently: u64,
+    /// Containers answered [`Ambiguous`](crate::ScheduleError::Ambiguous): may be held, the
+    /// lookups failed.
+    pub unresolved: u64,
+    /// Requests skipped because their caller was gone (cancelled) before their batch started.
+    pub cancelled_skipped: u64,
+    /// Containers placed for a caller that was gone when the answer came, then released.
+    pub cancelled_released: u64,
+    /// Containers placed (or maybe placed) for a caller that was gone, whose release failed:
+    /// held with nobody told (logged at error level; the resolver must find them).
+    pub cancelled_unreleased: u64,
 }
 
 impl Counters {
@@ -78,6 +96,29 @@ impl Counters {
         self.no_capacity.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("sched_no_capacity_total").increment(1);
     }
+    pub(super) fn held_differently(&self) {
+        self.held_differently.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("sched_held_differently_total").increment(1);
+    }
+    pub(super) fn unresolved(&self) {
+        self.unresolved.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("sched_unresolved_total").increment(1);
+    }
+    pub(super) fn cancelled_skipped(&self, n: usize) {
+        self.cancelled_skipped
+            .fetch_add(n as u64, Ordering::Relaxed);
+        metrics::counter!("sched_cancelled_skipped_total").increment(n as u64);
+    }
+    pub(super) fn cancelled_released(&self, n: usize) {
+        self.cancelled_released
+            .fetch_add(n as u64, Ordering::Relaxed);
+        metrics::counter!("sched_cancelled_released_total").increment(n as u64);
+    }
+    pub(super) fn cancelled_unreleased(&self, n: usize) {
+        self.cancelled_unreleased
+            .fetch_add(n as u64, Ordering::Relaxed);
+        metrics::counter!("sched_cancelled_unreleased_total").increment(n as u64);
+    }
     pub(super) fn snapshot(&self) -> SchedulerStats {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         SchedulerStats {
@@ -91,6 +132,11 @@ impl Counters {
             ambiguous: l(&self.ambiguous),
             resolved: l(&self.resolved),
             no_capacity: l(&self.no_capacity),
+            held_differently: l(&self.held_differently),
+            unresolved: l(&self.unresolved),
+            cancelled_skipped: l(&self.cancelled_skipped),
+            cancelled_released: l(&self.cancelled_released),
+            cancelled_unreleased: l(&self.cancelled_unreleased),
         }
     }
 }

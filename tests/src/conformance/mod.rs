@@ -21,7 +21,7 @@
 //! | `release.rs` | capacity coming back, once, across workers, idempotently |
 //! | `capacity.rs` | insufficient CPU, memory and GPUs, GPU types and counts |
 //! | `rejections.rs` | empty batches, unknown workers, versions, availability, rejection order |
-//! | `modes.rs` | all-or-nothing, partial prefixes, idempotent re-reserves, held elsewhere |
+//! | `modes.rs` | all-or-nothing, partial prefixes, re-reserves held here or elsewhere |
 //! | `reregistration.rs` | re-registering over reservations, and after a removal |
 //! | `reads.rs` | finding reservations, ledgers, listing workers, audit and reconcile |
 //! | `limits.rs` | awkward ids, amounts and ids at the limits, the largest batch |

@@ -1,5 +1,5 @@
-//! Commit modes: all-or-nothing, the longest prefix of `Partial`, idempotent re-reserves and
-//! containers held elsewhere.
+//! Commit modes: all-or-nothing, the longest prefix of `Partial`, and containers held already
+//! (on the same worker or elsewhere: `AlreadyReserved` naming the holder either way).
 
 use super::fixture::Fixture;
 use super::support::{
@@ -18,7 +18,7 @@ macro_rules! __conformance_checks_modes {
             check_all_or_nothing
             check_partial_longest_prefix
             check_partial_first_rejected_rejects_worker
-            check_idempotent_reserve
+            check_reserve_held_here_is_rejected
             check_already_reserved_elsewhere
         }
     };
@@ -120,31 +120,31 @@ pub async fn check_partial_longest_prefix(repo: &dyn WorkerRepository) {
         "all fit",
     );
     assert_eq!((c.accepted, c.remainder), (2, None));
-    // A prefix of already-held containers: accepted, but nothing charged, version unchanged.
-    let v = get(repo, &id).await.resource_version;
+    // A container held on this very worker, first in the part: rejected (the prefix is empty),
+    // naming this worker; nothing charged, version unchanged.
+    let before = get(repo, &id).await;
     let rs = vec![
         rr(&ns.container("a"), res(300, 10, 0)),
-        rr(&ns.container("g"), res(5000, 10, 0)),
+        rr(&ns.container("g"), res(1, 1, 0)),
     ];
-    let c = committed(
+    let r = rejected(
         reserve1(repo, cr(&id, rs), CommitMode::Partial).await,
-        "held prefix",
+        "held first",
     );
     assert_eq!(
-        c.accepted, 1,
-        "an already-held container counts as accepted"
+        r,
+        Rejection::AlreadyReserved {
+            container_id: ns.container("a"),
+            worker_id: id.clone(),
+        },
+        "a container held here is rejected, naming this worker"
     );
-    assert!(
-        matches!(c.remainder, Some(Rejection::InsufficientCapacity { .. })),
-        "remainder: {:?}",
-        c.remainder
-    );
-    assert_eq!(c.new_version, v, "nothing new charged: version unchanged");
     assert_eq!(
-        get(repo, &id).await.free,
-        res(200, 960, 0),
-        "nothing new charged: free unchanged"
+        get(repo, &id).await,
+        before,
+        "nothing charged, version unchanged"
     );
+    assert_eq!(find(repo, &ns.container("g")).await, None);
     assert_consistent(repo, &id, "after partial commits").await;
     fx.finish().await;
 }
@@ -182,15 +182,17 @@ pub async fn check_partial_first_rejected_rejects_worker(repo: &dyn WorkerReposi
     fx.finish().await;
 }
 
-/// Re-reserving a container on the worker that holds it is accepted with no second charge and
-/// no version bump; mixed with new ones, only the new ones are charged.
-pub async fn check_idempotent_reserve(repo: &dyn WorkerRepository) {
-    let fx = Fixture::new(repo, "idem-reserve");
+/// Reserving a container again on the worker that holds it is rejected with `AlreadyReserved`
+/// naming this worker, in both modes, with nothing charged and the version unchanged (the caller
+/// looks the holder up). In `Partial` mode the prefix before it commits; in `AllOrNothing` the
+/// whole part is rejected.
+pub async fn check_reserve_held_here_is_rejected(repo: &dyn WorkerRepository) {
+    let fx = Fixture::new(repo, "held-here");
     let ns = fx.ns();
     let id = ns.worker("a");
     fx.worker("a", res(1000, 1000, 0)).await;
     let (c1, c2) = (ns.container("c1"), ns.container("c2"));
-    let first = committed(
+    committed(
         reserve1(
             repo,
             cr(&id, vec![rr(&c1, res(300, 300, 0))]),
@@ -199,45 +201,61 @@ pub async fn check_idempotent_reserve(repo: &dyn WorkerRepository) {
         .await,
         "first",
     );
+    let held = Rejection::AlreadyReserved {
+        container_id: c1.clone(),
+        worker_id: id.clone(),
+    };
+    let w = get(repo, &id).await;
     for mode in BOTH_MODES {
-        let again = committed(
-            reserve1(repo, cr(&id, vec![rr(&c1, res(300, 300, 0))]), mode).await,
-            "again",
-        );
-        assert_eq!(again.accepted, 1, "a re-reserve is accepted ({mode:?})");
-        assert_eq!(again.remainder, None);
+        // The same resources, and other ones: rejected alike.
+        for amount in [res(300, 300, 0), res(100, 100, 0)] {
+            let r = rejected(
+                reserve1(repo, cr(&id, vec![rr(&c1, amount)]), mode).await,
+                "again",
+            );
+            assert_eq!(
+                r, held,
+                "a re-reserve names this worker as the holder ({mode:?})"
+            );
+        }
         assert_eq!(
-            again.new_version, first.new_version,
-            "a re-reserve must not bump the version ({mode:?})"
-        );
-        assert_eq!(
-            again.free, first.free,
-            "a re-reserve must not charge again ({mode:?})"
+            get(repo, &id).await,
+            w,
+            "a rejected re-reserve charges nothing and keeps the version ({mode:?})"
         );
     }
-    let mixed = committed(
+    let mixed = vec![rr(&c1, res(300, 300, 0)), rr(&c2, res(200, 200, 0))];
+    let r = rejected(
+        reserve1(repo, cr(&id, mixed), CommitMode::AllOrNothing).await,
+        "mixed, all or nothing",
+    );
+    assert_eq!(r, held);
+    assert_eq!(get(repo, &id).await, w, "all-or-nothing: nothing charged");
+    assert_eq!(find(repo, &c2).await, None);
+    let p = committed(
         reserve1(
             repo,
             cr(
                 &id,
-                vec![rr(&c1, res(300, 300, 0)), rr(&c2, res(200, 200, 0))],
+                vec![rr(&c2, res(200, 200, 0)), rr(&c1, res(300, 300, 0))],
             ),
-            CommitMode::AllOrNothing,
+            CommitMode::Partial,
         )
         .await,
-        "mixed",
+        "new then held, partial",
     );
-    assert_eq!(mixed.accepted, 2);
     assert_eq!(
-        mixed.free,
-        res(500, 500, 0),
-        "only the new reservation is charged"
+        (p.accepted, p.remainder, p.free),
+        (1, Some(held), res(500, 500, 0)),
+        "partial: the new one is charged, the held one is the remainder"
     );
-    assert!(mixed.new_version > first.new_version);
+    assert!(p.new_version > w.resource_version);
+    let l = ledger(repo, &id).await;
+    assert_eq!(l.len(), 2, "the ledger holds each container once");
     assert_eq!(
-        ledger(repo, &id).await.len(),
-        2,
-        "the ledger holds each container once"
+        l.iter().find(|r| r.container_id == c1).map(|r| r.resources),
+        Some(res(300, 300, 0)),
+        "the first charge is kept"
     );
     assert_consistent(repo, &id, "after re-reserves").await;
     fx.finish().await;

@@ -165,8 +165,9 @@ pub async fn check_version_conflict(repo: &dyn WorkerRepository) {
         },
         "the old version is stale now"
     );
-    // Idempotent re-reserve at the current version: accepted, version unchanged.
-    let c = committed(
+    // A re-reserve at the current version passes the version check and is rejected as held
+    // here; the version is unchanged.
+    let r = rejected(
         reserve1(
             repo,
             cr(&id, vec![rr(&c1, res(1, 1, 0))]).expecting(v1),
@@ -176,8 +177,17 @@ pub async fn check_version_conflict(repo: &dyn WorkerRepository) {
         "re-reserve",
     );
     assert_eq!(
-        c.new_version, v1,
-        "an idempotent re-reserve must not bump the version"
+        r,
+        Rejection::AlreadyReserved {
+            container_id: c1.clone(),
+            worker_id: id.clone()
+        },
+        "a re-reserve is rejected, naming this worker"
+    );
+    assert_eq!(
+        get(repo, &id).await.resource_version,
+        v1,
+        "a rejected re-reserve must not bump the version"
     );
     assert_consistent(repo, &id, "after version checks").await;
     fx.finish().await;

@@ -70,23 +70,35 @@ fn request(id: String, r: Resources, t: Option<&'static str>, pool: &str) -> Con
     }
 }
 
+/// A placement: container, worker, the resources asked for.
+type Placed = (String, String, Resources);
+
 async fn schedule_checked(
     sched: &Scheduler<Arc<dyn WorkerRepository>>,
     reqs: Vec<ContainerRequest>,
-) -> Vec<(String, String)> {
-    let ids: Vec<String> = reqs.iter().map(|r| r.id.clone()).collect();
+) -> Vec<Placed> {
+    let asked: Vec<(String, Resources)> =
+        reqs.iter().map(|r| (r.id.clone(), r.resources)).collect();
     let out = sched.schedule_batch(reqs).await;
     assert_eq!(
         out.len(),
-        ids.len(),
+        asked.len(),
         "schedule_batch returns one result per request"
     );
     let mut placed = Vec::new();
-    for (r, id) in out.into_iter().zip(ids) {
+    for (r, (id, resources)) in out.into_iter().zip(asked) {
         match r {
             Ok(p) => {
                 assert_eq!(p.container_id, id, "results in input order");
-                placed.push((p.container_id, p.worker_id));
+                placed.push((p.container_id, p.worker_id, resources));
+            }
+            Err(ScheduleError::HeldDifferently { container_id, held }) => {
+                assert_eq!(container_id, id, "results in input order");
+                assert_eq!(held.container_id, id, "HeldDifferently names its record");
+                assert!(
+                    held.resources != resources || held.gpu_type.is_some(),
+                    "HeldDifferently for a record holding what was asked: {held:?}"
+                );
             }
             Err(e) => {
                 assert_eq!(e.container_id(), id, "results in input order");
@@ -98,6 +110,18 @@ async fn schedule_checked(
         }
     }
     placed
+}
+
+/// Every placement is held on its worker with exactly the resources asked for.
+async fn assert_held(repo: &dyn WorkerRepository, placed: &[Placed]) {
+    for (c, w, r) in placed {
+        let rec = repo.find_reservation(c).await.expect("find_reservation");
+        assert_eq!(
+            rec.map(|h| (h.worker_id, h.resources)),
+            Some((w.clone(), *r)),
+            "placement of {c:?} must be held on {w:?} with the resources asked for"
+        );
+    }
 }
 
 /// Several [`Scheduler`]s (different configurations) place bursts at once, with overlapping
@@ -148,14 +172,7 @@ pub fn concurrent_schedulers(handle: &Handle, repo: Arc<dyn WorkerRepository>, c
                 );
             }
             for placed in &placed_first {
-                for (c, w) in placed {
-                    let rec = repo.find_reservation(c).await.expect("find_reservation");
-                    assert_eq!(
-                        rec.map(|r| r.worker_id).as_ref(),
-                        Some(w),
-                        "placement of {c:?} must be held on {w:?}"
-                    );
-                }
+                assert_held(&*repo, placed).await;
             }
             assert_invariants(&*repo, &workers, &shared).await;
 
@@ -172,7 +189,7 @@ pub fn concurrent_schedulers(handle: &Handle, repo: Arc<dyn WorkerRepository>, c
                     .iter()
                     .enumerate()
                     .filter(|(k, _)| g.release_mask & (1 << (k % 64)) != 0)
-                    .map(|(_, (c, _))| c.clone())
+                    .map(|(_, (c, _, _))| c.clone())
                     .collect();
                 let reqs: Vec<ContainerRequest> = g
                     .second
@@ -196,16 +213,9 @@ pub fn concurrent_schedulers(handle: &Handle, repo: Arc<dyn WorkerRepository>, c
                         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
                 );
             }
-            for (c, w) in &own {
-                let rec = repo.find_reservation(c).await.expect("find_reservation");
-                assert_eq!(
-                    rec.map(|r| r.worker_id).as_ref(),
-                    Some(w),
-                    "placement of {c:?} must be held on {w:?}"
-                );
-            }
+            assert_held(&*repo, &own).await;
             let mut all: Vec<String> = shared.clone();
-            all.extend(own.into_iter().map(|(c, _)| c));
+            all.extend(own.into_iter().map(|(c, _, _)| c));
             assert_invariants(&*repo, &workers, &all).await;
             remove_all(&*repo, &workers).await;
         });

@@ -5,7 +5,9 @@
 //! * [`concurrent_schedulers()`]: several [`Scheduler`](sched_core::Scheduler)s place and release
 //!   bursts at once;
 //! * [`model_sequences()`]: random sequences of operations, each compared with a small reference
-//!   model written independently of every backend.
+//!   model written independently of every backend;
+//! * [`scheduler_answers()`]: one scheduler answers bursts with repeated ids while commits lose
+//!   their replies and lookups fail; every answer must agree with the store.
 //!
 //! After every case: for each worker `free + Σ ledger = total`, no container is held on two
 //! workers, `find_reservation` agrees with the ledgers, and audit drift is zero.
@@ -20,7 +22,8 @@
 //! * `mod.rs`: [`PropConfig`], the proptest runner, [`run_all`] and [`run_all_async`];
 //! * `support.rs`: the shared generators (workers, demands), the after-case invariants and the
 //!   cleanup;
-//! * `concurrent_callers.rs` and `concurrent_schedulers.rs`: one property each;
+//! * `concurrent_callers.rs`, `concurrent_schedulers.rs` and `scheduler_answers.rs`: one
+//!   property each;
 //! * `model.rs`: the reference model (a worker's spec and ledger, and what one worker's part of
 //!   a batch should do), deliberately written apart from `sched_core::rules` as a second opinion;
 //! * `model_ops.rs`: the generated operations of a model sequence and their generators;
@@ -32,11 +35,13 @@ mod concurrent_schedulers;
 mod model;
 mod model_ops;
 mod model_sequences;
+mod scheduler_answers;
 mod support;
 
 pub use concurrent_callers::concurrent_callers;
 pub use concurrent_schedulers::concurrent_schedulers;
 pub use model_sequences::model_sequences;
+pub use scheduler_answers::scheduler_answers;
 
 use proptest::strategy::Strategy;
 use proptest::test_runner::{Config, TestRunner};
@@ -108,7 +113,8 @@ where
 pub fn run_all(handle: &Handle, repo: Arc<dyn WorkerRepository>, cfg: &PropConfig) {
     model_sequences(handle, Arc::clone(&repo), cfg);
     concurrent_callers(handle, Arc::clone(&repo), cfg);
-    concurrent_schedulers(handle, repo, cfg);
+    concurrent_schedulers(handle, Arc::clone(&repo), cfg);
+    scheduler_answers(handle, repo, cfg);
 }
 
 /// [`run_all`] from inside a multi-thread Tokio runtime (e.g. a

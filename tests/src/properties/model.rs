@@ -108,19 +108,13 @@ impl Model {
         let mut new = Vec::new();
         let mut stop = None;
         for r in &b.reservations {
-            match self.holder(&r.container_id) {
-                Some(h) if h == b.worker_id => {
-                    accepted += 1;
-                    continue;
-                }
-                Some(h) => {
-                    stop = Some(vec![Rejection::AlreadyReserved {
-                        container_id: r.container_id.clone(),
-                        worker_id: h.to_owned(),
-                    }]);
-                    break;
-                }
-                None => {}
+            // Held anywhere, this worker included: rejected, naming the holder.
+            if let Some(h) = self.holder(&r.container_id) {
+                stop = Some(vec![Rejection::AlreadyReserved {
+                    container_id: r.container_id.clone(),
+                    worker_id: h.to_owned(),
+                }]);
+                break;
             }
             if let Some(t) = &r.gpu_type {
                 if m.spec.gpu_type.as_ref() != Some(t) {
