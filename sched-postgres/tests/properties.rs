@@ -44,3 +44,8 @@ fn concurrent_callers() {
 fn concurrent_schedulers() {
     with_db("concurrent_schedulers", properties::concurrent_schedulers);
 }
+
+#[test]
+fn scheduler_answers() {
+    with_db("scheduler_answers", properties::scheduler_answers);
+}
