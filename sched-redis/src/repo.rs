@@ -21,6 +21,9 @@ pub struct RedisRepository {
     pub(crate) epochs: Arc<Mutex<HashMap<String, u64>>>,
     /// Clean-up steps that failed after a change was applied (logged, left for the resolver).
     pub(crate) cleanup_failures: Arc<AtomicU64>,
+    /// Cluster mode: other calls' claims seen uncommitted by an earlier `reserve_batch`,
+    /// container → claim value. A claim seen again unchanged is fenced (`cluster/contested.rs`).
+    pub(crate) suspects: Arc<Mutex<HashMap<String, String>>>,
     /// Armed faults (feature `testing`).
     #[cfg(feature = "testing")]
     pub(crate) faults: Arc<crate::inject::Faults>,
@@ -62,6 +65,7 @@ impl RedisRepository {
             counters: Arc::default(),
             epochs: Arc::default(),
             cleanup_failures: Arc::default(),
+            suspects: Arc::default(),
             #[cfg(feature = "testing")]
             faults: Arc::default(),
             name,

@@ -1,5 +1,9 @@
 //! Contested claims of a cluster `reserve_batch`: another call's claim with nothing committed
-//! behind it is re-read a few times, then fenced (ARCHITECTURE.md, "The fenced claim protocol").
+//! behind it is re-read a few times; if a call of this repository already saw exactly that claim
+//! uncommitted, it is fenced, otherwise it is remembered and the container reported `Contended`
+//! (ARCHITECTURE.md, "The fenced claim protocol"). Fencing is always safe; waiting for a second
+//! sighting only keeps concurrent callers of one container from revoking each other's live claims,
+//! so that one of them wins.
 
 use super::{found, Call, State};
 use crate::client::Op;
@@ -11,6 +15,10 @@ use std::time::Duration;
 /// How often a contested, not yet committed claim is re-read before it is fenced (a performance
 /// heuristic: a live call usually commits within a millisecond or two).
 const POLLS: u64 = 2;
+
+/// At most this many suspect claims are remembered; past it the memory starts afresh (a claim
+/// forgotten this way is fenced one sighting later).
+const MAX_SUSPECTS: usize = 4096;
 
 impl Call<'_> {
     /// The item whose claim made `r`'s `AlreadyReserved`, if that claim is another call's.
@@ -68,7 +76,27 @@ impl Call<'_> {
             }
             pending = still;
         }
-        pending
+        self.second_sightings(pending)
+    }
+
+    /// Of the claims still uncommitted, those this repository saw unchanged in an earlier call
+    /// (to fence now); the others are remembered for the next call.
+    fn second_sightings(&self, pending: Vec<usize>) -> Vec<usize> {
+        let mut seen = self.repo.suspects.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() > MAX_SUSPECTS {
+            seen.clear();
+        }
+        let mut fence = Vec::new();
+        for i in pending {
+            let it = &self.items[i];
+            if seen.get(it.container).is_some_and(|v| *v == it.value) {
+                seen.remove(it.container);
+                fence.push(i);
+            } else {
+                seen.insert(it.container.to_owned(), it.value.clone());
+            }
+        }
+        fence
     }
 
     /// An `AlreadyReserved` with nothing committed behind its claim must not say "held there"
