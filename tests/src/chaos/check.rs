@@ -161,6 +161,10 @@ pub(super) fn claims(
         }
     }
     let _ = touched;
+    let mut in_call: HashMap<(usize, &str), usize> = HashMap::new();
+    for c in claims {
+        *in_call.entry((c.action, c.id.as_str())).or_default() += 1;
+    }
     for c in claims {
         if let Expect::Violation(msg) = &c.expect {
             report.disagreements += 1;
@@ -204,12 +208,23 @@ pub(super) fn claims(
                 "reserve_batch"
             };
             let class = match &c.expect {
-                Expect::HeldOn(..) => "ok-but-not-held-so",
+                Expect::HeldOn(w, _) if a.as_ref().is_some_and(|r| &r.worker_id == w) => {
+                    "ok-but-held-with-other-resources"
+                }
+                Expect::HeldOn(..) => "ok-but-not-held-there",
                 Expect::Unchanged => "err-but-changed",
                 _ => "released-but-held",
             };
+            let dup = if in_call
+                .get(&(c.action, c.id.as_str()))
+                .is_some_and(|n| *n > 1)
+            {
+                " (id repeated in the call)"
+            } else {
+                ""
+            };
             report.violation_of(
-                &format!("{src}:{class}"),
+                &format!("{src}:{class}{dup}"),
                 format!(
                 "round {round} action {}: {:?} answered {} (so {wanted}), but the store has it \
                  {} (before the round: {})",
