@@ -17,6 +17,14 @@ use sched_tests::proxy::FaultProxy;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The repository, its real faults, its clean-up and its description.
+type Parts = (
+    Arc<dyn WorkerRepository>,
+    Option<Arc<dyn RealFaults>>,
+    Cleanup,
+    String,
+);
+
 /// What to remove when the run ends.
 enum Cleanup {
     Nothing,
@@ -85,12 +93,7 @@ pub async fn open(common: &Common, args: &ChaosArgs, sizes: Sizes) -> Result<Ope
     let kind = common.backend;
     let ns = fresh_namespace();
     let tag = format!("chaos-{}", kind.as_str());
-    let (repo, real, cleanup, description): (
-        Arc<dyn WorkerRepository>,
-        Option<Arc<dyn RealFaults>>,
-        Cleanup,
-        String,
-    ) = match kind {
+    let (repo, real, cleanup, description): Parts = match kind {
         BackendKind::Memory => (
             Arc::new(MemoryRepository::new()),
             None,
