@@ -9,7 +9,7 @@ use sched_core::{
     ContainerRequest, RepoError, ReservationRecord, Resources, Scheduler, SchedulerConfig,
     WorkerRepository,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,7 +145,7 @@ pub(super) fn same_answers(
 pub(super) fn claims(
     round: usize,
     claims: &[Claim],
-    touched: &[String],
+    cancelled: &HashSet<String>,
     before: &Option<HashMap<String, Option<ReservationRecord>>>,
     after: &Option<HashMap<String, Option<ReservationRecord>>>,
     report: &mut ChaosReport,
@@ -160,7 +160,6 @@ pub(super) fn claims(
             v.push(c.action);
         }
     }
-    let _ = touched;
     let mut in_call: HashMap<(usize, &str), usize> = HashMap::new();
     for c in claims {
         *in_call.entry((c.action, c.id.as_str())).or_default() += 1;
@@ -220,6 +219,8 @@ pub(super) fn claims(
                 .is_some_and(|n| *n > 1)
             {
                 " (id repeated in the call)"
+            } else if cancelled.contains(&c.id) {
+                " (id of an earlier cancelled call)"
             } else {
                 ""
             };
@@ -378,6 +379,11 @@ pub(super) async fn finish(case: Case<'_>, report: &mut ChaosReport) {
     case.faulty.faults().clear();
     if let Some(real) = &case.target.real {
         real.restore().await;
+    }
+    if !case.cancelled.is_empty() {
+        // A cancelled call's batch may still be committing in its own task: let it land, so
+        // the checks below read a store at rest (what it did is judged, not hidden).
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     invariants(&case, "after the rounds", report).await;
     blocked(&case, report).await;

@@ -33,7 +33,7 @@ pub use history::{
 pub use interpret::may_be_held;
 pub use real::{AllFaults, FnFaults, InjectFn, Injected, ProxyFaults, RealFaults};
 pub use redis_nodes::{authority, RedisNodeFaults};
-pub use report::{ChaosReport, KEEP_VIOLATIONS};
+pub use report::{ChaosReport, EXAMPLES_PER_CLASS, KEEP_VIOLATIONS};
 
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};

@@ -6,6 +6,9 @@ use std::fmt;
 /// How many violation messages a report keeps (the counts go on).
 pub const KEEP_VIOLATIONS: usize = 40;
 
+/// How many violation messages of one class a report keeps.
+pub const EXAMPLES_PER_CLASS: usize = 3;
+
 /// Counts of a chaos run (one proptest case, or a whole soak), and what went wrong.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChaosReport {
@@ -39,7 +42,7 @@ pub struct ChaosReport {
     pub refused: BTreeMap<String, u64>,
     /// Violations by class (`schedule-ok-not-held`, `duplicate`, `blocked`, ...).
     pub classes: BTreeMap<String, u64>,
-    /// The first [`KEEP_VIOLATIONS`] violations, as messages.
+    /// Some violations (the first few of each class), as `[class] message`.
     pub violations: Vec<String>,
     /// Violations in all.
     pub violation_count: u64,
@@ -49,16 +52,25 @@ impl ChaosReport {
     /// Records a violation of class `class`.
     pub fn violation_of(&mut self, class: &str, msg: String) {
         *self.classes.entry(class.to_owned()).or_default() += 1;
-        self.violation(msg);
+        self.violation_count += 1;
+        self.keep(format!("[{class}] {msg}"));
     }
 
-    /// Records a violation (class `other` unless counted by [`violation_of`](Self::violation_of)).
+    /// Records a violation of class `other`.
     pub fn violation(&mut self, msg: String) {
-        if self.classes.values().sum::<u64>() <= self.violation_count {
-            *self.classes.entry("other".to_owned()).or_default() += 1;
-        }
-        self.violation_count += 1;
-        if self.violations.len() < KEEP_VIOLATIONS {
+        self.violation_of("other", msg);
+    }
+
+    /// Keeps `msg` (`[class] text`) unless [`KEEP_VIOLATIONS`] are kept already, or
+    /// [`EXAMPLES_PER_CLASS`] of its class.
+    fn keep(&mut self, msg: String) {
+        let class = msg.split(']').next().unwrap_or_default();
+        let same = self
+            .violations
+            .iter()
+            .filter(|v| v.split(']').next() == Some(class))
+            .count();
+        if self.violations.len() < KEEP_VIOLATIONS && same < EXAMPLES_PER_CLASS {
             self.violations.push(msg);
         }
     }
@@ -102,9 +114,7 @@ impl ChaosReport {
             *self.refused.entry(k).or_default() += v;
         }
         for v in other.violations {
-            if self.violations.len() < KEEP_VIOLATIONS {
-                self.violations.push(v);
-            }
+            self.keep(v);
         }
         self.violation_count += other.violation_count;
     }
