@@ -51,18 +51,24 @@ impl Claim {
     }
 }
 
-/// Retries a read or a clean-up call while the store recovers from a fault (about 10 s).
+/// Retries a read or a clean-up call while the store recovers from a fault (each attempt
+/// given 5 s, for about 20 s in all).
 pub(super) async fn retry<T, F, Fut>(f: F) -> Result<T, RepoError>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T, RepoError>>,
 {
     let mut last = None;
+    let start = std::time::Instant::now();
     for i in 0..40u64 {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e @ RepoError::InvalidInput(_)) => return Err(e),
-            Err(e) => last = Some(e),
+        if start.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_secs(5), f()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e @ RepoError::InvalidInput(_))) => return Err(e),
+            Ok(Err(e)) => last = Some(e),
+            Err(_) => last = Some(RepoError::backend("no answer within 5 s")),
         }
         tokio::time::sleep(Duration::from_millis(25 * (i + 1).min(10))).await;
     }

@@ -18,6 +18,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long one action may take before it counts as hung (and is dropped).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The repository every scheduler and direct caller goes through.
 pub(super) type FaultyRepo = Arc<Faulty<Arc<dyn WorkerRepository>>>;
 
@@ -122,14 +125,32 @@ impl<'t> Case<'t> {
             self.arm(f, report);
         }
         let real = self.start_real(round);
-        let answers = join_all(
-            round
-                .actions
-                .iter()
-                .enumerate()
-                .map(|(a, act)| self.action(a, act)),
-        )
+        let this = &*self;
+        let answers = join_all(round.actions.iter().enumerate().map(|(a, act)| async move {
+            match tokio::time::timeout(CALL_TIMEOUT, this.action(a, act)).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    let claims = this
+                        .action_ids(act)
+                        .iter()
+                        .map(|id| Claim::new(a, id, Expect::Any, "cancelled: hung", true))
+                        .collect();
+                    (claims, (0, 0, 0))
+                }
+            }
+        }))
         .await;
+        for (a, (claims, _)) in answers.iter().enumerate() {
+            if claims.first().is_some_and(|c| c.what == "cancelled: hung") {
+                report.violation_of(
+                    "hung-call",
+                    format!(
+                        "round {r} action {a}: no answer within {CALL_TIMEOUT:?}: {:?}",
+                        round.actions[a]
+                    ),
+                );
+            }
+        }
         if let Some((task, real, name)) = real {
             match task.await {
                 Ok(Injected::Yes) => report.fault(&format!("real:{name}")),
@@ -178,19 +199,25 @@ impl<'t> Case<'t> {
         }
     }
 
-    fn touched(&self, round: &Round) -> Vec<String> {
-        let mut ids: Vec<String> = Vec::new();
-        let mut add = |i: u16| ids.push(self.id(i));
-        for a in &round.actions {
-            match a {
-                Action::Schedule { reqs, .. } => reqs.iter().for_each(|q| add(q.id)),
-                Action::Reserve { parts, .. } => {
-                    parts.iter().flat_map(|p| &p.1).for_each(|q| add(q.id))
-                }
-                Action::Release { ids, .. } => ids.iter().for_each(|i| add(*i)),
-                Action::Register { .. } => {}
+    /// The container ids one action names.
+    fn action_ids(&self, a: &Action) -> Vec<String> {
+        let ids: Vec<u16> = match a {
+            Action::Schedule { reqs, .. } => reqs.iter().map(|q| q.id).collect(),
+            Action::Reserve { parts, .. } => {
+                parts.iter().flat_map(|p| &p.1).map(|q| q.id).collect()
             }
-        }
+            Action::Release { ids, .. } => ids.clone(),
+            Action::Register { .. } => Vec::new(),
+        };
+        ids.into_iter().map(|i| self.id(i)).collect()
+    }
+
+    fn touched(&self, round: &Round) -> Vec<String> {
+        let mut ids: Vec<String> = round
+            .actions
+            .iter()
+            .flat_map(|a| self.action_ids(a))
+            .collect();
         ids.sort();
         ids.dedup();
         ids
