@@ -124,3 +124,40 @@ pub async fn run(common: &Common, args: &ChaosArgs) -> Result<ChaosReport, crate
     opened.cleanup().await?;
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Cli;
+    use clap::Parser;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_short_soak_on_memory_places_checks_and_injects() {
+        let cli = Cli::parse_from([
+            "sched-sim",
+            "chaos",
+            "--placements",
+            "500",
+            "--workers",
+            "4",
+            "--containers",
+            "20",
+            "--rounds",
+            "6",
+            "--progress-every",
+            "0",
+        ]);
+        let Some(crate::cli::Command::Chaos(args)) = &cli.command else {
+            panic!("parsed {:?}", cli.command);
+        };
+        assert_eq!(sizes(&cli.common, args).ids, 20 * 4 * 8);
+        let report = run(&cli.common, args).await.expect("soak runs");
+        assert!(report.placements >= 500, "{report}");
+        assert!(report.answers_checked >= report.placements, "{report}");
+        assert!(
+            report.faults.get("faulty:fired").is_some_and(|n| *n > 0),
+            "{report}"
+        );
+        assert_eq!(report.rounds, report.cases * 6, "{report}");
+    }
+}
