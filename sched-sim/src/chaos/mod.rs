@@ -158,6 +158,9 @@ mod tests {
             report.faults.get("faulty:fired").is_some_and(|n| *n > 0),
             "{report}"
         );
-        assert_eq!(report.rounds, report.cases * 6, "{report}");
+        assert!(
+            (report.cases..=report.cases * 6).contains(&report.rounds),
+            "1 to 6 rounds per history: {report}"
+        );
     }
 }
