@@ -38,6 +38,7 @@ pub use report::{ChaosReport, EXAMPLES_PER_CLASS, KEEP_VIOLATIONS};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use sched_core::WorkerRepository;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::runtime::Handle;
 
@@ -52,6 +53,9 @@ pub struct Target {
     pub tag: String,
     /// History sizes.
     pub sizes: Sizes,
+    /// Set once a call hung: the client is taken as wedged and later cases stop at once
+    /// (their own violation), instead of waiting out every timeout.
+    pub wedged: Arc<AtomicBool>,
 }
 
 impl Target {
@@ -62,6 +66,7 @@ impl Target {
             real: None,
             tag: tag.to_owned(),
             sizes: Sizes::SMALL,
+            wedged: Arc::default(),
         }
     }
 
@@ -87,9 +92,22 @@ pub async fn run_case(target: &Target, h: &History) -> ChaosReport {
         requests: h.requests() as u64,
         ..ChaosReport::default()
     };
+    if target.wedged.load(Ordering::SeqCst) {
+        report.violation_of(
+            "wedged-client",
+            "not run: a call of an earlier case hung, the client stays wedged".into(),
+        );
+        return report;
+    }
     let mut case = interpret::Case::new(target, h, &mut report).await;
     for (r, round) in h.rounds.iter().enumerate() {
         case.round(r, round, &mut report).await;
+        if report.classes.contains_key("hung-call") {
+            // Every later call would wait out its timeout too; the store is left to the
+            // run's clean-up (a fresh connection), and the case ends here.
+            target.wedged.store(true, Ordering::SeqCst);
+            return report;
+        }
     }
     check::finish(case, &mut report).await;
     report
@@ -191,7 +209,7 @@ pub fn draw(sizes: Sizes, real: bool, seed: u64, n: u64) -> History {
 }
 
 /// Runs histories drawn from `seed` on `target` until `placements` containers were placed (or
-/// found already held), calling `progress` after each; returns the summed report.
+/// a call hung, which ends the run), calling `progress` after each; returns the summed report.
 pub async fn run_seeded(
     target: &Target,
     seed: u64,
@@ -200,7 +218,7 @@ pub async fn run_seeded(
 ) -> ChaosReport {
     let mut total = ChaosReport::default();
     let mut n = 0;
-    while total.placements < placements {
+    while total.placements < placements && !target.wedged.load(Ordering::SeqCst) {
         let h = draw(target.sizes, target.real.is_some(), seed, n);
         total.merge(run_case(target, &h).await);
         progress(&total);
