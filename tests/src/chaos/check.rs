@@ -37,6 +37,9 @@ pub(super) struct Claim {
     pub(super) expect: Expect,
     pub(super) what: String,
     pub(super) from_schedule: bool,
+    /// The resources a schedule request asked (copies of an id asking the same must get the
+    /// same answer).
+    pub(super) asked: Option<Resources>,
 }
 
 impl Claim {
@@ -47,7 +50,14 @@ impl Claim {
             expect,
             what: what.to_owned(),
             from_schedule: sched,
+            asked: None,
         }
+    }
+
+    /// The claim of a schedule request that asked `res`.
+    pub(super) fn asking(mut self, res: Resources) -> Self {
+        self.asked = Some(res);
+        self
     }
 }
 
@@ -110,21 +120,25 @@ fn short(r: &Option<ReservationRecord>) -> String {
     }
 }
 
-/// Every schedule answer for the same id within one call must be the same (case 8).
+/// Every schedule answer for the same id asking the same resources within one call must be the
+/// same (case 8). (A copy asking other resources is another request: it may be refused.)
 pub(super) fn same_answers(
     round: usize,
     action: usize,
     claims: &[Claim],
     report: &mut ChaosReport,
 ) {
-    let mut by_id: BTreeMap<&str, Vec<&Claim>> = BTreeMap::new();
+    let mut by_id: BTreeMap<(&str, Option<(u64, u64, u64)>), Vec<&Claim>> = BTreeMap::new();
     for c in claims
         .iter()
         .filter(|c| c.from_schedule && !c.id.is_empty())
     {
-        by_id.entry(&c.id).or_default().push(c);
+        let asked = c
+            .asked
+            .map(|r| (r.cpu_millicores, r.memory_mib, r.gpu_count));
+        by_id.entry((&c.id, asked)).or_default().push(c);
     }
-    for (id, cs) in by_id {
+    for ((id, _), cs) in by_id {
         if cs.len() < 2 || cs.iter().any(|c| c.what.starts_with("cancelled")) {
             continue;
         }
@@ -180,6 +194,16 @@ pub(super) fn claims(
             continue;
         }
         if c.expect == Expect::Any || actions.get(c.id.as_str()).is_some_and(|a| a.len() > 1) {
+            continue;
+        }
+        // An error for a copy of an id whose other copy in the same call was placed: that
+        // placement changed the store, not this copy (the copies' answers are compared by
+        // `same_answers`).
+        if c.expect == Expect::Unchanged
+            && claims.iter().any(|o| {
+                o.action == c.action && o.id == c.id && matches!(o.expect, Expect::HeldOn(..))
+            })
+        {
             continue;
         }
         let (b, a) = (
@@ -389,7 +413,7 @@ pub(super) async fn finish(case: Case<'_>, report: &mut ChaosReport) {
     if !case.cancelled.is_empty() {
         // A cancelled call's batch may still be committing in its own task: let it land, so
         // the checks below read a store at rest (what it did is judged, not hidden).
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(case.settle()).await;
     }
     invariants(&case, "after the rounds", report).await;
     blocked(&case, report).await;

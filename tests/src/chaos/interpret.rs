@@ -164,6 +164,14 @@ impl<'t> Case<'t> {
         self.faulty.faults().clear();
         let fired = self.faulty.faults().fired() - fired_before;
         *report.faults.entry("faulty:fired".into()).or_default() += fired;
+        if answers
+            .iter()
+            .any(|(cs, _)| cs.iter().any(|c| c.what == "cancelled schedule"))
+        {
+            // A cancelled call's batch runs on in its own task: let it land (and be undone, if
+            // the scheduler does that) before the store is read and the next round starts.
+            tokio::time::sleep(self.settle()).await;
+        }
         let after = check::lookup(&*self.target.repo, &touched, report).await;
         let mut claims: Vec<Claim> = Vec::new();
         for (a, (cs, counts)) in answers.into_iter().enumerate() {
@@ -196,6 +204,16 @@ impl<'t> Case<'t> {
                 let (id, res) = (self.id(q.id), self.res(q));
                 self.asked.insert(id, res);
             }
+        }
+    }
+
+    /// How long a cancelled call's batch is given to land: longer when real faults (pauses of
+    /// 800 ms) may hold it up.
+    pub(super) fn settle(&self) -> Duration {
+        if self.target.real.is_some() {
+            Duration::from_millis(1500)
+        } else {
+            Duration::from_millis(300)
         }
     }
 
@@ -359,7 +377,7 @@ impl<'t> Case<'t> {
                     Claim::new(a, &q.id, expect, &format!("Err({e})"), true)
                 }
             };
-            claims.push(c);
+            claims.push(c.asking(*res));
         }
         (claims, counts)
     }
