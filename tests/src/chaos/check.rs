@@ -37,9 +37,9 @@ pub(super) struct Claim {
     pub(super) expect: Expect,
     pub(super) what: String,
     pub(super) from_schedule: bool,
-    /// The resources a schedule request asked (copies of an id asking the same must get the
-    /// same answer).
-    pub(super) asked: Option<Resources>,
+    /// What a schedule request asked, resources and pool (copies of an id asking the same
+    /// must get the same answer).
+    pub(super) asked: Option<String>,
 }
 
 impl Claim {
@@ -54,9 +54,9 @@ impl Claim {
         }
     }
 
-    /// The claim of a schedule request that asked `res`.
-    pub(super) fn asking(mut self, res: Resources) -> Self {
-        self.asked = Some(res);
+    /// The claim of a schedule request that asked `res` in `pool`.
+    pub(super) fn asking(mut self, res: Resources, pool: &str) -> Self {
+        self.asked = Some(format!("{res} in {pool}"));
         self
     }
 }
@@ -121,22 +121,23 @@ fn short(r: &Option<ReservationRecord>) -> String {
 }
 
 /// Every schedule answer for the same id asking the same resources within one call must be the
-/// same (case 8). (A copy asking other resources is another request: it may be refused.)
+/// same (case 8). (A copy asking other resources or another pool is another request: it may
+/// be refused.)
 pub(super) fn same_answers(
     round: usize,
     action: usize,
     claims: &[Claim],
     report: &mut ChaosReport,
 ) {
-    let mut by_id: BTreeMap<(&str, Option<(u64, u64, u64)>), Vec<&Claim>> = BTreeMap::new();
+    let mut by_id: BTreeMap<(&str, Option<&str>), Vec<&Claim>> = BTreeMap::new();
     for c in claims
         .iter()
         .filter(|c| c.from_schedule && !c.id.is_empty())
     {
-        let asked = c
-            .asked
-            .map(|r| (r.cpu_millicores, r.memory_mib, r.gpu_count));
-        by_id.entry((&c.id, asked)).or_default().push(c);
+        by_id
+            .entry((&c.id, c.asked.as_deref()))
+            .or_default()
+            .push(c);
     }
     for ((id, _), cs) in by_id {
         if cs.len() < 2 || cs.iter().any(|c| c.what.starts_with("cancelled")) {

@@ -336,6 +336,11 @@ impl<'t> Case<'t> {
             return (claims, counts);
         };
         let mut claims = Vec::new();
+        let via = if singles {
+            "concurrent schedule()"
+        } else {
+            "schedule_batch"
+        };
         if out.len() != requests.len() {
             claims.push(Claim::new(
                 a,
@@ -377,7 +382,9 @@ impl<'t> Case<'t> {
                     Claim::new(a, &q.id, expect, &format!("Err({e})"), true)
                 }
             };
-            claims.push(c.asking(*res));
+            let mut c = c.asking(*res, q.pool_selector.as_deref().unwrap_or(""));
+            c.what = format!("{} via {}", c.what, via);
+            claims.push(c);
         }
         (claims, counts)
     }
