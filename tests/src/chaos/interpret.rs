@@ -207,14 +207,15 @@ impl<'t> Case<'t> {
         }
     }
 
-    /// How long a cancelled call's batch is given to land: longer when real faults (pauses of
-    /// 800 ms) may hold it up.
+    /// How long a cancelled call's batch is given to land: longer when real faults that hold
+    /// a server up (`client-pause`, `debug-sleep`: 800 ms) may delay it.
     pub(super) fn settle(&self) -> Duration {
-        if self.target.real.is_some() {
-            Duration::from_millis(1500)
-        } else {
-            Duration::from_millis(300)
-        }
+        let pauses = self.target.real.as_ref().is_some_and(|r| {
+            r.kinds()
+                .iter()
+                .any(|k| matches!(*k, "client-pause" | "debug-sleep"))
+        });
+        Duration::from_millis(if pauses { 1500 } else { 300 })
     }
 
     /// The container ids one action names.
