@@ -131,6 +131,10 @@ pub enum Command {
     /// Internal: one contention instance in a child process.
     #[command(hide = true)]
     Worker(WorkerArgs),
+    /// Soak: the chaos suite's random histories (several schedulers and direct callers,
+    /// releases, re-registrations, injected faults) until `--placements` containers are placed,
+    /// checking every answer against the store; exits non-zero on any problem.
+    Chaos(crate::chaos::ChaosArgs),
 }
 
 /// `sustained` options.

@@ -17,6 +17,7 @@
 
 pub mod audit;
 pub mod backend;
+pub mod chaos;
 pub mod cli;
 pub mod error;
 pub mod hist;

@@ -14,8 +14,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // The chaos soak injects faults on purpose: only errors by default.
+                let chaos = matches!(cli.command, Some(Command::Chaos(_)));
+                tracing_subscriber::EnvFilter::new(if chaos { "error" } else { "warn" })
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -29,6 +32,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::Chaos(a)) = &cli.command {
+        return rt.block_on(sched_sim::chaos::main(&cli.common, a));
+    }
     if let Some(Command::Worker(w)) = &cli.command {
         let job = contention::WorkerJob {
             namespace: w.namespace.clone(),
@@ -149,8 +155,8 @@ async fn run(cli: &Cli) -> Result<Output, SimError> {
             }
             Ok(Output::Contention { reports })
         }
-        Some(Command::Worker(_)) => Err(SimError::Config(
-            "the worker subcommand is handled before run()".into(),
+        Some(Command::Worker(_) | Command::Chaos(_)) => Err(SimError::Config(
+            "the worker and chaos subcommands are handled before run()".into(),
         )),
     }
 }

@@ -70,6 +70,7 @@
 // This crate *is* test code: its checks report contract violations by panicking, as `assert!`
 // does, so unwrap/expect/panic are the intended behaviour here.
 
+pub mod chaos;
 pub mod conformance;
 pub mod env;
 pub mod faults;
