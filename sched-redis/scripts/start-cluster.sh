@@ -24,7 +24,7 @@ fi
 mkdir -p "$DIR"
 for p in $PORTS; do
   if ! redis-cli -p "$p" ping >/dev/null 2>&1; then
-    redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
+    redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes --enable-debug-command local \
       --cluster-config-file "$DIR/nodes-$p.conf" --dir "$DIR" \
       --daemonize yes --save '' --appendonly no --logfile "$DIR/redis-$p.log"
   fi

@@ -24,13 +24,10 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The repository every scheduler and direct caller goes through.
 pub(super) type FaultyRepo = Arc<Faulty<Arc<dyn WorkerRepository>>>;
 
-/// Whether a schedule error may leave the container held.
-///
-/// TODO(core): `e.may_be_held()` once the `core` branch (which adds `ScheduleError::Ambiguous`)
-/// is merged. Until then no error may leave its container held.
+/// Whether a schedule error may leave the container held: only
+/// [`ScheduleError::Ambiguous`] ("look it up"); every other error leaves the id as it was.
 pub fn may_be_held(e: &ScheduleError) -> bool {
-    let _ = e;
-    false
+    e.may_be_held()
 }
 
 /// One case: its namespace, workers, schedulers and the last request made for every id.
