@@ -50,7 +50,8 @@ pub(super) async fn release_orphans<R: WorkerRepository>(core: &Core<R>, ids: Ve
                     let n = out.iter().filter(|o| o.released.is_some()).count();
                     core.counters.cancelled_released(n);
                     tracing::warn!(
-                        containers = ?chunk,
+                        containers = chunk.len(),
+                        first = ?chunk.first(),
                         released = n,
                         "caller gone before its answer: released what was placed for it"
                     );
@@ -65,7 +66,8 @@ pub(super) async fn release_orphans<R: WorkerRepository>(core: &Core<R>, ids: Ve
                     core.cache.invalidate();
                     core.counters.cancelled_unreleased(chunk.len());
                     tracing::error!(
-                        containers = ?chunk,
+                        containers = chunk.len(),
+                        first = ?chunk.first(),
                         error = %e,
                         "caller gone and releasing what was placed for it failed: may be held with nobody told"
                     );
