@@ -188,7 +188,9 @@ fn property_catches(
         .build()
         .unwrap();
     let repo: Arc<dyn WorkerRepository> = Arc::new(mutant(bug));
-    let cfg = PropConfig::from_env().with_cases(64);
+    // A mutant is caught at its first failing case, so many cases cost little; 64 cases once
+    // missed the over-credit mutant in CI after held-here became a rejection.
+    let cfg = PropConfig::from_env().with_cases(512);
     let r = std::panic::catch_unwind(AssertUnwindSafe(|| prop(rt.handle(), repo, &cfg)));
     assert!(r.is_err(), "the property did not catch {bug:?}");
 }
