@@ -42,12 +42,7 @@ async fn abandoned_reserve_never_commits_later() {
     db.register_worker(&WorkerSpec::new("w", Resources::cpu_mem(1000, 1000)))
         .await
         .unwrap();
-    let mut holder = db.raw().await;
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query("SELECT 1 FROM workers WHERE id = 'w' FOR UPDATE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = db.hold_worker_row("w").await;
     let mut admin = db.raw().await;
     let batch = one("w", "c");
     let call = db.reserve_batch(&batch, CommitMode::AllOrNothing);
@@ -83,12 +78,7 @@ async fn terminated_backend_mid_reserve_is_ambiguous_and_a_lookup_resolves_it() 
     db.register_worker(&WorkerSpec::new("w", Resources::cpu_mem(1000, 1000)))
         .await
         .unwrap();
-    let mut holder = db.raw().await;
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query("SELECT 1 FROM workers WHERE id = 'w' FOR UPDATE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = db.hold_worker_row("w").await;
     let repo = db.repo.clone();
     let call = tokio::spawn(async move {
         repo.reserve_batch(&one("w", "c"), CommitMode::AllOrNothing)
@@ -148,12 +138,7 @@ async fn call_timeout_is_ambiguous_and_a_lookup_right_after_is_final() {
     db.register_worker(&WorkerSpec::new("w", Resources::cpu_mem(1000, 1000)))
         .await
         .unwrap();
-    let mut holder = db.raw().await;
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query("SELECT 1 FROM workers WHERE id = 'w' FOR UPDATE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = db.hold_worker_row("w").await;
     let err = db
         .reserve_batch(&one("w", "c"), CommitMode::AllOrNothing)
         .await

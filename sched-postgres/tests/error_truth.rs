@@ -36,12 +36,7 @@ async fn lock_timeout_is_unavailable_and_not_applied() {
     db.register_worker(&WorkerSpec::new("w", Resources::cpu_mem(1000, 1000)))
         .await
         .unwrap();
-    let mut holder = db.raw().await;
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query("SELECT 1 FROM workers WHERE id = 'w' FOR UPDATE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = db.hold_worker_row("w").await;
     let err = db
         .reserve_batch(&one("w", "c"), CommitMode::AllOrNothing)
         .await

@@ -232,12 +232,7 @@ async fn statement_timeout_is_unavailable_and_not_applied() {
         .await
         .unwrap();
     // Hold w's row so the burst waits past its timeout.
-    let mut other = db.raw().await;
-    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
-    sqlx::query("SELECT 1 FROM workers WHERE id = 'w' FOR UPDATE")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    let mut other = db.hold_worker_row("w").await;
     let err = db
         .reserve_batch(&one("w", "c"), CommitMode::AllOrNothing)
         .await
@@ -263,12 +258,7 @@ async fn lost_container_race_falls_back_exactly() {
             .await
             .unwrap();
     }
-    let mut other = db.raw().await;
-    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
-    sqlx::query("SELECT 1 FROM workers WHERE id = 'w9' FOR UPDATE")
-        .execute(&mut other)
-        .await
-        .unwrap();
+    let mut other = db.hold_worker_row("w9").await;
     sqlx::query("INSERT INTO reservations (container_id, worker_id, cpu, mem, gpu) VALUES ('x', 'w9', 100, 100, 0)")
         .execute(&mut other)
         .await
@@ -334,12 +324,7 @@ async fn connection_cut_mid_statement_is_ambiguous_and_a_lookup_right_after_is_f
         .await
         .unwrap();
     let (proxy, repo) = via_proxy(&db, 1).await;
-    let mut holder = db.raw().await;
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query("SELECT 1 FROM workers WHERE id = 'w' FOR UPDATE")
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = db.hold_worker_row("w").await;
     let call = tokio::spawn(async move {
         repo.reserve_batch(&one("w", "c"), CommitMode::AllOrNothing)
             .await

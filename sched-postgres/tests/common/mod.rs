@@ -138,6 +138,19 @@ impl TestDb {
             .unwrap()
     }
 
+    /// A connection of its own holding `worker`'s row lock in an open transaction (dropping it
+    /// ends the transaction and frees the row).
+    pub async fn hold_worker_row(&self, worker: &str) -> PgConnection {
+        let mut c = self.raw().await;
+        sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+        sqlx::query("SELECT 1 FROM workers WHERE id = $1 FOR UPDATE")
+            .bind(worker)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c
+    }
+
     /// A plain connection whose search_path is this schema, for poking at tables directly.
     pub async fn raw(&self) -> PgConnection {
         let mut c = PgConnection::connect(&self.url).await.unwrap();
