@@ -34,6 +34,13 @@ pub enum RepoError {
     /// The store answered with something this crate does not understand, or another failure.
     #[error("backend error: {0}")]
     Backend(#[source] BoxError),
+    /// The backend does not implement this operation (a third-party backend written before it
+    /// existed: the lifecycle methods default to this). Nothing was changed.
+    #[error("{operation} is not supported by this backend")]
+    Unsupported {
+        /// The operation (method name).
+        operation: &'static str,
+    },
 }
 
 impl RepoError {

@@ -7,6 +7,7 @@
 //! * [`WorkerRepository`], the async, object-safe trait every backend implements;
 //! * [`WorkerStateCache`], lock-free snapshots of worker state (`arc-swap`);
 //! * [`affinity`], sha256-based spreading of containers across equal workers;
+//! * [`lifecycle`] and [`watch`]: leases, heartbeats, drain, bulk release, hand-off streams;
 //! * [`Scheduler`], which plans a whole burst against one snapshot and commits it with one
 //!   `reserve_batch` call.
 //!
@@ -17,6 +18,7 @@ pub mod cache;
 pub mod counters;
 mod error;
 pub mod layers;
+pub mod lifecycle;
 mod repository;
 mod request;
 mod reservation;
@@ -25,12 +27,17 @@ pub mod rules;
 mod scheduler;
 mod tiers;
 pub mod validate;
+pub mod watch;
 mod worker;
 
 pub use affinity::AffinityMode;
 pub use cache::{CacheConfig, CacheStats, WorkerStateCache};
 pub use counters::{BackendCounters, CounterSnapshot};
 pub use error::{BoxError, InvalidInput, RepoError};
+pub use lifecycle::{
+    ExpiredReservation, ExpiryReason, Heartbeat, LeaseRenewal, LeaseSweep, RenewOutcome,
+    WorkerRelease,
+};
 pub use repository::{AuditMode, RepositoryLayer, WorkerRepository};
 pub use request::{ContainerRequest, ANY_GPU};
 pub use reservation::{
@@ -41,7 +48,8 @@ pub use resources::{ResourceError, ResourceKind, Resources};
 pub use scheduler::{
     AttemptError, Placement, ScheduleError, Scheduler, SchedulerConfig, SchedulerStats, Unplaceable,
 };
-pub use worker::{Worker, WorkerSpec, WorkerStatus};
+pub use watch::{watch_reservations, ReservationEvent, WatchConfig};
+pub use worker::{StalePolicy, Worker, WorkerSpec, WorkerStatus};
 
 /// The planner, for the criterion bench (`benches/plan.rs`) and for `sched-sim`'s baseline
 /// strategies, which must filter workers exactly as the scheduler does. Not a supported API:

@@ -2,9 +2,11 @@
 //! the way to wrap one (opendal's `LayeredAccess`): a layer names its inner repository and
 //! overrides only what it intercepts; everything else forwards.
 
+use crate::watch::Wakeups;
 use crate::{
-    AuditReport, CapacityReservation, CommitMode, ReleaseOutcome, RepoError, ReservationRecord,
-    Worker, WorkerResult, WorkerSpec,
+    AuditReport, CapacityReservation, CommitMode, Heartbeat, LeaseRenewal, LeaseSweep,
+    ReleaseOutcome, RepoError, ReservationRecord, Worker, WorkerRelease, WorkerResult, WorkerSpec,
+    WorkerStatus,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -21,7 +23,9 @@ pub enum AuditMode {
 /// A shared store of workers, their free capacity and their reservation ledgers.
 ///
 /// Object-safe, so it can be used as `Arc<dyn WorkerRepository>`. Nine methods are required;
-/// the rest are conveniences with defaults built on them (as in `object_store`). Every backend
+/// the rest are conveniences with defaults built on them (as in `object_store`), and the
+/// lifecycle calls (leases, heartbeats, status, bulk release, wake-ups), which default to
+/// [`RepoError::Unsupported`] so a backend written before them still compiles. Every backend
 /// passes the shared conformance suite in `sched-tests`, which is the executable form of these
 /// rules:
 ///
@@ -106,6 +110,79 @@ pub trait WorkerRepository: Send + Sync {
         worker_id: &str,
         mode: AuditMode,
     ) -> Result<AuditReport, RepoError>;
+
+    /// Renews the leases of containers held on one worker to `now + lease_ms` (the store's
+    /// clock), in one atomic section and one round trip; one answer per id, in input order
+    /// ([`RenewOutcome`](crate::RenewOutcome)). A lease the sweep would take now
+    /// ([`rules::expiry`](crate::rules::expiry)) is `Expired` and stays expired: a renewal racing
+    /// the sweep wins fully or loses fully. Changes no capacity and no version.
+    /// Unknown worker → [`RepoError::UnknownWorker`].
+    async fn renew_leases(
+        &self,
+        worker_id: &str,
+        container_ids: &[String],
+        lease_ms: u64,
+    ) -> Result<Vec<LeaseRenewal>, RepoError> {
+        let _ = (worker_id, container_ids, lease_ms);
+        Err(RepoError::Unsupported {
+            operation: "renew_leases",
+        })
+    }
+
+    /// The expiry sweep of one worker, atomically: every reservation whose lease deadline is at
+    /// or before the store's `now` — and, when the worker is stale with
+    /// [`StalePolicy::Release`](crate::StalePolicy::Release), every reservation — is removed and
+    /// its capacity returned; the version goes up once if anything expired. Reports what went.
+    /// Idempotent. Unknown worker → [`RepoError::UnknownWorker`]. See
+    /// [`lifecycle::sweep_all`](crate::lifecycle::sweep_all) for every worker.
+    async fn expire_leases(&self, worker_id: &str) -> Result<LeaseSweep, RepoError> {
+        let _ = worker_id;
+        Err(RepoError::Unsupported {
+            operation: "expire_leases",
+        })
+    }
+
+    /// Records that the worker is alive, at the store's clock. No capacity or version change.
+    /// Unknown worker → [`RepoError::UnknownWorker`].
+    async fn heartbeat(&self, worker_id: &str) -> Result<Heartbeat, RepoError> {
+        let _ = worker_id;
+        Err(RepoError::Unsupported {
+            operation: "heartbeat",
+        })
+    }
+
+    /// Sets a worker's status in one atomic call, keeping its capacity and ledger, and bumps the
+    /// version (even when the status is unchanged). Returns the worker after.
+    /// Unknown worker → [`RepoError::UnknownWorker`].
+    async fn set_worker_status(
+        &self,
+        worker_id: &str,
+        status: WorkerStatus,
+    ) -> Result<Worker, RepoError> {
+        let _ = (worker_id, status);
+        Err(RepoError::Unsupported {
+            operation: "set_worker_status",
+        })
+    }
+
+    /// Releases every reservation of a worker atomically (decommission); the worker stays
+    /// registered. Idempotent. Unknown worker → [`RepoError::UnknownWorker`].
+    async fn release_worker(&self, worker_id: &str) -> Result<WorkerRelease, RepoError> {
+        let _ = worker_id;
+        Err(RepoError::Unsupported {
+            operation: "release_worker",
+        })
+    }
+
+    /// Wake-ups for a worker's new reservations: the stream yields (at least) once after each
+    /// committed reservation on `worker_id` from the moment it is returned. It may also yield
+    /// spuriously, may miss wake-ups when the connection drops, and may end; the ledger stays the
+    /// truth, so use [`watch_reservations`](crate::watch::watch_reservations), which re-reads it.
+    /// The default never yields (the watch then falls back to its periodic re-read).
+    async fn reservation_wakeups(&self, worker_id: &str) -> Result<Wakeups, RepoError> {
+        let _ = worker_id;
+        Ok(crate::watch::no_wakeups())
+    }
 
     /// Where a container is held, if anywhere: [`find_reservations`](Self::find_reservations)
     /// of one id.
@@ -224,6 +301,41 @@ pub trait RepositoryLayer: Send + Sync {
     ) -> Result<AuditReport, RepoError> {
         self.inner().audit_worker(worker_id, mode).await
     }
+    /// Forwards [`WorkerRepository::renew_leases`].
+    async fn renew_leases(
+        &self,
+        worker_id: &str,
+        container_ids: &[String],
+        lease_ms: u64,
+    ) -> Result<Vec<LeaseRenewal>, RepoError> {
+        self.inner()
+            .renew_leases(worker_id, container_ids, lease_ms)
+            .await
+    }
+    /// Forwards [`WorkerRepository::expire_leases`].
+    async fn expire_leases(&self, worker_id: &str) -> Result<LeaseSweep, RepoError> {
+        self.inner().expire_leases(worker_id).await
+    }
+    /// Forwards [`WorkerRepository::heartbeat`].
+    async fn heartbeat(&self, worker_id: &str) -> Result<Heartbeat, RepoError> {
+        self.inner().heartbeat(worker_id).await
+    }
+    /// Forwards [`WorkerRepository::set_worker_status`].
+    async fn set_worker_status(
+        &self,
+        worker_id: &str,
+        status: WorkerStatus,
+    ) -> Result<Worker, RepoError> {
+        self.inner().set_worker_status(worker_id, status).await
+    }
+    /// Forwards [`WorkerRepository::release_worker`].
+    async fn release_worker(&self, worker_id: &str) -> Result<WorkerRelease, RepoError> {
+        self.inner().release_worker(worker_id).await
+    }
+    /// Forwards [`WorkerRepository::reservation_wakeups`].
+    async fn reservation_wakeups(&self, worker_id: &str) -> Result<Wakeups, RepoError> {
+        self.inner().reservation_wakeups(worker_id).await
+    }
 }
 
 #[async_trait]
@@ -274,6 +386,33 @@ impl<L: RepositoryLayer> WorkerRepository for L {
         mode: AuditMode,
     ) -> Result<AuditReport, RepoError> {
         RepositoryLayer::audit_worker(self, worker_id, mode).await
+    }
+    async fn renew_leases(
+        &self,
+        worker_id: &str,
+        container_ids: &[String],
+        lease_ms: u64,
+    ) -> Result<Vec<LeaseRenewal>, RepoError> {
+        RepositoryLayer::renew_leases(self, worker_id, container_ids, lease_ms).await
+    }
+    async fn expire_leases(&self, worker_id: &str) -> Result<LeaseSweep, RepoError> {
+        RepositoryLayer::expire_leases(self, worker_id).await
+    }
+    async fn heartbeat(&self, worker_id: &str) -> Result<Heartbeat, RepoError> {
+        RepositoryLayer::heartbeat(self, worker_id).await
+    }
+    async fn set_worker_status(
+        &self,
+        worker_id: &str,
+        status: WorkerStatus,
+    ) -> Result<Worker, RepoError> {
+        RepositoryLayer::set_worker_status(self, worker_id, status).await
+    }
+    async fn release_worker(&self, worker_id: &str) -> Result<WorkerRelease, RepoError> {
+        RepositoryLayer::release_worker(self, worker_id).await
+    }
+    async fn reservation_wakeups(&self, worker_id: &str) -> Result<Wakeups, RepoError> {
+        RepositoryLayer::reservation_wakeups(self, worker_id).await
     }
 }
 

@@ -21,6 +21,9 @@ pub struct ContainerRequest {
     pub preemptable: bool,
     /// Request priority (informational; workers are ranked by their own priority).
     pub priority: i32,
+    /// When set, the placement is leased for this many milliseconds from its commit (store
+    /// clock) and must be renewed ([`renew_leases`](crate::WorkerRepository::renew_leases)).
+    pub lease_ms: Option<u64>,
 }
 
 impl ContainerRequest {
@@ -39,6 +42,7 @@ impl ContainerRequest {
             pool_selector: None,
             preemptable: true,
             priority: 0,
+            lease_ms: None,
         }
     }
 
@@ -67,6 +71,12 @@ impl ContainerRequest {
     /// Sets the priority.
     pub fn with_priority(mut self, priority: i32) -> Self {
         self.priority = priority;
+        self
+    }
+
+    /// Leases the placement for `lease` (rounded up to a millisecond) from its commit.
+    pub fn with_lease(mut self, lease: std::time::Duration) -> Self {
+        self.lease_ms = Some(crate::lifecycle::duration_ms(lease));
         self
     }
 

@@ -12,6 +12,10 @@ pub struct ResourceReservation {
     pub resources: Resources,
     /// GPU model it needs, when it takes GPUs; must match the worker's.
     pub gpu_type: Option<String>,
+    /// When set, the reservation is leased: it expires this many milliseconds after the commit,
+    /// by the store's clock, unless renewed
+    /// ([`renew_leases`](crate::WorkerRepository::renew_leases)). `None`: held until released.
+    pub lease_ms: Option<u64>,
 }
 
 impl ResourceReservation {
@@ -21,12 +25,19 @@ impl ResourceReservation {
             container_id: container_id.into(),
             resources,
             gpu_type: None,
+            lease_ms: None,
         }
     }
 
     /// Names the GPU type.
     pub fn with_gpu_type(mut self, gpu_type: impl Into<String>) -> Self {
         self.gpu_type = Some(gpu_type.into());
+        self
+    }
+
+    /// Leases the reservation for `lease` (rounded up to a millisecond) from its commit.
+    pub fn with_lease(mut self, lease: std::time::Duration) -> Self {
+        self.lease_ms = Some(crate::lifecycle::duration_ms(lease));
         self
     }
 }
@@ -103,6 +114,15 @@ pub enum Rejection {
         /// Its status.
         status: WorkerStatus,
     },
+    /// The worker tracks liveness and its last heartbeat is older than its timeout (by the
+    /// store's clock). Nothing changed.
+    #[error("worker heartbeat expired: last {last_heartbeat_ms:?} ms, timeout {timeout_ms} ms")]
+    HeartbeatExpired {
+        /// The store's clock at the last heartbeat, if any.
+        last_heartbeat_ms: Option<u64>,
+        /// The worker's heartbeat timeout.
+        timeout_ms: u64,
+    },
     /// The container is held already: on another worker, or on this one (a repeated
     /// reservation is rejected too, so a caller never gets Ok for resources the store does not
     /// hold). Nothing changed.
@@ -147,6 +167,7 @@ impl Rejection {
             Rejection::VersionConflict { .. } => "version_conflict",
             Rejection::UnknownWorker => "unknown_worker",
             Rejection::WorkerUnavailable { .. } => "worker_unavailable",
+            Rejection::HeartbeatExpired { .. } => "heartbeat_expired",
             Rejection::AlreadyReserved { .. } => "already_reserved",
             Rejection::GpuTypeMismatch { .. } => "gpu_type_mismatch",
             Rejection::Contended { .. } => "contended",
@@ -193,6 +214,10 @@ pub struct ReservationRecord {
     pub resources: Resources,
     /// GPU type, if any.
     pub gpu_type: Option<String>,
+    /// When leased: the deadline, in ms since the Unix epoch by the store's clock. A reservation
+    /// past its deadline is still held (and charged) until a sweep expires it, but it can no
+    /// longer be renewed.
+    pub lease_expires_at_ms: Option<u64>,
 }
 
 /// Result of releasing one container.

@@ -19,7 +19,7 @@
 //!
 //! let mut w = WorkerState::new(Worker::from_spec(&WorkerSpec::new("w", Resources::cpu_mem(1000, 1000)), 1));
 //! let part = CapacityReservation::new("w", vec![ResourceReservation::new("c", Resources::cpu_mem(300, 300))]);
-//! let reserved = rules::reserve(Some(&w), &part, CommitMode::AllOrNothing, |_| None).unwrap();
+//! let reserved = rules::reserve(Some(&w), &part, CommitMode::AllOrNothing, |_| None, 0).unwrap();
 //! let committed = w.commit(reserved);
 //! assert_eq!((committed.new_version, committed.free), (2, Resources::cpu_mem(700, 700)));
 //! assert!(w.audit().is_consistent());
@@ -32,6 +32,9 @@ use crate::{
 };
 use std::collections::BTreeMap;
 
+mod lifecycle;
+pub use lifecycle::expiry;
+
 /// A container held in a worker's ledger: what it was charged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
@@ -39,14 +42,18 @@ pub struct Held {
     pub resources: Resources,
     /// GPU type it asked for, if any.
     pub gpu_type: Option<String>,
+    /// Lease deadline (store clock, ms since the epoch), if leased.
+    pub lease_expires_at_ms: Option<u64>,
 }
 
 impl Held {
-    /// What `reserve` stores for a reservation.
-    pub fn of(r: &ResourceReservation) -> Self {
+    /// What `reserve` stores for a reservation committed at `now_ms`: a leased one expires at
+    /// `now_ms + lease_ms`.
+    pub fn of(r: &ResourceReservation, now_ms: u64) -> Self {
         Held {
             resources: r.resources,
             gpu_type: r.gpu_type.clone(),
+            lease_expires_at_ms: r.lease_ms.map(|l| now_ms.saturating_add(l)),
         }
     }
 
@@ -57,6 +64,7 @@ impl Held {
             container_id: container_id.to_owned(),
             resources: self.resources,
             gpu_type: self.gpu_type.clone(),
+            lease_expires_at_ms: self.lease_expires_at_ms,
         }
     }
 }
@@ -196,19 +204,22 @@ pub fn release_credit(free: &Resources, total: &Resources, resources: &Resources
     )
 }
 
-/// Registration (or re-registration) of `spec`.
+/// Registration (or re-registration) of `spec` at `now_ms` of the store's clock.
 ///
 /// A new worker starts entirely free at version `tombstone + 1` (`tombstone` is the last version
 /// of a removed worker of that id, 0 if none, so versions never repeat). An existing one keeps its
 /// ledger: `free = new total − reserved`, version + 1, or [`RepoError::TotalBelowReserved`] when
-/// the new total is below what is reserved (nothing changes).
+/// the new total is below what is reserved (nothing changes). Registering counts as a heartbeat.
 pub fn register(
     current: Option<&WorkerState>,
     spec: &WorkerSpec,
     tombstone: u64,
+    now_ms: u64,
 ) -> Result<Worker, RepoError> {
     let Some(state) = current else {
-        return Ok(Worker::from_spec(spec, tombstone.saturating_add(1)));
+        let mut w = Worker::from_spec(spec, tombstone.saturating_add(1));
+        w.last_heartbeat_ms = Some(now_ms);
+        return Ok(w);
     };
     let reserved = state.reserved();
     if let Some(e) = total_below_reserved(&spec.total, &reserved) {
@@ -221,19 +232,31 @@ pub fn register(
         .saturating_add(1);
     let mut w = Worker::from_spec(spec, version);
     w.free = spec.total.saturating_sub(&reserved);
+    w.last_heartbeat_ms = Some(now_ms);
     Ok(w)
 }
 
-/// The worker-level checks of a reserve, in order: `expected_version` (when set) must equal the
-/// stored version, then the worker must be available.
-pub fn check_worker(worker: &Worker, expected_version: Option<u64>) -> Result<(), Rejection> {
+/// The worker-level checks of a reserve at `now_ms`, in order: `expected_version` (when set)
+/// must equal the stored version, then the status must be `Available`
+/// (`WorkerUnavailable`), then the heartbeat must be fresh (`HeartbeatExpired`).
+pub fn check_worker(
+    worker: &Worker,
+    expected_version: Option<u64>,
+    now_ms: u64,
+) -> Result<(), Rejection> {
     if let Some(expected) = expected_version {
         if expected != worker.resource_version {
             return Err(version_conflict(expected, worker.resource_version));
         }
     }
-    if !worker.is_available() {
+    if worker.status != WorkerStatus::Available {
         return Err(worker_unavailable(worker.status));
+    }
+    if let (true, Some(timeout_ms)) = (worker.is_stale_at(now_ms), worker.heartbeat_timeout_ms) {
+        return Err(Rejection::HeartbeatExpired {
+            last_heartbeat_ms: worker.last_heartbeat_ms,
+            timeout_ms,
+        });
     }
     Ok(())
 }
@@ -273,16 +296,18 @@ pub fn check_reservation(
 /// [`CommitMode::Partial`] the prefix before it commits, unless that prefix is empty. A committed
 /// part always charged something, so the version goes up by one.
 ///
-/// `holder` says on which worker a container is held, if anywhere. Nothing is written: apply the
-/// result with [`WorkerState::commit`] (and index its `charged` containers).
+/// `holder` says on which worker a container is held, if anywhere; `now_ms` is the store's clock
+/// (for the heartbeat check and lease deadlines). Nothing is written: apply the result with
+/// [`WorkerState::commit`] (and index its `charged` containers).
 pub fn reserve<'h>(
     state: Option<&WorkerState>,
     part: &CapacityReservation,
     mode: CommitMode,
     holder: impl Fn(&str) -> Option<&'h str>,
+    now_ms: u64,
 ) -> Result<Reserved, Rejection> {
     let w = &state.ok_or(Rejection::UnknownWorker)?.worker;
-    check_worker(w, part.expected_version)?;
+    check_worker(w, part.expected_version, now_ms)?;
     let mut free = w.free;
     let mut charged = Vec::new();
     let mut accepted = 0;
@@ -291,7 +316,7 @@ pub fn reserve<'h>(
         match check_reservation(w, &free, r, holder(&r.container_id)) {
             Ok(Check::Fits) => {
                 free = free.saturating_sub(&r.resources);
-                charged.push((r.container_id.clone(), Held::of(r)));
+                charged.push((r.container_id.clone(), Held::of(r, now_ms)));
             }
             Err(rej) if mode == CommitMode::AllOrNothing || accepted == 0 => return Err(rej),
             Err(rej) => {
@@ -412,7 +437,7 @@ mod tests {
     fn reserve_checks_in_reference_order() {
         let p = part("w", vec![res("a", 1)]);
         assert_eq!(
-            reserve(None, &p, CommitMode::Partial, nowhere),
+            reserve(None, &p, CommitMode::Partial, nowhere, 0),
             Err(Rejection::UnknownWorker)
         );
         let mut s = state("w");
@@ -423,7 +448,8 @@ mod tests {
                 Some(&s),
                 &p.clone().expecting(9),
                 CommitMode::Partial,
-                nowhere
+                nowhere,
+                0
             ),
             Err(version_conflict(9, 1))
         );
@@ -432,7 +458,8 @@ mod tests {
                 Some(&s),
                 &p.clone().expecting(1),
                 CommitMode::Partial,
-                nowhere
+                nowhere,
+                0
             ),
             Err(worker_unavailable(WorkerStatus::Draining))
         );
@@ -442,12 +469,12 @@ mod tests {
         // Held elsewhere is found before the GPU type and the capacity.
         let p = part("w", vec![res("a", 5000).with_gpu_type("h100")]);
         assert_eq!(
-            reserve(Some(&s), &p, CommitMode::Partial, at),
+            reserve(Some(&s), &p, CommitMode::Partial, at, 0),
             Err(already_reserved("a", "other"))
         );
         let p = part("w", vec![res("b", 5000).with_gpu_type("h100")]);
         assert_eq!(
-            reserve(Some(&s), &p, CommitMode::Partial, at),
+            reserve(Some(&s), &p, CommitMode::Partial, at, 0),
             Err(gpu_type_mismatch("b", "h100", Some("a100")))
         );
         let p = part(
@@ -455,20 +482,20 @@ mod tests {
             vec![ResourceReservation::new("b", Resources::new(1, 1, 3))],
         );
         assert_eq!(
-            reserve(Some(&s), &p, CommitMode::Partial, at),
+            reserve(Some(&s), &p, CommitMode::Partial, at, 0),
             Err(insufficient("b", ResourceKind::Gpu, 3, 2))
         );
         // Held on this very worker: rejected too, naming this worker, before GPU and capacity.
         let p = part("w", vec![res("h", 5000).with_gpu_type("h100")]);
         for mode in [CommitMode::AllOrNothing, CommitMode::Partial] {
             assert_eq!(
-                reserve(Some(&s), &p, mode, at),
+                reserve(Some(&s), &p, mode, at, 0),
                 Err(already_reserved("h", "w"))
             );
         }
         // In Partial mode the prefix before it commits, and it is the remainder.
         let p = part("w", vec![res("n", 100), res("h", 100)]);
-        let r = reserve(Some(&s), &p, CommitMode::Partial, at).unwrap();
+        let r = reserve(Some(&s), &p, CommitMode::Partial, at, 0).unwrap();
         assert_eq!(
             r.committed,
             committed(
@@ -489,10 +516,10 @@ mod tests {
         );
         let rej = insufficient("c", ResourceKind::Cpu, 400, 200);
         assert_eq!(
-            reserve(Some(&s), &p, CommitMode::AllOrNothing, nowhere),
+            reserve(Some(&s), &p, CommitMode::AllOrNothing, nowhere, 0),
             Err(rej.clone())
         );
-        let r = reserve(Some(&s), &p, CommitMode::Partial, nowhere).unwrap();
+        let r = reserve(Some(&s), &p, CommitMode::Partial, nowhere, 0).unwrap();
         assert_eq!(
             r.committed,
             committed(2, Resources::new(200, 200, 2), 2, Some(rej))
@@ -503,14 +530,14 @@ mod tests {
         );
         // An empty prefix rejects the worker even in Partial mode.
         let p = part("w", vec![res("big", 2000), res("a", 1)]);
-        assert!(reserve(Some(&s), &p, CommitMode::Partial, nowhere).is_err());
+        assert!(reserve(Some(&s), &p, CommitMode::Partial, nowhere, 0).is_err());
     }
 
     #[test]
     fn commit_release_and_audit_keep_the_ledger_true() {
         let mut s = state("w");
         let p = part("w", vec![res("a", 300), res("b", 200)]);
-        let c = s.commit(reserve(Some(&s), &p, CommitMode::AllOrNothing, nowhere).unwrap());
+        let c = s.commit(reserve(Some(&s), &p, CommitMode::AllOrNothing, nowhere, 0).unwrap());
         assert_eq!((c.new_version, c.accepted), (2, 2));
         assert_eq!(s.worker.free, Resources::new(500, 500, 2));
         assert_eq!(s.reserved(), Resources::cpu_mem(500, 500));
@@ -568,14 +595,15 @@ mod tests {
     #[test]
     fn register_keeps_what_is_reserved_and_never_repeats_a_version() {
         let spec = WorkerSpec::new("w", T);
-        assert_eq!(register(None, &spec, 0).unwrap().resource_version, 1);
-        assert_eq!(register(None, &spec, 41).unwrap().resource_version, 42);
+        assert_eq!(register(None, &spec, 0, 0).unwrap().resource_version, 1);
+        assert_eq!(register(None, &spec, 41, 0).unwrap().resource_version, 42);
         let mut s = state("w");
         let p = part("w", vec![res("a", 600)]);
-        s.commit(reserve(Some(&s), &p, CommitMode::AllOrNothing, nowhere).unwrap());
+        s.commit(reserve(Some(&s), &p, CommitMode::AllOrNothing, nowhere, 0).unwrap());
         let w = register(
             Some(&s),
             &WorkerSpec::new("w", Resources::cpu_mem(800, 900)),
+            0,
             0,
         )
         .unwrap();
@@ -586,6 +614,7 @@ mod tests {
         let e = register(
             Some(&s),
             &WorkerSpec::new("w", Resources::cpu_mem(500, 900)),
+            0,
             0,
         )
         .unwrap_err();
@@ -621,7 +650,7 @@ mod tests {
                 actual: None
             }
         );
-        let h = Held::of(&res("c", 1).with_gpu_type("a100"));
+        let h = Held::of(&res("c", 1).with_gpu_type("a100"), 0);
         let r = h.record("w", "c");
         assert_eq!(
             (r.worker_id.as_str(), r.gpu_type.as_deref()),

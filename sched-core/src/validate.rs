@@ -56,7 +56,34 @@ pub fn validate_spec(spec: &WorkerSpec) -> Result<(), InvalidInput> {
     if let Some(g) = &spec.gpu_type {
         validate_id("gpu type", g)?;
     }
+    if let Some(t) = spec.heartbeat_timeout_ms {
+        validate_duration_ms("heartbeat timeout", t)?;
+    }
     validate_amounts(&spec.total)
+}
+
+/// Checks a lease or heartbeat timeout: at least 1 ms, at most
+/// [`MAX_LEASE_MS`](crate::lifecycle::MAX_LEASE_MS).
+pub fn validate_duration_ms(what: &'static str, ms: u64) -> Result<(), InvalidInput> {
+    let max = crate::lifecycle::MAX_LEASE_MS;
+    if ms == 0 || ms > max {
+        return Err(InvalidInput::Other(format!(
+            "{what} of {ms} ms is outside 1..={max} ms"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a [`renew_leases`](crate::WorkerRepository::renew_leases) call: the worker id, the
+/// container ids as for a release, and the lease.
+pub fn validate_renewal(
+    worker_id: &str,
+    container_ids: &[String],
+    lease_ms: u64,
+) -> Result<(), InvalidInput> {
+    validate_id("worker", worker_id)?;
+    validate_release(container_ids)?;
+    validate_duration_ms("lease", lease_ms)
 }
 
 /// Checks one reservation.
@@ -70,6 +97,9 @@ fn validate_reservation(r: &ResourceReservation) -> Result<(), InvalidInput> {
     validate_amounts(&r.resources)?;
     if let Some(g) = &r.gpu_type {
         validate_id("gpu type", g)?;
+    }
+    if let Some(l) = r.lease_ms {
+        validate_duration_ms("lease", l)?;
     }
     Ok(())
 }
@@ -89,6 +119,9 @@ pub(crate) fn validate_request(r: &ContainerRequest) -> Result<(), InvalidInput>
     }
     if let Some(p) = &r.pool_selector {
         validate_id("pool", p)?;
+    }
+    if let Some(l) = r.lease_ms {
+        validate_duration_ms("lease", l)?;
     }
     Ok(())
 }

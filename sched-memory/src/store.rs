@@ -14,6 +14,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 const BACKEND: &str = "memory";
 
+/// The process clock in ms since the Unix epoch (the memory store's clock).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 #[derive(Debug, Default)]
 struct State {
     workers: BTreeMap<String, WorkerState>,
@@ -81,7 +89,7 @@ impl WorkerRepository for MemoryStore {
         validate_spec(spec)?;
         let mut st = self.enter();
         let tomb = st.tombstones.get(&spec.id).copied().unwrap_or(0);
-        let w = rules::register(st.workers.get(&spec.id), spec, tomb)?;
+        let w = rules::register(st.workers.get(&spec.id), spec, tomb, now_ms())?;
         st.workers
             .entry(spec.id.clone())
             .and_modify(|s| s.worker = w.clone())
@@ -136,18 +144,23 @@ impl WorkerRepository for MemoryStore {
         let mut out = Vec::with_capacity(batch.len());
         for part in batch {
             let holder = |c: &str| st.index.get(c).map(String::as_str);
-            let outcome = rules::reserve(st.workers.get(&part.worker_id), part, mode, holder).map(
-                |reserved| {
-                    for (cid, _) in &reserved.charged {
-                        st.index.insert(cid.clone(), part.worker_id.clone());
-                    }
-                    match st.workers.get_mut(&part.worker_id) {
-                        Some(w) => w.commit(reserved),
-                        // rules::reserve rejects unknown workers; nothing to write.
-                        None => reserved.committed,
-                    }
-                },
-            );
+            let outcome = rules::reserve(
+                st.workers.get(&part.worker_id),
+                part,
+                mode,
+                holder,
+                now_ms(),
+            )
+            .map(|reserved| {
+                for (cid, _) in &reserved.charged {
+                    st.index.insert(cid.clone(), part.worker_id.clone());
+                }
+                match st.workers.get_mut(&part.worker_id) {
+                    Some(w) => w.commit(reserved),
+                    // rules::reserve rejects unknown workers; nothing to write.
+                    None => reserved.committed,
+                }
+            });
             out.push(WorkerResult {
                 worker_id: part.worker_id.clone(),
                 outcome,

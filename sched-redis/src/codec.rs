@@ -79,6 +79,10 @@ pub(crate) fn worker(m: &HashMap<String, String>) -> Result<Worker, RepoError> {
         total: Resources::new(n("tc")?, n("tm")?, n("tg")?),
         free: Resources::new(n("fc")?, n("fm")?, n("fg")?),
         resource_version: n("v")?,
+        heartbeat_timeout_ms: None,
+        on_stale: sched_core::StalePolicy::Keep,
+        last_heartbeat_ms: None,
+        stale: false,
     })
 }
 
@@ -101,6 +105,7 @@ pub(crate) fn record(
         container_id: container,
         resources,
         gpu_type,
+        lease_expires_at_ms: None,
     })
 }
 

@@ -1,7 +1,7 @@
 //! [`FaultPlan`]: which faults a [`Faulty`](super::Faulty) layer injects into which calls, and
 //! the latency it adds; [`Op`], [`Args`] and [`Call`] describe a call to select on.
 
-use crate::{AuditMode, CapacityReservation, CommitMode, WorkerSpec};
+use crate::{AuditMode, CapacityReservation, CommitMode, WorkerSpec, WorkerStatus};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,11 +45,21 @@ pub enum Op {
     ListReservations,
     /// `audit_worker` (and so `audit`, `reconcile`).
     Audit,
+    /// `renew_leases`.
+    Renew,
+    /// `expire_leases`.
+    Expire,
+    /// `heartbeat`.
+    Heartbeat,
+    /// `set_worker_status`.
+    SetStatus,
+    /// `release_worker`.
+    ReleaseWorker,
 }
 
 impl Op {
     /// Every operation.
-    pub const ALL: [Op; 9] = [
+    pub const ALL: [Op; 14] = [
         Op::Register,
         Op::Remove,
         Op::GetWorker,
@@ -59,6 +69,11 @@ impl Op {
         Op::Find,
         Op::ListReservations,
         Op::Audit,
+        Op::Renew,
+        Op::Expire,
+        Op::Heartbeat,
+        Op::SetStatus,
+        Op::ReleaseWorker,
     ];
 
     /// The method's name (`reserve_batch`, ...).
@@ -73,6 +88,11 @@ impl Op {
             Op::Find => "find_reservations",
             Op::ListReservations => "list_reservations",
             Op::Audit => "audit_worker",
+            Op::Renew => "renew_leases",
+            Op::Expire => "expire_leases",
+            Op::Heartbeat => "heartbeat",
+            Op::SetStatus => "set_worker_status",
+            Op::ReleaseWorker => "release_worker",
         }
     }
 
@@ -108,6 +128,16 @@ pub enum Args<'a> {
     ListReservations(&'a str),
     /// `audit_worker(worker_id, mode)`.
     Audit(&'a str, AuditMode),
+    /// `renew_leases(worker_id, container_ids, lease_ms)`.
+    Renew(&'a str, &'a [String], u64),
+    /// `expire_leases(worker_id)`.
+    Expire(&'a str),
+    /// `heartbeat(worker_id)`.
+    Heartbeat(&'a str),
+    /// `set_worker_status(worker_id, status)`.
+    SetStatus(&'a str, WorkerStatus),
+    /// `release_worker(worker_id)`.
+    ReleaseWorker(&'a str),
 }
 
 impl Args<'_> {
@@ -123,6 +153,11 @@ impl Args<'_> {
             Args::Find(_) => Op::Find,
             Args::ListReservations(_) => Op::ListReservations,
             Args::Audit(..) => Op::Audit,
+            Args::Renew(..) => Op::Renew,
+            Args::Expire(_) => Op::Expire,
+            Args::Heartbeat(_) => Op::Heartbeat,
+            Args::SetStatus(..) => Op::SetStatus,
+            Args::ReleaseWorker(_) => Op::ReleaseWorker,
         }
     }
 }
@@ -151,7 +186,12 @@ impl Call<'_> {
             Args::Remove(w)
             | Args::GetWorker(w)
             | Args::ListReservations(w)
-            | Args::Audit(w, _) => w == id,
+            | Args::Audit(w, _)
+            | Args::Renew(w, _, _)
+            | Args::Expire(w)
+            | Args::Heartbeat(w)
+            | Args::SetStatus(w, _)
+            | Args::ReleaseWorker(w) => w == id,
             Args::Reserve(batch, _) => batch.iter().any(|p| p.worker_id == id),
             Args::ListWorkers(_) | Args::Release(_) | Args::Find(_) => false,
         }
@@ -163,7 +203,9 @@ impl Call<'_> {
             Args::Reserve(batch, _) => batch
                 .iter()
                 .any(|p| p.reservations.iter().any(|r| r.container_id == id)),
-            Args::Release(ids) | Args::Find(ids) => ids.iter().any(|c| c == id),
+            Args::Release(ids) | Args::Find(ids) | Args::Renew(_, ids, _) => {
+                ids.iter().any(|c| c == id)
+            }
             _ => false,
         }
     }

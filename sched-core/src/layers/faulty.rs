@@ -2,10 +2,13 @@
 //! repository, as a [`FaultPlan`] says.
 
 use super::fault_plan::{Args, Draw, Fault, FaultPlan, Op};
-use crate::validate::{validate_batch, validate_id, validate_release, validate_spec};
+use crate::validate::{
+    validate_batch, validate_id, validate_release, validate_renewal, validate_spec,
+};
 use crate::{
-    AuditMode, AuditReport, CapacityReservation, CommitMode, ReleaseOutcome, RepoError,
-    RepositoryLayer, ReservationRecord, Worker, WorkerRepository, WorkerResult, WorkerSpec,
+    AuditMode, AuditReport, CapacityReservation, CommitMode, Heartbeat, LeaseRenewal, LeaseSweep,
+    ReleaseOutcome, RepoError, RepositoryLayer, ReservationRecord, Worker, WorkerRelease,
+    WorkerRepository, WorkerResult, WorkerSpec, WorkerStatus,
 };
 use async_trait::async_trait;
 use std::future::Future;
@@ -251,6 +254,54 @@ impl<R: WorkerRepository> RepositoryLayer for Faulty<R> {
         )
         .await
     }
+
+    async fn renew_leases(
+        &self,
+        worker_id: &str,
+        container_ids: &[String],
+        lease_ms: u64,
+    ) -> Result<Vec<LeaseRenewal>, RepoError> {
+        validate_renewal(worker_id, container_ids, lease_ms)?;
+        self.run(
+            Args::Renew(worker_id, container_ids, lease_ms),
+            self.inner.renew_leases(worker_id, container_ids, lease_ms),
+        )
+        .await
+    }
+
+    async fn expire_leases(&self, worker_id: &str) -> Result<LeaseSweep, RepoError> {
+        validate_id("worker", worker_id)?;
+        self.run(Args::Expire(worker_id), self.inner.expire_leases(worker_id))
+            .await
+    }
+
+    async fn heartbeat(&self, worker_id: &str) -> Result<Heartbeat, RepoError> {
+        validate_id("worker", worker_id)?;
+        self.run(Args::Heartbeat(worker_id), self.inner.heartbeat(worker_id))
+            .await
+    }
+
+    async fn set_worker_status(
+        &self,
+        worker_id: &str,
+        status: WorkerStatus,
+    ) -> Result<Worker, RepoError> {
+        validate_id("worker", worker_id)?;
+        self.run(
+            Args::SetStatus(worker_id, status),
+            self.inner.set_worker_status(worker_id, status),
+        )
+        .await
+    }
+
+    async fn release_worker(&self, worker_id: &str) -> Result<WorkerRelease, RepoError> {
+        validate_id("worker", worker_id)?;
+        self.run(
+            Args::ReleaseWorker(worker_id),
+            self.inner.release_worker(worker_id),
+        )
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -489,7 +540,7 @@ mod tests {
     #[tokio::test]
     async fn faults_reach_every_method() {
         let r = repo();
-        r.faults().on(Select::any(), Fault::Fail, 9);
+        r.faults().on(Select::any(), Fault::Fail, 14);
         let spec = WorkerSpec::new("w1", Resources::cpu_mem(1, 1));
         assert!(r.register_worker(&spec).await.is_err());
         assert!(r.remove_worker("w1").await.is_err());
@@ -503,8 +554,16 @@ mod tests {
         assert!(r.find_reservation("a").await.is_err());
         assert!(r.list_reservations("w1").await.is_err());
         assert!(r.reconcile("w1").await.is_err());
+        assert!(r.renew_leases("w1", &ids(&["a"]), 10).await.is_err());
+        assert!(r.expire_leases("w1").await.is_err());
+        assert!(r.heartbeat("w1").await.is_err());
+        assert!(r
+            .set_worker_status("w1", crate::WorkerStatus::Draining)
+            .await
+            .is_err());
+        assert!(r.release_worker("w1").await.is_err());
         assert!(r.get_ref().applied().is_empty());
-        assert_eq!(r.faults().fired(), 9);
+        assert_eq!(r.faults().fired(), 14);
         for op in Op::ALL {
             assert_eq!(r.faults().calls(op), 1, "{op}");
         }

@@ -44,6 +44,7 @@ pub(super) fn worker_parts(
                                 gpu_type: (r.resources.gpu_count > 0)
                                     .then(|| w.gpu_type.clone())
                                     .flatten(),
+                                lease_ms: r.lease_ms,
                             }
                         })
                         .collect(),

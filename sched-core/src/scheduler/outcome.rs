@@ -75,7 +75,7 @@ pub enum ScheduleError {
         /// The container.
         container_id: String,
         /// What the store holds for it.
-        held: ReservationRecord,
+        held: Box<ReservationRecord>,
     },
 }
 

@@ -50,7 +50,8 @@ pub async fn check_find_reservation(repo: &dyn WorkerRepository) {
             worker_id: a.clone(),
             container_id: ca.clone(),
             resources: res(10, 20, 2),
-            gpu_type: Some("l4".into())
+            gpu_type: Some("l4".into()),
+            lease_expires_at_ms: None,
         })
     );
     assert_eq!(
@@ -59,7 +60,8 @@ pub async fn check_find_reservation(repo: &dyn WorkerRepository) {
             worker_id: b.clone(),
             container_id: cb.clone(),
             resources: res(30, 40, 0),
-            gpu_type: None
+            gpu_type: None,
+            lease_expires_at_ms: None,
         })
     );
     release(repo, std::slice::from_ref(&ca)).await;
@@ -185,6 +187,7 @@ pub async fn check_list_reservations_ordered(repo: &dyn WorkerRepository) {
                 container_id: r.container_id.clone(),
                 resources: r.resources,
                 gpu_type: None,
+                lease_expires_at_ms: None,
             });
         }
         committed(

@@ -70,6 +70,7 @@ pub async fn check_reserve_one_worker(repo: &dyn WorkerRepository) {
                 container_id: ns.container(name),
                 resources: r,
                 gpu_type: None,
+                lease_expires_at_ms: None,
             }),
             "find_reservation must return the committed record"
         );

@@ -165,6 +165,7 @@ impl Model {
                     container_id: c.clone(),
                     resources: *r,
                     gpu_type: t.clone(),
+                    lease_expires_at_ms: None,
                 })
                 .collect()
         })

@@ -179,6 +179,7 @@ impl ModelRun<'_> {
                             container_id: self.containers[*c].clone(),
                             resources: *r,
                             gpu_type: t.map(|g| GPU_TYPES[g].to_owned()),
+                            lease_ms: None,
                         })
                         .collect(),
                 }

@@ -132,7 +132,7 @@ fn check_answers(
             Err(ScheduleError::HeldDifferently { held: h, .. }) => {
                 assert_eq!(
                     now.get(id),
-                    Some(h),
+                    Some(&**h),
                     "{id}: HeldDifferently names the holder"
                 );
                 assert!(h.resources != r.resources, "{id}: held as asked, yet {a:?}");

@@ -87,7 +87,7 @@ impl<R: WorkerRepository> Burst<'_, R> {
                 i,
                 ScheduleError::HeldDifferently {
                     container_id: self.requests[i].id.clone(),
-                    held: rec,
+                    held: Box::new(rec),
                 },
             );
         }
