@@ -32,9 +32,11 @@
 //! # }
 //! ```
 
+mod clock;
 mod repository;
 mod store;
 
+pub use clock::{Clock, ManualClock};
 pub use repository::{MemoryRepository, MemoryRepositoryBuilder};
 /// The fault plan of [`MemoryRepository::faults`]: sched-core's
 /// [`Faulty`](sched_core::layers::Faulty) layer, which works around any backend.

@@ -1,6 +1,6 @@
 //! [`MemoryRepository`]: the store wrapped in sched-core's layers, and its builder.
 
-use crate::MemoryStore;
+use crate::{Clock, MemoryStore};
 use sched_core::layers::{Counted, FaultPlan, Faulty};
 use sched_core::{BackendCounters, Resources, WorkerRepository, WorkerSpec};
 use std::sync::Arc;
@@ -20,9 +20,17 @@ pub struct MemoryRepository(Counted<Faulty<MemoryStore>>);
 #[derive(Debug, Default)]
 pub struct MemoryRepositoryBuilder {
     specs: Vec<WorkerSpec>,
+    clock: Clock,
 }
 
 impl MemoryRepositoryBuilder {
+    /// Reads time from `clock` (e.g. `Clock::Manual(ManualClock::new(0))` to drive leases and
+    /// heartbeats by hand). Default: the system clock.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Adds one worker.
     pub fn worker(mut self, spec: WorkerSpec) -> Self {
         self.specs.push(spec);
@@ -59,7 +67,7 @@ impl MemoryRepositoryBuilder {
     /// Builds the repository. Invalid specs are skipped with a warning; use
     /// [`register_worker`](WorkerRepository::register_worker) to see the error.
     pub async fn build(self) -> MemoryRepository {
-        let repo = MemoryRepository::new();
+        let repo = MemoryRepository::with_clock(self.clock);
         for spec in &self.specs {
             if let Err(e) = repo.register_worker(spec).await {
                 tracing::warn!(worker = %spec.id, error = %e, "skipping invalid worker spec");
@@ -76,11 +84,21 @@ impl Default for MemoryRepository {
 }
 
 impl MemoryRepository {
-    /// An empty store.
+    /// An empty store on the system clock.
     pub fn new() -> Self {
+        Self::with_clock(Clock::System)
+    }
+
+    /// An empty store reading time from `clock`.
+    pub fn with_clock(clock: Clock) -> Self {
         let counters = Arc::<BackendCounters>::default();
-        let store = Faulty::new(MemoryStore::with_counters(Arc::clone(&counters)));
-        MemoryRepository(Counted::with_counters(store, counters))
+        let store = MemoryStore::with_counters(Arc::clone(&counters)).with_clock(clock);
+        MemoryRepository(Counted::with_counters(Faulty::new(store), counters))
+    }
+
+    /// The store's clock.
+    pub fn clock(&self) -> &Clock {
+        self.0.get_ref().get_ref().clock()
     }
 
     /// A builder to seed workers.

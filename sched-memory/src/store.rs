@@ -2,25 +2,27 @@
 //! worker's part of a batch is trivially atomic. The per-worker rules are sched-core's
 //! [`rules`]; faults, latency and call counts are layers around this store.
 
+use crate::Clock;
 use async_trait::async_trait;
+use futures::StreamExt;
 use sched_core::rules::{self, WorkerState};
-use sched_core::validate::{validate_batch, validate_id, validate_release, validate_spec};
+use sched_core::validate::{
+    validate_batch, validate_id, validate_release, validate_renewal, validate_spec,
+};
+use sched_core::watch::Wakeups;
 use sched_core::{
-    AuditMode, AuditReport, BackendCounters, CapacityReservation, CommitMode, ReleaseOutcome,
-    RepoError, ReservationRecord, Worker, WorkerRepository, WorkerResult, WorkerSpec,
+    AuditMode, AuditReport, BackendCounters, CapacityReservation, CommitMode, Heartbeat,
+    LeaseRenewal, LeaseSweep, ReleaseOutcome, RepoError, ReservationRecord, Worker, WorkerRelease,
+    WorkerRepository, WorkerResult, WorkerSpec, WorkerStatus,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::broadcast;
 
 const BACKEND: &str = "memory";
 
-/// The process clock in ms since the Unix epoch (the memory store's clock).
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+/// Wake-ups queued per receiver before it lags (a lagging receiver gets one wake-up instead).
+const WAKE_CAPACITY: usize = 1024;
 
 #[derive(Debug, Default)]
 struct State {
@@ -35,10 +37,19 @@ struct State {
 /// wraps. Clones share it. It counts only round trips, one per call that passes validation; wrap
 /// it in [`Counted`](sched_core::layers::Counted) for calls and sections and in
 /// [`Faulty`](sched_core::layers::Faulty) for faults, or use `MemoryRepository`, which does both.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
     counters: Arc<BackendCounters>,
+    clock: Clock,
+    /// Worker ids of committed reserves, for [`reservation_wakeups`](WorkerRepository::reservation_wakeups).
+    wake: broadcast::Sender<Arc<str>>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_counters(Arc::default())
+    }
 }
 
 impl MemoryStore {
@@ -52,7 +63,25 @@ impl MemoryStore {
         MemoryStore {
             state: Arc::default(),
             counters,
+            clock: Clock::System,
+            wake: broadcast::channel(WAKE_CAPACITY).0,
         }
+    }
+
+    /// The same store reading time from `clock` (a [`ManualClock`](crate::ManualClock) for
+    /// deterministic tests of leases and heartbeats).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The store's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// The counters this store writes its round trips to.
@@ -89,7 +118,7 @@ impl WorkerRepository for MemoryStore {
         validate_spec(spec)?;
         let mut st = self.enter();
         let tomb = st.tombstones.get(&spec.id).copied().unwrap_or(0);
-        let w = rules::register(st.workers.get(&spec.id), spec, tomb, now_ms())?;
+        let w = rules::register(st.workers.get(&spec.id), spec, tomb, self.now_ms())?;
         st.workers
             .entry(spec.id.clone())
             .and_modify(|s| s.worker = w.clone())
@@ -113,23 +142,21 @@ impl WorkerRepository for MemoryStore {
 
     async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
         validate_id("worker", worker_id)?;
-        Ok(self
-            .enter()
-            .workers
-            .get(worker_id)
-            .map(|s| s.worker.clone()))
+        let now = self.now_ms();
+        Ok(self.enter().workers.get(worker_id).map(|s| s.observe(now)))
     }
 
     async fn list_workers(&self, pool: Option<&str>) -> Result<Vec<Worker>, RepoError> {
         if let Some(p) = pool {
             validate_id("pool", p)?;
         }
+        let now = self.now_ms();
         let st = self.enter();
         Ok(st
             .workers
             .values()
             .filter(|s| pool.is_none_or(|p| s.worker.pool == p))
-            .map(|s| s.worker.clone())
+            .map(|s| s.observe(now))
             .collect())
     }
 
@@ -139,28 +166,27 @@ impl WorkerRepository for MemoryStore {
         mode: CommitMode,
     ) -> Result<Vec<WorkerResult>, RepoError> {
         validate_batch(batch)?;
+        let now = self.now_ms();
         let mut guard = self.enter();
         let st = &mut *guard;
         let mut out = Vec::with_capacity(batch.len());
         for part in batch {
             let holder = |c: &str| st.index.get(c).map(String::as_str);
-            let outcome = rules::reserve(
-                st.workers.get(&part.worker_id),
-                part,
-                mode,
-                holder,
-                now_ms(),
-            )
-            .map(|reserved| {
-                for (cid, _) in &reserved.charged {
-                    st.index.insert(cid.clone(), part.worker_id.clone());
-                }
-                match st.workers.get_mut(&part.worker_id) {
-                    Some(w) => w.commit(reserved),
-                    // rules::reserve rejects unknown workers; nothing to write.
-                    None => reserved.committed,
-                }
-            });
+            let outcome = rules::reserve(st.workers.get(&part.worker_id), part, mode, holder, now)
+                .map(|reserved| {
+                    for (cid, _) in &reserved.charged {
+                        st.index.insert(cid.clone(), part.worker_id.clone());
+                    }
+                    match st.workers.get_mut(&part.worker_id) {
+                        Some(w) => w.commit(reserved),
+                        // rules::reserve rejects unknown workers; nothing to write.
+                        None => reserved.committed,
+                    }
+                });
+            if outcome.is_ok() {
+                // No receiver is fine: nobody is watching.
+                let _ = self.wake.send(Arc::from(part.worker_id.as_str()));
+            }
             out.push(WorkerResult {
                 worker_id: part.worker_id.clone(),
                 outcome,
@@ -239,4 +265,87 @@ impl WorkerRepository for MemoryStore {
         }
         Ok(report)
     }
+
+    async fn renew_leases(
+        &self,
+        worker_id: &str,
+        container_ids: &[String],
+        lease_ms: u64,
+    ) -> Result<Vec<LeaseRenewal>, RepoError> {
+        validate_renewal(worker_id, container_ids, lease_ms)?;
+        let now = self.now_ms();
+        let mut st = self.enter();
+        Ok(worker_mut(&mut st, worker_id)?.renew(container_ids, lease_ms, now))
+    }
+
+    async fn expire_leases(&self, worker_id: &str) -> Result<LeaseSweep, RepoError> {
+        validate_id("worker", worker_id)?;
+        let now = self.now_ms();
+        let mut guard = self.enter();
+        let st = &mut *guard;
+        let sweep = worker_mut(st, worker_id)?.sweep(now);
+        for e in &sweep.expired {
+            st.index.remove(&e.record.container_id);
+        }
+        Ok(sweep)
+    }
+
+    async fn heartbeat(&self, worker_id: &str) -> Result<Heartbeat, RepoError> {
+        validate_id("worker", worker_id)?;
+        let now = self.now_ms();
+        let mut st = self.enter();
+        Ok(worker_mut(&mut st, worker_id)?.heartbeat(now))
+    }
+
+    async fn set_worker_status(
+        &self,
+        worker_id: &str,
+        status: WorkerStatus,
+    ) -> Result<Worker, RepoError> {
+        validate_id("worker", worker_id)?;
+        let now = self.now_ms();
+        let mut st = self.enter();
+        let w = worker_mut(&mut st, worker_id)?;
+        w.set_status(status);
+        Ok(w.observe(now))
+    }
+
+    async fn release_worker(&self, worker_id: &str) -> Result<WorkerRelease, RepoError> {
+        validate_id("worker", worker_id)?;
+        let mut guard = self.enter();
+        let st = &mut *guard;
+        let released = worker_mut(st, worker_id)?.release_all();
+        for r in &released.released {
+            st.index.remove(&r.container_id);
+        }
+        Ok(released)
+    }
+
+    async fn reservation_wakeups(&self, worker_id: &str) -> Result<Wakeups, RepoError> {
+        validate_id("worker", worker_id)?;
+        let rx = self.wake.subscribe();
+        let worker: Arc<str> = Arc::from(worker_id);
+        Ok(futures::stream::unfold(rx, move |mut rx| {
+            let worker = Arc::clone(&worker);
+            async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(w) if w == worker => return Some(((), rx)),
+                        Ok(_) => {}
+                        // Missed some: wake up and let the watch re-read the ledger.
+                        Err(broadcast::error::RecvError::Lagged(_)) => return Some(((), rx)),
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        })
+        .boxed())
+    }
+}
+
+/// The worker's state, or [`RepoError::UnknownWorker`].
+fn worker_mut<'s>(st: &'s mut State, worker_id: &str) -> Result<&'s mut WorkerState, RepoError> {
+    st.workers
+        .get_mut(worker_id)
+        .ok_or_else(|| RepoError::UnknownWorker(worker_id.to_owned()))
 }

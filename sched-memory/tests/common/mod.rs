@@ -58,7 +58,11 @@ pub async fn assert_agrees(
         }
         Err(e) if e.may_be_held() => {}
         Err(ScheduleError::HeldDifferently { held: h, .. }) => {
-            assert_eq!(held.as_ref(), Some(&**h), "HeldDifferently names the holder");
+            assert_eq!(
+                held.as_ref(),
+                Some(&**h),
+                "HeldDifferently names the holder"
+            );
         }
         Err(e) => assert!(held.is_none(), "{} answered {e} but held: {held:?}", r.id),
     }
