@@ -43,15 +43,14 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A backend's wake-ups for one worker (see [`WorkerRepository::reservation_wakeups`]).
 pub type Wakeups = BoxStream<'static, ()>;
 
-/// The stream [`watch_reservations`] returns. An `Err` item reports a failed read or
-/// subscription; the stream goes on and retries.
-pub type ReservationWatch = BoxStream<'static, Result<ReservationEvent, RepoError>>;
+/// The stream [`watch_reservations`] returns (`'static` when it owns its repository, e.g. an
+/// `Arc`). An `Err` item reports a failed read or subscription; the stream goes on and retries.
+pub type ReservationWatch<'a> = BoxStream<'a, Result<ReservationEvent, RepoError>>;
 
 /// Wake-ups that never come: the default of
 /// [`reservation_wakeups`](WorkerRepository::reservation_wakeups).
@@ -88,8 +87,8 @@ impl Default for WatchConfig {
     }
 }
 
-struct State<R: ?Sized> {
-    repo: Arc<R>,
+struct State<R> {
+    repo: R,
     worker_id: String,
     config: WatchConfig,
     /// What has been reported as held, by container id.
@@ -107,13 +106,16 @@ struct State<R: ?Sized> {
 /// It subscribes before it reads, so a commit between the two is never missed. A renewal (only
 /// the deadline changes) is not an event. A container released and reserved again on the same
 /// worker with the same resources between two reads is one continuous holding to the watch.
-pub fn watch_reservations<R>(
-    repo: Arc<R>,
+///
+/// `repo` is any repository by value: an `Arc` for a `'static` stream to move into a task, or a
+/// reference (`&dyn WorkerRepository` included) for a stream that borrows it.
+pub fn watch_reservations<'a, R>(
+    repo: R,
     worker_id: impl Into<String>,
     config: WatchConfig,
-) -> ReservationWatch
+) -> ReservationWatch<'a>
 where
-    R: WorkerRepository + ?Sized + 'static,
+    R: WorkerRepository + 'a,
 {
     let state = State {
         repo,
@@ -140,7 +142,7 @@ where
     .boxed()
 }
 
-impl<R: WorkerRepository + ?Sized> State<R> {
+impl<R: WorkerRepository> State<R> {
     /// Waits for a wake-up (coalescing any burst of them) or the re-read period.
     async fn wait(&mut self) {
         let period = if self.failed {
