@@ -424,11 +424,52 @@ mod properties {
         properties::concurrent_schedulers(rt.handle(), shared(&rt), &PropConfig::from_env());
     }
 
+    /// The lifecycle sequences by the system clock (as Redis and Postgres run them).
+    #[test]
+    fn lifecycle_sequences() {
+        let rt = rt();
+        properties::lifecycle_sequences(rt.handle(), shared(&rt), &PropConfig::from_env());
+    }
+
+    /// The memory store's manual clock, moved by the property.
+    struct Manual(sched_memory::ManualClock);
+
+    impl properties::StoreClock for Manual {
+        fn now_ms(&self) -> u64 {
+            self.0.now_ms()
+        }
+        fn advance_ms(&self, ms: u64) {
+            self.0.advance(std::time::Duration::from_millis(ms));
+        }
+    }
+
+    /// The lifecycle sequences on a manual clock: every answer predicted exactly. Cheap (no
+    /// sleeps, no I/O), so four times the cases.
+    #[test]
+    fn lifecycle_sequences_exact() {
+        let rt = rt();
+        let clock = sched_memory::ManualClock::new(1_000_000);
+        let repo: Arc<dyn WorkerRepository> = Arc::new(MemoryRepository::with_clock(
+            sched_memory::Clock::Manual(clock.clone()),
+        ));
+        let cfg = PropConfig::from_env();
+        let cfg = cfg.with_cases(cfg.cases * 4);
+        properties::lifecycle_sequences_exact(rt.handle(), repo, Arc::new(Manual(clock)), &cfg);
+    }
+
+    #[test]
+    fn renewals_race_sweeps() {
+        let rt = rt();
+        properties::renewals_race_sweeps(rt.handle(), shared(&rt), &PropConfig::from_env());
+    }
+
     /// The async entry point, as backends use it, on one shared store; a few cases suffice.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn run_all_async_on_a_shared_store() {
         let repo: Arc<dyn WorkerRepository> = Arc::new(MemoryRepository::new());
         properties::run_all_async(Arc::clone(&repo), PropConfig::from_env().with_cases(4)).await;
+        properties::run_lifecycle_async(Arc::clone(&repo), PropConfig::from_env().with_cases(4))
+            .await;
         assert!(
             repo.list_workers(None).await.unwrap().is_empty(),
             "properties clean up"

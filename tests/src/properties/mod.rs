@@ -7,7 +7,13 @@
 //! * [`model_sequences()`]: random sequences of operations, each compared with a small reference
 //!   model written independently of every backend;
 //! * [`scheduler_answers()`]: one scheduler answers bursts with repeated ids while commits lose
-//!   their replies and lookups fail; every answer must agree with the store.
+//!   their replies and lookups fail; every answer must agree with the store;
+//! * the lifecycle ([`run_lifecycle`]): [`lifecycle_sequences()`] (model sequences with leases,
+//!   renewals, sweeps, heartbeats, stale policies, status changes, bulk release and passing
+//!   time, by the store's real clock), [`lifecycle_sequences_exact()`] (the same on a store
+//!   whose clock the test moves, every answer predicted), and [`renewals_race_sweeps()`]
+//!   (holders renewing short leases while sweepers expire them). They need a backend that
+//!   implements the lifecycle calls, so they are not part of [`run_all`].
 //!
 //! After every case: for each worker `free + Σ ledger = total`, no container is held on two
 //! workers, `find_reservation` agrees with the ledgers, and audit drift is zero.
@@ -28,11 +34,16 @@
 //!   a batch should do), deliberately written apart from `sched_core::rules` as a second opinion;
 //! * `model_ops.rs`: the generated operations of a model sequence and their generators;
 //! * `model_sequences.rs`: the driver that applies each operation to the repository and to the
-//!   model and compares them, and [`model_sequences()`] itself.
+//!   model, [`model_sequences()`] and the lifecycle sequences; `model_lifecycle.rs`: its
+//!   lifecycle steps; `model_compare.rs`: the whole-state comparison after every step;
+//! * `lease_race.rs`: [`renewals_race_sweeps()`].
 
 mod concurrent_callers;
 mod concurrent_schedulers;
+mod lease_race;
 mod model;
+mod model_compare;
+mod model_lifecycle;
 mod model_ops;
 mod model_sequences;
 mod scheduler_answers;
@@ -40,7 +51,8 @@ mod support;
 
 pub use concurrent_callers::concurrent_callers;
 pub use concurrent_schedulers::concurrent_schedulers;
-pub use model_sequences::model_sequences;
+pub use lease_race::renewals_race_sweeps;
+pub use model_sequences::{lifecycle_sequences, lifecycle_sequences_exact, model_sequences};
 pub use scheduler_answers::scheduler_answers;
 
 use proptest::strategy::Strategy;
@@ -120,8 +132,33 @@ pub fn run_all(handle: &Handle, repo: Arc<dyn WorkerRepository>, cfg: &PropConfi
 /// [`run_all`] from inside a multi-thread Tokio runtime (e.g. a
 /// `#[tokio::test(flavor = "multi_thread")]`): runs it on a blocking thread.
 pub async fn run_all_async(repo: Arc<dyn WorkerRepository>, cfg: PropConfig) {
+    blocking(move |h| run_all(h, repo, &cfg)).await;
+}
+
+/// Runs the lifecycle properties on `repo` by its real clock: [`lifecycle_sequences`] and
+/// [`renewals_race_sweeps`]. Call it as [`run_all`].
+pub fn run_lifecycle(handle: &Handle, repo: Arc<dyn WorkerRepository>, cfg: &PropConfig) {
+    lifecycle_sequences(handle, Arc::clone(&repo), cfg);
+    renewals_race_sweeps(handle, repo, cfg);
+}
+
+/// [`run_lifecycle`] from inside a multi-thread Tokio runtime, as [`run_all_async`].
+pub async fn run_lifecycle_async(repo: Arc<dyn WorkerRepository>, cfg: PropConfig) {
+    blocking(move |h| run_lifecycle(h, repo, &cfg)).await;
+}
+
+/// A store clock the test can move (for the memory store: a wrapper around its `ManualClock`),
+/// for [`lifecycle_sequences_exact`].
+pub trait StoreClock: Send + Sync {
+    /// The store's time, ms since the Unix epoch.
+    fn now_ms(&self) -> u64;
+    /// Moves the store's time forward by `ms`.
+    fn advance_ms(&self, ms: u64);
+}
+
+async fn blocking(f: impl FnOnce(&Handle) + Send + 'static) {
     let handle = Handle::current();
-    let task = tokio::task::spawn_blocking(move || run_all(&handle, repo, &cfg));
+    let task = tokio::task::spawn_blocking(move || f(&handle));
     if let Err(e) = task.await {
         match e.try_into_panic() {
             Ok(p) => std::panic::resume_unwind(p),

@@ -1,37 +1,46 @@
-//! [`model_sequences`]: random sequences of operations, each applied to the repository and to
-//! the reference [`Model`] and compared.
+//! [`model_sequences`] and [`lifecycle_sequences`]: random sequences of operations, each
+//! applied to the repository and to the reference [`Model`] and compared.
 
-use super::model::{MWorker, Model, PartExpect};
+use super::model::{MRes, MWorker, Model};
 use super::model_ops::{
-    gen_op, gen_prelude, Expect, ModelPart, Op, MODEL_CONTAINERS, MODEL_POOLS, MODEL_WORKERS,
+    gen_op, gen_prelude, Expect, Liveness, ModelPart, Op, MODEL_CONTAINERS, MODEL_POOLS,
+    MODEL_WORKERS,
 };
 use super::support::{remove_all, GPU_TYPES};
-use super::{run, PropConfig};
+use super::{run, PropConfig, StoreClock};
 use crate::ns::Ns;
 use proptest::collection::vec;
 use sched_core::{
     CapacityReservation, CommitMode, RepoError, ResourceKind, ResourceReservation, Resources,
-    Worker, WorkerRepository, WorkerSpec, WorkerStatus,
+    WorkerRepository, WorkerSpec, WorkerStatus,
 };
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 use tokio::runtime::Handle;
 
-fn is_invalid<T: Debug>(r: &Result<T, RepoError>) -> bool {
+pub(super) fn is_invalid<T: Debug>(r: &Result<T, RepoError>) -> bool {
     matches!(r, Err(RepoError::InvalidInput(_)))
 }
 
-struct ModelRun<'a> {
-    repo: &'a dyn WorkerRepository,
-    model: Model,
-    workers: Vec<String>,
-    containers: Vec<String>,
-    pools: Vec<String>,
+pub(super) struct ModelRun<'a> {
+    pub(super) repo: &'a dyn WorkerRepository,
+    pub(super) model: Model,
+    pub(super) workers: Vec<String>,
+    pub(super) containers: Vec<String>,
+    pub(super) pools: Vec<String>,
+    /// The store's clock when the test moves it (the model then predicts every answer).
+    pub(super) clock: Option<Arc<dyn StoreClock>>,
+    /// Whether the lifecycle contract is under test (registration must then report its
+    /// heartbeat); without it, the model takes whatever heartbeat a registration reports.
+    pub(super) lifecycle: bool,
 }
 
 impl ModelRun<'_> {
-    async fn apply(&mut self, op: &Op) {
+    pub(super) async fn apply(&mut self, op: &Op) {
+        if let Some(c) = &self.clock {
+            self.model.now = c.now_ms();
+        }
         match op {
             Op::Register {
                 w,
@@ -39,7 +48,11 @@ impl ModelRun<'_> {
                 gpu,
                 status,
                 pool,
-            } => self.register(*w, *total, *gpu, *status, *pool).await,
+                liveness,
+            } => {
+                self.register(*w, *total, *gpu, *status, *pool, *liveness)
+                    .await
+            }
             Op::Reregister { w, shrink, status } => {
                 let id = self.worker_id(*w);
                 let spec = match self.model.workers.get(&id) {
@@ -88,11 +101,34 @@ impl ModelRun<'_> {
                     );
                 }
             }
+            Op::Renew { w, cs, lease_ms } => self.renew(*w, cs, *lease_ms).await,
+            Op::Sweep(Some(w)) => self.sweep(*w).await,
+            Op::Sweep(None) => {
+                for w in 0..self.workers.len() {
+                    self.sweep(w).await;
+                }
+            }
+            Op::Heartbeat(w) => self.heartbeat(*w).await,
+            Op::SetStatus(w, status) => self.set_status(*w, *status).await,
+            Op::ReleaseWorker(w) => self.release_worker(*w).await,
+            Op::Advance(ms) => match &self.clock {
+                Some(c) => c.advance_ms(*ms),
+                // A real clock: let the time pass (leases run out, heartbeats age).
+                None => tokio::time::sleep(std::time::Duration::from_millis(*ms)).await,
+            },
         }
     }
 
+    /// A container id for an index; one past the end is a container never reserved.
+    pub(super) fn container_id(&self, c: usize) -> String {
+        self.containers
+            .get(c)
+            .cloned()
+            .unwrap_or_else(|| format!("{}never", self.containers[0]))
+    }
+
     /// The worker id for an index; one past the end is a worker that never exists.
-    fn worker_id(&self, w: usize) -> String {
+    pub(super) fn worker_id(&self, w: usize) -> String {
         self.workers
             .get(w)
             .cloned()
@@ -106,6 +142,7 @@ impl ModelRun<'_> {
         gpu: Option<usize>,
         status: WorkerStatus,
         pool: usize,
+        liveness: Liveness,
     ) {
         let id = self.workers[w].clone();
         let mut spec = WorkerSpec::new(id.clone(), total)
@@ -113,6 +150,10 @@ impl ModelRun<'_> {
             .with_status(status)
             .requiring_pool_selector();
         spec.gpu_type = gpu.map(|g| GPU_TYPES[g].to_owned());
+        if let Some((timeout, policy)) = liveness {
+            spec.heartbeat_timeout_ms = Some(timeout);
+            spec.on_stale = policy;
+        }
         self.register_spec(spec).await;
     }
 
@@ -142,15 +183,25 @@ impl ModelRun<'_> {
                 "registration must bump the version past {last}: {got:?}"
             );
         }
+        // Registration counts as a heartbeat, at the store's time.
+        if self.lifecycle {
+            let at = self.observed_time(got.last_heartbeat_ms, "registration's heartbeat");
+            self.model.now = self.model.now.max(at);
+        }
         let ledger = self
             .model
             .workers
             .remove(&id)
             .map(|m| m.ledger)
             .unwrap_or_default();
-        self.model
-            .workers
-            .insert(id.clone(), MWorker { spec, ledger });
+        self.model.workers.insert(
+            id.clone(),
+            MWorker {
+                spec,
+                ledger,
+                last_heartbeat: got.last_heartbeat_ms,
+            },
+        );
         self.model.versions.insert(id.clone(), got.resource_version);
         assert_eq!(
             Some(got),
@@ -175,11 +226,11 @@ impl ModelRun<'_> {
                     expected_version,
                     reservations: rs
                         .iter()
-                        .map(|(c, r, t)| ResourceReservation {
+                        .map(|(c, r, t, l)| ResourceReservation {
                             container_id: self.containers[*c].clone(),
                             resources: *r,
                             gpu_type: t.map(|g| GPU_TYPES[g].to_owned()),
-                            lease_ms: None,
+                            lease_ms: *l,
                         })
                         .collect(),
                 }
@@ -190,9 +241,9 @@ impl ModelRun<'_> {
         let mut cs = HashSet::new();
         let invalid = batch.iter().any(|b| {
             !ws.insert(&b.worker_id)
-                || b.reservations
-                    .iter()
-                    .any(|r| !cs.insert(&r.container_id) || r.resources.is_zero())
+                || b.reservations.iter().any(|r| {
+                    !cs.insert(&r.container_id) || r.resources.is_zero() || r.lease_ms == Some(0)
+                })
         });
         if invalid {
             assert!(is_invalid(&got), "a batch with a repeated worker or container or a zero reservation must be InvalidInput, got {got:?}");
@@ -200,75 +251,79 @@ impl ModelRun<'_> {
         }
         let got = got.expect("reserve_batch");
         assert_eq!(got.len(), batch.len(), "one result per worker");
+        let before = self.model.now;
+        let mut leased = Vec::new();
         for (b, r) in batch.iter().zip(got) {
             assert_eq!(r.worker_id, b.worker_id, "results in input order");
-            match (self.model.part(b, mode), r.outcome) {
-                (PartExpect::Rejected(alts), Err(rej)) => {
-                    assert!(
-                        alts.contains(&rej),
-                        "{}: rejection {rej:?} is not one of {alts:?}",
-                        b.worker_id
-                    );
+            // The part ran at some instant of the store's clock; the answer must be the model's
+            // at one of them (only a heartbeat's age depends on it).
+            let mut misses = Vec::new();
+            let mut new = None;
+            for t in self.model.instants() {
+                match self.check_part(b, mode, t, &r) {
+                    Ok(n) => {
+                        new = Some((t, n));
+                        break;
+                    }
+                    Err(e) => misses.push(format!("at {t}: {e}")),
                 }
-                (
-                    PartExpect::Committed {
-                        accepted,
-                        free,
-                        remainder,
-                        new,
-                    },
-                    Ok(c),
-                ) => {
-                    assert_eq!(
-                        (c.accepted, c.free),
-                        (accepted, free),
-                        "{}: accepted / free",
-                        b.worker_id
-                    );
-                    match (&remainder, &c.remainder) {
-                        (None, None) => {}
-                        (Some(alts), Some(rej)) => assert!(
-                            alts.contains(rej),
-                            "remainder {rej:?} is not one of {alts:?}"
-                        ),
-                        (want, got) => panic!(
-                            "{}: remainder {got:?}, expected one of {want:?}",
-                            b.worker_id
-                        ),
+            }
+            let Some((t, new)) = new else {
+                panic!(
+                    "{}: {r:?} matches no instant:\n{}",
+                    b.worker_id,
+                    misses.join("\n")
+                );
+            };
+            if let Some(m) = self.model.workers.get_mut(&b.worker_id) {
+                for r in new {
+                    let lease = r.lease_ms.map(|l| t + l);
+                    if r.lease_ms.is_some() {
+                        leased.push((b.worker_id.clone(), r.container_id.clone(), r.lease_ms));
                     }
-                    let old = self.model.versions[&b.worker_id];
-                    if new.is_empty() {
-                        assert_eq!(
-                            c.new_version, old,
-                            "nothing new charged: the version must not change"
-                        );
-                    } else {
-                        assert!(c.new_version > old, "a charge must bump the version");
-                    }
-                    self.model
-                        .versions
-                        .insert(b.worker_id.clone(), c.new_version);
-                    if let Some(m) = self.model.workers.get_mut(&b.worker_id) {
-                        for r in new {
-                            m.ledger.insert(r.container_id, (r.resources, r.gpu_type));
-                        }
-                    }
+                    let res = MRes {
+                        resources: r.resources,
+                        gpu_type: r.gpu_type,
+                        lease,
+                    };
+                    m.ledger.insert(r.container_id, res);
                 }
-                (want, got) => panic!("{}: expected {want:?}, got {got:?}", b.worker_id),
+            }
+        }
+        if self.model.exact {
+            return;
+        }
+        // A real clock: the deadlines of the new leases say when the store committed them.
+        for (w, c, l) in leased {
+            let got = self
+                .repo
+                .list_reservations(&w)
+                .await
+                .expect("list_reservations");
+            let d = got
+                .iter()
+                .find(|r| r.container_id == c)
+                .and_then(|r| r.lease_expires_at_ms)
+                .unwrap_or_else(|| panic!("{c:?} was reserved with a lease: {got:?}"));
+            let l = l.unwrap_or(0);
+            assert!(
+                d >= before.saturating_add(l),
+                "{c:?}: deadline {d} is before the clock ({before}) + its lease ({l})"
+            );
+            self.model.now = self.model.now.max(d - l);
+            if let Some(r) = self
+                .model
+                .workers
+                .get_mut(&w)
+                .and_then(|m| m.ledger.get_mut(&c))
+            {
+                r.lease = Some(d);
             }
         }
     }
 
     async fn release(&mut self, cs: &[usize]) {
-        let ids: Vec<String> = cs
-            .iter()
-            .map(|&c| {
-                self.containers
-                    .get(c)
-                    .cloned()
-                    .unwrap_or_else(|| format!("{}never", self.containers[0]))
-            })
-            .collect();
+        let ids: Vec<String> = cs.iter().map(|&c| self.container_id(c)).collect();
         let got = self.repo.release_batch(&ids).await;
         if ids.iter().collect::<HashSet<_>>().len() != ids.len() {
             assert!(
@@ -286,12 +341,13 @@ impl ModelRun<'_> {
             match (holder, o.released) {
                 (None, None) => {}
                 (Some(w), Some(rel)) => {
-                    let (res, _) = self
+                    let res = self
                         .model
                         .workers
                         .get_mut(&w)
                         .and_then(|m| m.ledger.remove(id))
-                        .expect("model holder");
+                        .expect("model holder")
+                        .resources;
                     assert_eq!(
                         (rel.worker_id.as_str(), rel.resources),
                         (w.as_str(), res),
@@ -309,70 +365,68 @@ impl ModelRun<'_> {
         }
         self.model.versions.extend(newest);
     }
-
-    /// The repo's state equals the model's.
-    async fn compare(&self, after: &str) {
-        for id in &self.workers {
-            let got = self.repo.get_worker(id).await.expect("get_worker");
-            assert_eq!(
-                got,
-                self.model.expected_worker(id),
-                "after {after}: get_worker({id:?})"
-            );
-            if got.is_some() {
-                let l = self
-                    .repo
-                    .list_reservations(id)
-                    .await
-                    .expect("list_reservations");
-                assert_eq!(
-                    l,
-                    self.model.records(id),
-                    "after {after}: list_reservations({id:?})"
-                );
-                let a = self.repo.audit(id).await.expect("audit");
-                assert!(a.is_consistent(), "after {after}: audit {a:?}");
-            }
-        }
-        for c in &self.containers {
-            let got = self
-                .repo
-                .find_reservation(c)
-                .await
-                .expect("find_reservation");
-            let want = self.model.holder(c).map(|w| w.to_owned());
-            assert_eq!(
-                got.map(|r| r.worker_id),
-                want,
-                "after {after}: find_reservation({c:?})"
-            );
-        }
-        for p in &self.pools {
-            let got = self.repo.list_workers(Some(p)).await.expect("list_workers");
-            let want: Vec<Worker> = self
-                .workers
-                .iter()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .filter_map(|id| self.model.expected_worker(id))
-                .filter(|w| &w.pool == p)
-                .collect();
-            assert_eq!(got, want, "after {after}: list_workers({p:?})");
-        }
-    }
 }
 
 /// Random sequences of register, reserve (both modes, with and without `expected_version`),
 /// release, remove, re-register and reconcile; after each operation the repository's answers
 /// and its whole state equal a reference model's.
 pub fn model_sequences(handle: &Handle, repo: Arc<dyn WorkerRepository>, cfg: &PropConfig) {
-    let strategy = (gen_prelude(), vec(gen_op(), 1..40));
-    run("model_sequences", cfg, strategy, |(prelude, ops)| {
+    sequences("model_sequences", handle, repo, None, false, cfg);
+}
+
+/// [`model_sequences`] with the lifecycle in the histories: reservations sometimes leased,
+/// workers sometimes registered with a heartbeat timeout and a stale policy, and renewals (of
+/// held and unheld ids), sweeps, heartbeats, status changes, bulk releases and time passing.
+///
+/// The store's clock is real here, so the model follows the store where time decides: every
+/// answer must be the model's at some instant at or after the last time the store reported
+/// (a sweep's expired set is exactly what the model says is due at its `swept_at_ms`, a
+/// renewal's `Renewed` names the instant it ran and must be the model's answer then for every
+/// id, ...), and the model then takes that instant as its clock. The invariants are those of
+/// [`model_sequences`]: the ledger is the truth (free + Σ ledger = total, audit drift 0), one
+/// holder, versions only grow (a status change bumps, a renewal or heartbeat does not), and a
+/// container swept or released in bulk comes back once and is found by no later release.
+pub fn lifecycle_sequences(handle: &Handle, repo: Arc<dyn WorkerRepository>, cfg: &PropConfig) {
+    sequences("lifecycle_sequences", handle, repo, None, true, cfg);
+}
+
+/// [`lifecycle_sequences`] on a store whose clock the test moves ([`StoreClock`], e.g. the
+/// memory store's manual clock): the model predicts every answer exactly, and passing time is a
+/// step of the history.
+pub fn lifecycle_sequences_exact(
+    handle: &Handle,
+    repo: Arc<dyn WorkerRepository>,
+    clock: Arc<dyn StoreClock>,
+    cfg: &PropConfig,
+) {
+    sequences(
+        "lifecycle_sequences_exact",
+        handle,
+        repo,
+        Some(clock),
+        true,
+        cfg,
+    );
+}
+
+fn sequences(
+    name: &str,
+    handle: &Handle,
+    repo: Arc<dyn WorkerRepository>,
+    clock: Option<Arc<dyn StoreClock>>,
+    lifecycle: bool,
+    cfg: &PropConfig,
+) {
+    let strategy = (gen_prelude(lifecycle), vec(gen_op(lifecycle), 1..40));
+    run(name, cfg, strategy, |(prelude, ops)| {
         handle.block_on(async {
             let ns = Ns::awkward("prop-model");
             let mut run = ModelRun {
                 repo: &*repo,
-                model: Model::default(),
+                model: Model {
+                    exact: clock.is_some(),
+                    ..Model::default()
+                },
                 workers: (0..MODEL_WORKERS)
                     .map(|i| ns.worker(&format!("{i}")))
                     .collect(),
@@ -380,6 +434,8 @@ pub fn model_sequences(handle: &Handle, repo: Arc<dyn WorkerRepository>, cfg: &P
                     .map(|i| ns.container(&format!("{i}")))
                     .collect(),
                 pools: (0..MODEL_POOLS).map(|i| ns.pool(&format!("{i}"))).collect(),
+                clock: clock.clone(),
+                lifecycle,
             };
             for op in &prelude {
                 run.apply(op).await;
