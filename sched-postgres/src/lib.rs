@@ -31,7 +31,10 @@
 
 mod config;
 mod error;
+mod exec;
+mod lifecycle;
 mod repo;
+mod wakeups;
 
 pub use config::{validate_schema, ConfigError, PostgresConfig, DEFAULT_SCHEMA};
 pub use repo::PostgresRepository;
