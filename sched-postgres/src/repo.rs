@@ -6,7 +6,7 @@
 //! statement and classifies failures truthfully (ARCHITECTURE.md, "Abandoned statements").
 
 use crate::config::{quote_ident, PostgresConfig};
-use crate::error::{statement_error, Failure};
+use crate::error::{acquire_error, statement_error, Failure};
 use crate::exec::pool_options;
 use crate::{lifecycle, wakeups};
 use async_trait::async_trait;
@@ -19,7 +19,8 @@ use sched_core::{
 };
 use serde::Deserialize;
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::Connection;
 use sqlx::types::Json;
 use std::fmt;
 use std::sync::Arc;
@@ -73,9 +74,19 @@ struct Audited {
 impl PostgresRepository {
     /// Opens a pool and checks that the server answers (one connection is made now).
     /// Fails with [`RepoError::Unavailable`] when the server cannot be reached in time.
+    ///
+    /// Two connections are opened (one if the pool holds one): sqlx hands a finished
+    /// connection back to the pool in a background task (it pings it first), so a caller making
+    /// one call after another would otherwise often find no idle connection and wait for a new
+    /// one to be opened — a delay that distorts the server-clock gaps leases and heartbeats
+    /// are judged by.
     pub async fn connect(config: PostgresConfig) -> Result<Self, RepoError> {
         let repo = Self::connect_lazy(config);
-        repo.acquire().await?;
+        let first = repo.acquire().await?;
+        if repo.config.max_connections > 1 {
+            repo.acquire().await?;
+        }
+        drop(first);
         Ok(repo)
     }
 
@@ -101,7 +112,16 @@ impl PostgresRepository {
         // sqlx's migrator serialises every migration run on the database behind one advisory
         // lock; waiting for it is not a stuck worker row, so the pinned lock_timeout is lifted
         // on a connection of its own, closed afterwards (never returned to the pool).
-        let mut conn = self.acquire().await?.detach();
+        // Not taken from the pool, so the pool's warm connections stay.
+        let options = self.config.connect_options();
+        let connect = PgConnection::connect_with(&options);
+        let mut conn = tokio::time::timeout(self.config.acquire_timeout, connect)
+            .await
+            .map_err(|_| {
+                let t = self.config.acquire_timeout;
+                RepoError::Unavailable(format!("no connection within {t:?}").into())
+            })?
+            .map_err(acquire_error)?;
         let unlimited = sqlx::query("SET lock_timeout = 0").execute(&mut conn).await;
         let ran = match unlimited {
             Ok(_) => MIGRATOR.run(&mut conn).await,
