@@ -20,8 +20,8 @@ use sched_core::{
 use serde::Deserialize;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnection, PgPool};
-use sqlx::Connection;
 use sqlx::types::Json;
+use sqlx::Connection;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
