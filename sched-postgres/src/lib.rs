@@ -15,6 +15,10 @@
 //!   `idle_in_transaction_session_timeout`, `client_connection_check_interval`, and the
 //!   statement timeout; a statement whose call was abandoned has its connection closed, so the
 //!   server aborts it instead of committing it later.
+//! * **The lifecycle** (leases, heartbeats, status, bulk release) in one statement per call,
+//!   under the worker's row lock, judged by the server's clock (`clock_timestamp()`), never the
+//!   client's; **wake-ups** over `LISTEN/NOTIFY` on a channel derived from the schema, on a
+//!   dedicated connection per subscription.
 //! * **Test hooks** (`drop_schema`, `corrupt_free`, `pool`, `MIGRATOR`) need the `testing` feature.
 //!
 //! The crate's `ARCHITECTURE.md` describes the tables, functions, retries and round trips.
@@ -31,7 +35,10 @@
 
 mod config;
 mod error;
+mod exec;
+mod lifecycle;
 mod repo;
+mod wakeups;
 
 pub use config::{validate_schema, ConfigError, PostgresConfig, DEFAULT_SCHEMA};
 pub use repo::PostgresRepository;

@@ -7,27 +7,24 @@
 
 use crate::config::{quote_ident, PostgresConfig};
 use crate::error::{acquire_error, statement_error, Failure};
+use crate::exec::pool_options;
+use crate::{lifecycle, wakeups};
 use async_trait::async_trait;
 use sched_core::validate::{validate_batch, validate_id, validate_release, validate_spec};
+use sched_core::watch::Wakeups;
 use sched_core::{
-    AuditMode, AuditReport, BackendCounters, CapacityReservation, CommitMode, ReleaseOutcome,
-    RepoError, ReservationRecord, ResourceKind, Resources, Worker, WorkerRepository, WorkerResult,
-    WorkerSpec,
+    AuditMode, AuditReport, BackendCounters, CapacityReservation, CommitMode, Heartbeat,
+    LeaseRenewal, LeaseSweep, ReleaseOutcome, RepoError, ReservationRecord, ResourceKind,
+    Resources, Worker, WorkerRelease, WorkerRepository, WorkerResult, WorkerSpec, WorkerStatus,
 };
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgArguments, PgConnection, PgPool, PgPoolOptions};
-use sqlx::query::QueryScalar;
+use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, Postgres};
+use sqlx::Connection;
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-
-type JsonQuery<'q, T> = QueryScalar<'q, Postgres, Json<T>, PgArguments>;
 
 pub(crate) const BACKEND: &str = "postgres";
 
@@ -41,9 +38,9 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// [`migrate`](Self::migrate) once per deployment (it is not run on connect).
 #[derive(Clone)]
 pub struct PostgresRepository {
-    pool: PgPool,
-    config: Arc<PostgresConfig>,
-    counters: Arc<BackendCounters>,
+    pub(crate) pool: PgPool,
+    pub(crate) config: Arc<PostgresConfig>,
+    pub(crate) counters: Arc<BackendCounters>,
 }
 
 impl fmt::Debug for PostgresRepository {
@@ -77,9 +74,19 @@ struct Audited {
 impl PostgresRepository {
     /// Opens a pool and checks that the server answers (one connection is made now).
     /// Fails with [`RepoError::Unavailable`] when the server cannot be reached in time.
+    ///
+    /// Two connections are opened (one if the pool holds one): sqlx hands a finished
+    /// connection back to the pool in a background task (it pings it first), so a caller making
+    /// one call after another would otherwise often find no idle connection and wait for a new
+    /// one to be opened — a delay that distorts the server-clock gaps leases and heartbeats
+    /// are judged by.
     pub async fn connect(config: PostgresConfig) -> Result<Self, RepoError> {
         let repo = Self::connect_lazy(config);
-        repo.acquire().await?;
+        let first = repo.acquire().await?;
+        if repo.config.max_connections > 1 {
+            repo.acquire().await?;
+        }
+        drop(first);
         Ok(repo)
     }
 
@@ -105,7 +112,16 @@ impl PostgresRepository {
         // sqlx's migrator serialises every migration run on the database behind one advisory
         // lock; waiting for it is not a stuck worker row, so the pinned lock_timeout is lifted
         // on a connection of its own, closed afterwards (never returned to the pool).
-        let mut conn = self.acquire().await?.detach();
+        // Not taken from the pool, so the pool's warm connections stay.
+        let options = self.config.connect_options();
+        let connect = PgConnection::connect_with(&options);
+        let mut conn = tokio::time::timeout(self.config.acquire_timeout, connect)
+            .await
+            .map_err(|_| {
+                let t = self.config.acquire_timeout;
+                RepoError::Unavailable(format!("no connection within {t:?}").into())
+            })?
+            .map_err(acquire_error)?;
         let unlimited = sqlx::query("SET lock_timeout = 0").execute(&mut conn).await;
         let ran = match unlimited {
             Ok(_) => MIGRATOR.run(&mut conn).await,
@@ -175,195 +191,10 @@ impl PostgresRepository {
         self.execute("SELECT 1").await?;
         Ok(start.elapsed())
     }
-
-    async fn acquire(&self) -> Result<PoolConnection<Postgres>, RepoError> {
-        self.pool.acquire().await.map_err(acquire_error)
-    }
-
-    /// Runs one statement without parameters.
-    async fn execute(&self, sql: &str) -> Result<(), RepoError> {
-        self.run(false, |mut c| async move {
-            let out = match c.conn() {
-                Ok(conn) => {
-                    sqlx::query(AssertSqlSafe(sql.to_owned()))
-                        .execute(conn)
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            c.finish();
-            out
-        })
-        .await?;
-        Ok(())
-    }
-
-    /// Runs a statement (`bind` adds its parameters) whose answer is one `jsonb` value in the
-    /// serde shape of `T` (SQL NULL must be written as JSON `null`), through [`Self::run`].
-    async fn call<'q, T: DeserializeOwned + Send + Unpin + 'static>(
-        &self,
-        read: bool,
-        sql: &'static str,
-        bind: impl Fn(JsonQuery<'q, T>) -> JsonQuery<'q, T>,
-    ) -> Result<T, RepoError> {
-        let Json(out) = self
-            .run(read, |mut c| {
-                let q = bind(sqlx::query_scalar(sql));
-                async move {
-                    let out = match c.conn() {
-                        Ok(conn) => q.fetch_one(conn).await,
-                        Err(e) => Err(e),
-                    };
-                    c.finish();
-                    out
-                }
-            })
-            .await?;
-        Ok(out)
-    }
-
-    /// Runs one statement on a pooled connection, counting a round trip per attempt. A
-    /// serialization failure or deadlock rolled the statement back, so it runs again after a
-    /// jittered backoff, up to `max_retries` times (then `Unavailable`).
-    ///
-    /// The statement gets its connection as an [`InFlight`] and must call
-    /// [`InFlight::finish`] once the server has answered. If the call is abandoned before that
-    /// (its future dropped by the caller, or `call_timeout` passed) the connection is closed,
-    /// so the server aborts the statement at its next client check instead of committing it
-    /// later. A write whose connection broke or timed out mid-statement may have committed:
-    /// `Ambiguous`, returned only after one `client_connection_check_interval` (see
-    /// [`Self::settle`]).
-    ///
-    /// With `read` (a statement that changes nothing), a broken connection (`Ambiguous`) is
-    /// also retried on another one, up to `max_connections + 1` times (then `Unavailable`: a
-    /// read applied nothing): after a server restart or
-    /// a mass `pg_terminate_backend`, every idle pooled connection is dead and fails once when
-    /// used (sqlx closes it when it comes back), and without this each read would spend one of
-    /// the caller's retries per dead connection.
-    async fn run<T, F: Future<Output = sqlx::Result<T>>>(
-        &self,
-        read: bool,
-        mut statement: impl FnMut(InFlight) -> F,
-    ) -> Result<T, RepoError> {
-        let config = &self.config;
-        let (mut attempt, mut broken) = (0u32, 0u32);
-        loop {
-            let conn = InFlight(Some(self.acquire().await?));
-            self.counters.round_trips(BACKEND, 1);
-            // The statement owns the connection: it goes back to the pool when it is done, and
-            // is closed if the statement is dropped unfinished (here on timeout, or with this
-            // whole future when the caller gives up).
-            let outcome = match config.call_timeout {
-                Some(limit) => tokio::time::timeout(limit, statement(conn)).await,
-                None => Ok(statement(conn).await),
-            };
-            let error = match outcome {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) => e,
-                Err(_elapsed) => {
-                    let msg = format!(
-                        "no answer within the call timeout ({:?})",
-                        config.call_timeout.unwrap_or_default()
-                    );
-                    tracing::warn!(read, "{msg}; connection closed");
-                    if read {
-                        return Err(RepoError::Unavailable(msg.into()));
-                    }
-                    self.settle().await;
-                    return Err(RepoError::Ambiguous(msg.into()));
-                }
-            };
-            let lost = is_connection_lost(&error);
-            match statement_error(error) {
-                Failure::Retry(e) if attempt < config.max_retries => {
-                    attempt += 1;
-                    tracing::debug!(attempt, error = %e, "retrying after rollback");
-                    let base = 1u64 << attempt.min(8);
-                    let jittered = base + rand::random_range(0..=base);
-                    tokio::time::sleep(Duration::from_millis(jittered)).await;
-                }
-                Failure::Retry(e) => {
-                    tracing::warn!(attempt, error = %e, "giving up after repeated rollbacks");
-                    return Err(RepoError::Unavailable(Box::new(e)));
-                }
-                Failure::Fail(RepoError::Ambiguous(e))
-                    if read && broken <= config.max_connections =>
-                {
-                    broken += 1;
-                    tracing::debug!(broken, error = %e, "read on a broken connection; retrying");
-                }
-                // A read changed nothing, whatever happened to its connection.
-                Failure::Fail(RepoError::Ambiguous(e)) if read => {
-                    return Err(RepoError::Unavailable(e));
-                }
-                Failure::Fail(e @ RepoError::Ambiguous(_)) if lost => {
-                    self.settle().await;
-                    return Err(e);
-                }
-                Failure::Fail(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Waits one `client_connection_check_interval` (plus a margin) after a write lost its
-    /// connection mid-statement: by then a server that saw the connection close has aborted the
-    /// statement if it was still running, so a lookup the caller makes next sees the final
-    /// outcome (see ARCHITECTURE.md, "Abandoned statements").
-    async fn settle(&self) {
-        if let Some(interval) = self.config.client_connection_check_interval() {
-            tokio::time::sleep(interval + Duration::from_millis(500)).await;
-        }
-    }
-}
-
-/// Whether the connection itself failed (as opposed to the server answering with an error).
-fn is_connection_lost(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_)
-    )
-}
-
-/// A pooled connection lent to one statement. [`finish`](Self::finish) returns it to the pool
-/// once the server has answered; dropped before that (the call was abandoned mid-statement),
-/// it closes the socket at once instead. Otherwise sqlx would keep the connection open, waiting
-/// for the statement's answer before reusing it, and the server, seeing a live client, would
-/// run the abandoned statement to its commit.
-pub(crate) struct InFlight(Option<PoolConnection<Postgres>>);
-
-impl InFlight {
-    /// The connection. (It is only ever missing after `finish`, which consumes `self`.)
-    fn conn(&mut self) -> sqlx::Result<&mut PgConnection> {
-        self.0.as_deref_mut().ok_or(sqlx::Error::PoolClosed)
-    }
-
-    /// The statement is over: the connection goes back to the pool.
-    fn finish(mut self) {
-        drop(self.0.take());
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            // Detached from the pool (which may open a replacement) and dropped: the socket
-            // closes now, without waiting for the server.
-            drop(c.detach());
-            tracing::debug!("statement abandoned; its connection was closed");
-        }
-    }
-}
-
-pub(crate) fn pool_options(config: &PostgresConfig) -> PgPoolOptions {
-    PgPoolOptions::new()
-        .max_connections(config.max_connections)
-        .min_connections(0)
-        .acquire_timeout(config.acquire_timeout)
-        .test_before_acquire(config.test_before_acquire)
 }
 
 /// The answer's length must match the request's.
-fn same_len<T>(out: Vec<T>, len: usize, what: &str) -> Result<Vec<T>, RepoError> {
+pub(crate) fn same_len<T>(out: Vec<T>, len: usize, what: &str) -> Result<Vec<T>, RepoError> {
     if out.len() == len {
         return Ok(out);
     }
@@ -396,8 +227,9 @@ impl WorkerRepository for PostgresRepository {
 
     async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
         validate_id("worker", worker_id)?;
-        let sql = "SELECT coalesce((SELECT sched_worker_json(w) FROM workers w WHERE w.id = $1), \
-                   'null')";
+        // `stale` is judged by the server's clock at this read.
+        let sql = "SELECT coalesce((SELECT sched_worker_json(w, sched_now()) FROM workers w \
+                   WHERE w.id = $1), 'null')";
         self.call(true, sql, |q| q.bind(worker_id)).await
     }
 
@@ -405,8 +237,10 @@ impl WorkerRepository for PostgresRepository {
         if let Some(p) = pool {
             validate_id("pool", p)?;
         }
-        let sql = "SELECT coalesce(jsonb_agg(sched_worker_json(w) ORDER BY w.id), '[]') \
-                   FROM workers w WHERE $1::text IS NULL OR w.pool = $1";
+        // One server clock reading for the whole list (`stale` of every worker at one instant).
+        let sql = "SELECT coalesce(jsonb_agg(sched_worker_json(w, n.now) ORDER BY w.id), '[]') \
+                   FROM workers w CROSS JOIN (SELECT sched_now() AS now) n \
+                   WHERE $1::text IS NULL OR w.pool = $1";
         self.call(true, sql, |q| q.bind(pool)).await
     }
 
@@ -489,5 +323,37 @@ impl WorkerRepository for PostgresRepository {
             tracing::warn!(worker = worker_id, drift = ?report.drift, "reconciled drift");
         }
         Ok(report)
+    }
+    async fn renew_leases(
+        &self,
+        worker_id: &str,
+        container_ids: &[String],
+        lease_ms: u64,
+    ) -> Result<Vec<LeaseRenewal>, RepoError> {
+        lifecycle::renew_leases(self, worker_id, container_ids, lease_ms).await
+    }
+
+    async fn expire_leases(&self, worker_id: &str) -> Result<LeaseSweep, RepoError> {
+        lifecycle::expire_leases(self, worker_id).await
+    }
+
+    async fn heartbeat(&self, worker_id: &str) -> Result<Heartbeat, RepoError> {
+        lifecycle::heartbeat(self, worker_id).await
+    }
+
+    async fn set_worker_status(
+        &self,
+        worker_id: &str,
+        status: WorkerStatus,
+    ) -> Result<Worker, RepoError> {
+        lifecycle::set_worker_status(self, worker_id, status).await
+    }
+
+    async fn release_worker(&self, worker_id: &str) -> Result<WorkerRelease, RepoError> {
+        lifecycle::release_worker(self, worker_id).await
+    }
+
+    async fn reservation_wakeups(&self, worker_id: &str) -> Result<Wakeups, RepoError> {
+        wakeups::subscribe(self, worker_id).await
     }
 }
