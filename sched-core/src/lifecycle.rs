@@ -22,7 +22,7 @@ pub fn duration_ms(d: Duration) -> u64 {
 }
 
 /// Why the sweep took a reservation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExpiryReason {
     /// Its lease deadline passed.
