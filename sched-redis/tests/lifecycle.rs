@@ -1,6 +1,6 @@
 //! The lifecycle on Redis (issue 11): leases renewed and expired by the server's clock, the
 //! renewal racing the sweep, heartbeats and the stale policy, status changes, bulk release,
-//! wake-ups, and on a cluster the clean-up of the claims of what the sweep removed. Every test
+//! the round trips of each call, and on a cluster the clean-up of the claims of what the sweep removed. Every test
 //! runs on a single node with both clients, and on the cluster (feature `cluster-tests`).
 //! Deadlines are the thing under test here, so some tests sleep, with wide margins.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -9,8 +9,6 @@
 mod common;
 
 use common::{Fresh, Kind, Topology};
-use futures::StreamExt;
-use sched_core::watch::{watch_reservations, ReservationEvent, WatchConfig};
 use sched_core::{
     CapacityReservation as Cr, CommitMode, ExpiryReason, Rejection, RenewOutcome, RepoError,
     ResourceReservation, Resources, StalePolicy, WorkerRepository, WorkerSpec, WorkerStatus,
@@ -406,86 +404,6 @@ async fn release_worker_releases_everything_once() {
     }
 }
 
-/// Connections named `sched-wakeups:<prefix>` on every node.
-async fn wakeup_connections(topo: Topology, prefix: &str) -> usize {
-    let name = format!("name=sched-wakeups:{prefix} ");
-    let mut n = 0;
-    for mut node in common::raw_nodes(topo).await {
-        let list: String = redis::cmd("CLIENT")
-            .arg("LIST")
-            .query_async(&mut node)
-            .await
-            .unwrap();
-        n += list.lines().filter(|l| l.contains(&name)).count();
-    }
-    n
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wakeups_follow_commits_and_feed_the_watch() {
-    for (kind, topo) in targets() {
-        let Some(repo) = setup(kind, topo, "wakeups", vec![WorkerSpec::new("w", T)]).await else {
-            return;
-        };
-        let ctx = format!("{kind:?}/{topo:?}");
-        let prefix = repo.config().key_prefix.clone();
-        // Committed before the subscription: not a wake-up.
-        reserve(&repo, "w", vec![ResourceReservation::new("old", ONE)])
-            .await
-            .unwrap();
-        let mut wake = repo.reservation_wakeups("w").await.unwrap();
-        assert_eq!(wakeup_connections(topo, &prefix).await, 1, "{ctx}");
-        let early = tokio::time::timeout(Duration::from_millis(1_500), wake.next()).await;
-        assert!(early.is_err(), "{ctx}: woke without a commit: {early:?}");
-        reserve(&repo, "w", vec![ResourceReservation::new("new", ONE)])
-            .await
-            .unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(5), wake.next()).await;
-        assert_eq!(got.ok().flatten(), Some(()), "{ctx}");
-        drop(wake);
-        let mut closed = false;
-        for _ in 0..50 {
-            if wakeup_connections(topo, &prefix).await == 0 {
-                closed = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(
-            closed,
-            "{ctx}: the dedicated connection outlived its stream"
-        );
-
-        // The generic watch on top: what is held first, then each new reservation.
-        let shared = Arc::new(common::connect(kind, repo.config()).await.unwrap());
-        let config = WatchConfig {
-            resync: Duration::from_secs(60),
-            retry: Duration::from_millis(200),
-        };
-        let mut watch = watch_reservations(Arc::clone(&shared), "w", config);
-        let mut first = Vec::new();
-        for _ in 0..2 {
-            match watch.next().await {
-                Some(Ok(ReservationEvent::Added(r))) => first.push(r.container_id),
-                other => panic!("{ctx}: {other:?}"),
-            }
-        }
-        assert_eq!(first, vec!["new", "old"], "{ctx}");
-        // The resync is a minute away: only a wake-up can deliver this within the timeout.
-        reserve(&repo, "w", vec![leased("next", 60_000)])
-            .await
-            .unwrap();
-        match tokio::time::timeout(Duration::from_secs(10), watch.next()).await {
-            Ok(Some(Ok(ReservationEvent::Added(r)))) => {
-                assert_eq!(r.container_id, "next", "{ctx}");
-                assert!(r.lease_expires_at_ms.is_some());
-            }
-            other => panic!("{ctx}: {other:?}"),
-        }
-        drop(watch);
-    }
-}
-
 /// On a cluster a sweep's claim clean-up that fails is counted, the sweep still applies, and the
 /// abandoned claim is resolved by the next caller that needs the container.
 #[cfg(feature = "cluster-tests")]
@@ -513,5 +431,49 @@ async fn a_failed_claim_clean_up_after_a_sweep_is_counted() {
             repo.find_reservation("a").await.unwrap().unwrap().worker_id,
             "w2"
         );
+    }
+}
+
+/// Round trips (`BackendCounters::round_trips`) of each lifecycle call, steady state (the flow
+/// runs twice so every script is cached on the nodes it reaches; the second run is measured).
+#[tokio::test]
+async fn round_trips_of_the_lifecycle_calls() {
+    for (kind, topo) in targets() {
+        let Some(repo) = setup(kind, topo, "rt_lifecycle", vec![WorkerSpec::new("w", T)]).await
+        else {
+            return;
+        };
+        let ctx = format!("{kind:?}/{topo:?}");
+        let (cluster, mut seen) = (topo == Topology::Cluster, Vec::new());
+        for _ in 0..2 {
+            let trips = || repo.counters().snapshot();
+            reserve(&repo, "w", vec![leased("a", 300)]).await.unwrap();
+            let t0 = trips();
+            repo.renew_leases("w", &ids(&["a"]), 300).await.unwrap();
+            let t1 = trips();
+            repo.heartbeat("w").await.unwrap();
+            repo.set_worker_status("w", WorkerStatus::Available)
+                .await
+                .unwrap();
+            let t2 = trips();
+            assert!(repo.expire_leases("w").await.unwrap().expired.is_empty());
+            let t3 = trips();
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            assert_eq!(repo.expire_leases("w").await.unwrap().expired.len(), 1);
+            let t4 = trips();
+            reserve(&repo, "w", vec![ResourceReservation::new("b", ONE)])
+                .await
+                .unwrap();
+            let t5 = trips();
+            assert_eq!(repo.release_worker("w").await.unwrap().released.len(), 1);
+            let t6 = trips();
+            seen = [(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t5, t6)]
+                .map(|(a, b)| b.since(&a).round_trips)
+                .to_vec();
+        }
+        // renew, heartbeat + status, empty sweep, sweep that removed one, release_worker.
+        let removed = if cluster { 4 } else { 2 };
+        assert_eq!(seen, vec![1, 2, 1, removed, removed], "{ctx}");
+        eprintln!("{ctx}: round trips {seen:?}");
     }
 }
