@@ -6,12 +6,18 @@
 -- the tombstone's epoch + 1, so no script from before a removal runs after a re-registration.
 -- KEYS[1] worker state hash, KEYS[2] worker ledger hash, KEYS[3] worker tombstone ('v f', or 'v'
 -- from before the fence).
+-- Lifecycle (sched-core/src/rules.rs `register`): stores the heartbeat timeout ('hbt', absent when
+-- liveness is not tracked) and stale policy ('os'); registering counts as a heartbeat: 'hb' is the
+-- server's TIME in ms.
 -- ARGV: worker id, pool, status, priority, gpu type or '', requires pool selector (0/1),
---       preemptable (0/1), total cpu, total memory, total gpu.
--- Returns {'ok', version, fc, fm, fg, f} or {'below', kind, total, reserved}.
+--       preemptable (0/1), total cpu, total memory, total gpu, heartbeat timeout ms or '',
+--       stale policy ('keep' | 'release').
+-- Returns {'ok', version, fc, fm, fg, f, now} or {'below', kind, total, reserved}.
 local st, led, tomb = KEYS[1], KEYS[2], KEYS[3]
 local function fmt(x) return string.format('%.0f', x) end
 local kinds = {'cpu', 'memory', 'gpu'}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local total = {tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])}
 local free = {total[1], total[2], total[3]}
 local v, f
@@ -37,6 +43,8 @@ end
 redis.call('DEL', st)
 redis.call('HSET', st, 'id', ARGV[1], 'pool', ARGV[2], 'status', ARGV[3], 'prio', ARGV[4],
   'rps', ARGV[6], 'pre', ARGV[7], 'tc', ARGV[8], 'tm', ARGV[9], 'tg', ARGV[10],
-  'fc', fmt(free[1]), 'fm', fmt(free[2]), 'fg', fmt(free[3]), 'v', fmt(v), 'f', fmt(f))
+  'fc', fmt(free[1]), 'fm', fmt(free[2]), 'fg', fmt(free[3]), 'v', fmt(v), 'f', fmt(f),
+  'os', ARGV[12], 'hb', fmt(now))
 if ARGV[5] ~= '' then redis.call('HSET', st, 'gpu', ARGV[5]) end
-return {'ok', fmt(v), fmt(free[1]), fmt(free[2]), fmt(free[3]), fmt(f)}
+if ARGV[11] ~= '' then redis.call('HSET', st, 'hbt', ARGV[11]) end
+return {'ok', fmt(v), fmt(free[1]), fmt(free[2]), fmt(free[3]), fmt(f), fmt(now)}

@@ -1,26 +1,32 @@
 #!lua
 -- sched-redis: one worker's part of reserve_batch, atomic. The `#!lua` line (Redis >= 7.0) makes
 -- the server refuse the script before it starts when it is out of memory.
--- Mirrors sched-core/src/rules.rs (the reference rule): check the version, then the status; take
+-- Mirrors sched-core/src/rules.rs (the reference rule): check the version, then the status, then
+-- the heartbeat (stale: 'hbt' set and TIME - 'hb' > 'hbt', or no 'hb' -> 'heartbeat'); take
 -- the reservations in order; stop at the first one held anywhere (this worker included), needing
 -- another GPU type or not fitting; all-or-nothing (or nothing accepted yet) rejects the worker's
--- whole part, partial commits what was accepted and reports the rest.
+-- whole part, partial commits what was accepted and reports the rest. A leased reservation's
+-- ledger entry carries its deadline, TIME (ms) + lease. A committed part appends one entry to the
+-- worker's events stream (wake-ups for `reservation_wakeups`, capped near 64 entries).
 -- Cluster mode adds the fence of the claim protocol (ARCHITECTURE.md): a container claimed by this
 -- call and already in the ledger was charged by an earlier copy of this call's script (a re-send):
 -- it is accepted again, uncharged, and the version/status checks are skipped; a script carrying an
 -- epoch below the worker's fence epoch `f` is refused ('fenced'); a token in the fence set was
 -- revoked or consumed: its not yet charged containers are 'contended'. Every run past the epoch
 -- check consumes the token (SADD), so a later copy can only re-confirm the ledger.
--- KEYS[1] state hash, KEYS[2] ledger hash, KEYS[3] fence set,
--- KEYS[4 .. 3+n] container index keys (standalone mode only).
+-- KEYS[1] state hash, KEYS[2] ledger hash, KEYS[3] fence set, KEYS[4] events stream,
+-- KEYS[5 .. 4+n] container index keys (standalone mode only).
 -- ARGV[1] worker id, ARGV[2] expected version or '', ARGV[3] 'all' | 'partial',
 -- ARGV[4] 's' (standalone: index keys are in KEYS) | 'c' (cluster: holders are in ARGV),
--- ARGV[5] n, ARGV[6] epoch (cluster), ARGV[7] claim token (cluster), then 6 ARGV per reservation:
+-- ARGV[5] n, ARGV[6] epoch (cluster), ARGV[7] claim token (cluster), then 7 ARGV per reservation:
 --   container id, cpu, memory, gpu, gpu type or '', holder
---   (cluster mode: '' = claimed by this call, otherwise the claiming worker; standalone: ignored)
+--   (cluster mode: '' = claimed by this call, otherwise the claiming worker; standalone: ignored),
+--   lease ms or ''
+-- Ledger entry: 'cpu mem gpu[@deadline][ gpu type]' (entries from before leases have no '@').
 -- Returns {'rej', <rejection>}, {'fenced', f} or
 -- {'ok', version, fc, fm, fg, accepted, {charged 1-based indexes}, f, [{<rejection>}]}, where a
 -- <rejection> is one of: 'unknown' | 'version', expected, current | 'unavailable', status |
+-- 'heartbeat', last heartbeat ms or '', timeout ms |
 -- 'already', container, holder | 'gpu', container, requested, 1|0, worker's type |
 -- 'insufficient', container, resource, requested, available | 'contended', container.
 local st, led, fence = KEYS[1], KEYS[2], KEYS[3]
@@ -29,14 +35,16 @@ local standalone = ARGV[4] == 's'
 local n = tonumber(ARGV[5])
 local LIMIT = 1024
 local function fmt(x) return string.format('%.0f', x) end
-local function base(i) return 7 + (i - 1) * 6 end
+local function base(i) return 7 + (i - 1) * 7 end
 local function rej(stop)
   local r = {'rej'}
   for _, x in ipairs(stop) do r[#r + 1] = x end
   return r
 end
 if redis.call('EXISTS', st) == 0 then return {'rej', 'unknown'} end
-local s = redis.call('HMGET', st, 'v', 'status', 'fc', 'fm', 'fg', 'gpu', 'f')
+local s = redis.call('HMGET', st, 'v', 'status', 'fc', 'fm', 'fg', 'gpu', 'f', 'hbt', 'hb')
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local v = s[1]
 local f = tonumber(s[7] or '1')
 local holder, mine = {}, {}
@@ -44,7 +52,7 @@ local resent, fresh = false, false
 for i = 1, n do
   local b = base(i)
   if standalone then
-    holder[i] = redis.call('GET', KEYS[3 + i])
+    holder[i] = redis.call('GET', KEYS[4 + i])
   elseif ARGV[b + 6] ~= '' then
     holder[i] = ARGV[b + 6]
   else
@@ -72,6 +80,9 @@ end
 if not resent then
   if ARGV[2] ~= '' and ARGV[2] ~= v then return {'rej', 'version', ARGV[2], v} end
   if s[2] ~= 'available' then return {'rej', 'unavailable', s[2]} end
+  if s[8] and ((not s[9]) or now - tonumber(s[9]) > tonumber(s[8])) then
+    return {'rej', 'heartbeat', s[9] or '', s[8]}
+  end
 end
 local free = {tonumber(s[3]), tonumber(s[4]), tonumber(s[5])}
 local wgpu = s[6]
@@ -116,10 +127,12 @@ if #new > 0 then
   for _, i in ipairs(new) do
     local b = base(i)
     local val = ARGV[b + 2] .. ' ' .. ARGV[b + 3] .. ' ' .. ARGV[b + 4]
+    if ARGV[b + 7] ~= '' then val = val .. '@' .. fmt(now + tonumber(ARGV[b + 7])) end
     if ARGV[b + 5] ~= '' then val = val .. ' ' .. ARGV[b + 5] end
     redis.call('HSET', led, ARGV[b + 1], val)
-    if standalone then redis.call('SET', KEYS[3 + i], wid) end
+    if standalone then redis.call('SET', KEYS[4 + i], wid) end
   end
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', '64', '*', 'v', nv)
 end
 local r = {'ok', nv, fmt(free[1]), fmt(free[2]), fmt(free[3]), accepted, charged, fmt(f)}
 if stop then r[9] = stop end

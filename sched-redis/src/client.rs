@@ -67,11 +67,28 @@ where
     }
 }
 
+/// A connection of its own to one node (never the shared one), for blocking commands: the
+/// wake-up streams' `XREAD BLOCK`. Closed when dropped.
+#[async_trait]
+pub(crate) trait Dedicated: Send {
+    /// One command (`args[0]` is its name); a server error reply is `Ok(Err(..))`.
+    async fn call(&mut self, args: Vec<String>) -> Result<Reply, RepoError>;
+}
+
 /// One pipelined round trip to Redis; failures are [`classify`]'d.
 #[async_trait]
 pub(crate) trait Client: Send + Sync + 'static {
     /// Sends `ops` in one pipeline and returns one reply per op, in order.
     async fn pipeline(&self, ops: &[Op], write: bool) -> Result<Vec<Reply>, RepoError>;
+
+    /// Opens a [`Dedicated`] connection to the single node at `url` (credentials and timeouts
+    /// from `cfg`, the response timeout raised by `block`), with the same client library.
+    async fn dedicated(
+        &self,
+        cfg: &crate::RedisConfig,
+        url: &str,
+        block: std::time::Duration,
+    ) -> Result<Box<dyn Dedicated>, RepoError>;
 
     /// Every key matching `pattern`, on every node.
     #[cfg(feature = "testing")]

@@ -1,6 +1,6 @@
 //! The fred client (feature `fred`): same ops, same scripts, same semantics as redis-rs.
 
-use crate::client::{Client, Op, Reply};
+use crate::client::{Client, Dedicated, Op, Reply};
 use crate::config::RedisConfig;
 use async_trait::async_trait;
 use fred::prelude::{ClientLike, Config, Error, ErrorKind, ReconnectPolicy, ServerConfig, Value};
@@ -73,6 +73,39 @@ impl FredClient {
     }
 }
 
+/// A fred client of its own on one node (no reconnection: a dropped connection ends the wake-up
+/// stream, whose watch subscribes again). fred keeps a client's connection open until `QUIT`,
+/// so dropping it sends one (after a blocked `XREAD` returns, within its block time).
+struct Own(Option<fred::prelude::Client>);
+
+#[async_trait]
+impl Dedicated for Own {
+    async fn call(&mut self, args: Vec<String>) -> Result<Reply, RepoError> {
+        let Some(c) = &self.0 else {
+            return Err(RepoError::Backend("closed".into()));
+        };
+        let mut it = args.into_iter();
+        let name = it.next().unwrap_or_else(|| "PING".to_owned());
+        let cmd = CustomCommand::new(name, ClusterHash::FirstKey, true);
+        let args: Vec<Value> = it.map(Value::from).collect();
+        match c.custom::<Value, Value>(cmd, args).await {
+            Ok(v) => Ok(Ok(convert(v))),
+            Err(e) if lost(&e) || *e.kind() == ErrorKind::Backpressure => Err(classify(e, false)),
+            Err(e) => Ok(Err(e.details().to_owned())),
+        }
+    }
+}
+
+impl Drop for Own {
+    fn drop(&mut self) {
+        if let (Some(c), Ok(rt)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(async move {
+                let _ = c.quit().await;
+            });
+        }
+    }
+}
+
 fn convert(v: Value) -> V {
     let bulk = |b: &[u8]| V::BulkString(b.to_vec());
     match v {
@@ -118,6 +151,38 @@ impl Client for FredClient {
             Err(e) => Ok(Err(e.details().to_owned())),
         };
         results.into_iter().map(reply).collect()
+    }
+
+    async fn dedicated(
+        &self,
+        cfg: &RedisConfig,
+        url: &str,
+        block: std::time::Duration,
+    ) -> Result<Box<dyn Dedicated>, RepoError> {
+        let not_sent = |e: Error| RepoError::Unavailable(Box::new(e));
+        let mut config = Config::from_url_centralized(url).map_err(not_sent)?;
+        config.username = cfg.username.clone().or(config.username);
+        config.password = cfg.password.clone().or(config.password);
+        let client = fred::types::Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.connection_timeout = cfg.connect_timeout;
+                c.tcp.nodelay = Some(true);
+                c.internal_command_timeout = cfg.response_timeout;
+                c.max_command_attempts = 1;
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = cfg.response_timeout.saturating_add(block);
+            })
+            .build()
+            .map_err(not_sent)?;
+        let own = Own(Some(client.clone()));
+        match tokio::time::timeout(cfg.connect_timeout, client.init()).await {
+            Ok(Ok(_)) => Ok(Box::new(own)),
+            Ok(Err(e)) => Err(not_sent(e)),
+            Err(_) => Err(RepoError::Unavailable(
+                "timed out connecting to redis".into(),
+            )),
+        }
     }
 
     #[cfg(feature = "testing")]

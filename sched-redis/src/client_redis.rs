@@ -1,14 +1,15 @@
 //! The redis-rs client: `ConnectionManager` (standalone, reconnecting) or the async cluster
 //! connection.
 
-use crate::client::{Client, Op, Reply};
+use crate::client::{Client, Dedicated, Op, Reply};
 use crate::config::RedisConfig;
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{ConnectionInfo, IntoConnectionInfo, RedisError, Value};
+use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, RedisError, Value};
 use sched_core::RepoError;
+use std::time::Duration;
 
 /// redis-rs behind [`Client`].
 #[derive(Clone)]
@@ -32,18 +33,7 @@ impl RedisRsClient {
     }
 
     async fn open(cfg: &RedisConfig) -> Result<Self, RedisError> {
-        // The URLs, with the configured credentials overriding theirs.
-        let infos = cfg.urls.iter().map(|u| {
-            let info = u.as_str().into_connection_info()?;
-            let mut settings = info.redis_settings().clone();
-            if let Some(u) = &cfg.username {
-                settings = settings.set_username(u);
-            }
-            if let Some(p) = &cfg.password {
-                settings = settings.set_password(p);
-            }
-            Ok(info.set_redis_settings(settings))
-        });
+        let infos = cfg.urls.iter().map(|u| info(cfg, u));
         let infos: Vec<ConnectionInfo> = infos.collect::<Result<_, RedisError>>()?;
         if cfg.cluster {
             let b = ClusterClientBuilder::new(infos)
@@ -62,6 +52,52 @@ impl RedisRsClient {
             .set_number_of_retries(cfg.reconnect_retries);
         let manager = ConnectionManager::new_with_config(client, mcfg).await?;
         Ok(Self::Single(manager))
+    }
+}
+
+/// `url`, with the configured credentials overriding its own.
+fn info(cfg: &RedisConfig, url: &str) -> Result<ConnectionInfo, RedisError> {
+    let info = url.into_connection_info()?;
+    let mut settings = info.redis_settings().clone();
+    if let Some(u) = &cfg.username {
+        settings = settings.set_username(u);
+    }
+    if let Some(p) = &cfg.password {
+        settings = settings.set_password(p);
+    }
+    Ok(info.set_redis_settings(settings))
+}
+
+/// A plain multiplexed connection of its own (no reconnection: a dropped connection ends the
+/// wake-up stream, whose watch subscribes again). Its driver task ends when it is dropped.
+struct Own(MultiplexedConnection);
+
+#[async_trait]
+impl Dedicated for Own {
+    async fn call(&mut self, args: Vec<String>) -> Result<Reply, RepoError> {
+        let mut p = redis::pipe();
+        p.ignore_errors();
+        let mut it = args.iter();
+        let name = it.next().map_or("PING", String::as_str);
+        p.cmd(name).arg(it.collect::<Vec<_>>());
+        let out: Vec<Value> = p
+            .query_async(&mut self.0)
+            .await
+            .map_err(|e| classify(e, false))?;
+        out.into_iter()
+            .next()
+            .map(reply)
+            .ok_or_else(|| RepoError::Backend("no reply".into()))
+    }
+}
+
+/// A server error reply as its text (`MOVED 3999 127.0.0.1:7002`), anything else as a value.
+fn reply(v: Value) -> Reply {
+    match v {
+        Value::ServerError(e) => Err(e
+            .details()
+            .map_or(e.code().to_owned(), |d| format!("{} {d}", e.code()))),
+        v => Ok(v),
     }
 }
 
@@ -92,13 +128,25 @@ impl Client for RedisRsClient {
             .map(|r| r.into_iter().flatten().collect()),
         }
         .map_err(|e| classify(e, write))?;
-        let reply = |v| match v {
-            Value::ServerError(e) => Err(e
-                .details()
-                .map_or(e.code().to_owned(), |d| format!("{} {d}", e.code()))),
-            v => Ok(v),
-        };
         Ok(out.into_iter().map(reply).collect())
+    }
+
+    async fn dedicated(
+        &self,
+        cfg: &RedisConfig,
+        url: &str,
+        block: Duration,
+    ) -> Result<Box<dyn Dedicated>, RepoError> {
+        let not_sent = |e: RedisError| RepoError::Unavailable(Box::new(e));
+        let client = redis::Client::open(info(cfg, url).map_err(not_sent)?).map_err(not_sent)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(cfg.connect_timeout))
+            .set_response_timeout(Some(cfg.response_timeout.saturating_add(block)));
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(not_sent)?;
+        Ok(Box::new(Own(conn)))
     }
 
     #[cfg(feature = "testing")]

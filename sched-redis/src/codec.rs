@@ -4,7 +4,8 @@ use crate::client::Reply;
 use redis::{FromRedisValue, Value};
 use sched_core::rules;
 use sched_core::{
-    Rejection, RepoError, ReservationRecord, ResourceKind, Resources, Worker, WorkerStatus,
+    Rejection, RepoError, ReservationRecord, ResourceKind, Resources, StalePolicy, Worker,
+    WorkerStatus,
 };
 use std::collections::HashMap;
 
@@ -60,15 +61,27 @@ fn status(s: &str) -> Result<WorkerStatus, RepoError> {
     WorkerStatus::parse(s).ok_or_else(|| bad(format!("unknown worker status {s:?}")))
 }
 
-/// A worker state hash as a [`Worker`].
-pub(crate) fn worker(m: &HashMap<String, String>) -> Result<Worker, RepoError> {
+/// A worker state hash as a [`Worker`], with `stale` judged at `now_ms` of the server's clock
+/// when given (`false` otherwise). A hash from before the lifecycle fields decodes as "liveness
+/// not tracked", [`StalePolicy::Keep`], no heartbeat.
+pub(crate) fn worker(
+    m: &HashMap<String, String>,
+    now_ms: Option<u64>,
+) -> Result<Worker, RepoError> {
     let f = |k: &str| {
         m.get(k)
             .map(String::as_str)
             .ok_or_else(|| bad(format!("no field {k:?}")))
     };
     let n = |k: &str| f(k).and_then(|s| parse::<u64>(s, k));
-    Ok(Worker {
+    let opt = |k: &str| m.get(k).map(|s| parse::<u64>(s, k)).transpose();
+    let on_stale = match m.get("os") {
+        None => StalePolicy::Keep,
+        Some(s) => {
+            StalePolicy::parse(s).ok_or_else(|| bad(format!("unknown stale policy {s:?}")))?
+        }
+    };
+    let mut w = Worker {
         id: f("id")?.to_owned(),
         pool: f("pool")?.to_owned(),
         status: status(f("status")?)?,
@@ -79,33 +92,39 @@ pub(crate) fn worker(m: &HashMap<String, String>) -> Result<Worker, RepoError> {
         total: Resources::new(n("tc")?, n("tm")?, n("tg")?),
         free: Resources::new(n("fc")?, n("fm")?, n("fg")?),
         resource_version: n("v")?,
-        heartbeat_timeout_ms: None,
-        on_stale: sched_core::StalePolicy::Keep,
-        last_heartbeat_ms: None,
+        heartbeat_timeout_ms: opt("hbt")?,
+        on_stale,
+        last_heartbeat_ms: opt("hb")?,
         stale: false,
-    })
+    };
+    w.stale = now_ms.is_some_and(|now| w.is_stale_at(now));
+    Ok(w)
 }
 
-/// A ledger entry, `container_id` → `"cpu mem gpu[ gpu_type]"`, as a record.
+/// A ledger entry, `container_id` → `"cpu mem gpu[@deadline][ gpu_type]"` (no `@deadline`:
+/// not leased, and every entry from before leases), as a record.
 pub(crate) fn record(
     worker: &str,
     container: String,
     entry: &str,
 ) -> Result<ReservationRecord, RepoError> {
     let mut it = entry.splitn(4, ' ');
-    let mut n = || {
-        it.next()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad(format!("bad ledger entry {entry:?}")))
+    let bad_entry = || bad(format!("bad ledger entry {entry:?}"));
+    let n = |s: Option<&str>| s.and_then(|s| s.parse::<u64>().ok()).ok_or_else(bad_entry);
+    let (cpu, mem) = (n(it.next())?, n(it.next())?);
+    let third = it.next().ok_or_else(bad_entry)?;
+    let (gpu, lease) = match third.split_once('@') {
+        Some((g, d)) => (n(Some(g))?, Some(n(Some(d))?)),
+        None => (n(Some(third))?, None),
     };
-    let resources = Resources::new(n()?, n()?, n()?);
+    let resources = Resources::new(cpu, mem, gpu);
     let (worker_id, gpu_type) = (worker.to_owned(), it.next().map(str::to_owned));
     Ok(ReservationRecord {
         worker_id,
         container_id: container,
         resources,
         gpu_type,
-        lease_expires_at_ms: None,
+        lease_expires_at_ms: lease,
     })
 }
 
@@ -130,6 +149,13 @@ pub(crate) fn rejection(a: &[Value]) -> Result<Rejection, RepoError> {
             };
             rules::gpu_type_mismatch(&s(1)?, &s(2)?, actual.as_deref())
         }
+        "heartbeat" => Rejection::HeartbeatExpired {
+            last_heartbeat_ms: match s(1)?.as_str() {
+                "" => None,
+                last => Some(parse(last, "last heartbeat")?),
+            },
+            timeout_ms: a.field(2)?,
+        },
         "contended" => Rejection::Contended {
             container_id: s(1)?,
         },
@@ -156,5 +182,65 @@ mod tests {
             assert_eq!((rec.resources, rec.gpu_type), (r, t.map(str::to_owned)));
         }
         assert!(record("w", "c".into(), "1 2").is_err());
+        assert!(record("w", "c".into(), "1 2 3@").is_err());
+        // With a lease deadline, as reserve.lua and renew.lua write it.
+        for (entry, gpu) in [("1 2 3@1700000000123", None), ("1 2 3@5 a b", Some("a b"))] {
+            let rec = record("w", "c".into(), entry).unwrap();
+            assert_eq!(rec.resources, r);
+            assert_eq!(rec.gpu_type.as_deref(), gpu);
+            assert!(rec.lease_expires_at_ms.is_some());
+        }
+        assert_eq!(
+            record("w", "c".into(), "1 2 3 L4")
+                .unwrap()
+                .lease_expires_at_ms,
+            None
+        );
+    }
+
+    #[test]
+    fn old_state_hashes_decode() {
+        let mut m: HashMap<String, String> = [
+            ("id", "w"),
+            ("pool", "p"),
+            ("status", "available"),
+            ("prio", "0"),
+            ("rps", "0"),
+            ("pre", "0"),
+            ("tc", "1"),
+            ("tm", "1"),
+            ("tg", "0"),
+            ("fc", "1"),
+            ("fm", "1"),
+            ("fg", "0"),
+            ("v", "3"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let w = worker(&m, Some(10)).unwrap();
+        assert_eq!(
+            (
+                w.heartbeat_timeout_ms,
+                w.on_stale,
+                w.last_heartbeat_ms,
+                w.stale
+            ),
+            (None, StalePolicy::Keep, None, false)
+        );
+        m.insert("hbt".into(), "5".into());
+        m.insert("hb".into(), "4".into());
+        m.insert("os".into(), "release".into());
+        let w = worker(&m, Some(10)).unwrap();
+        assert_eq!(
+            (
+                w.heartbeat_timeout_ms,
+                w.on_stale,
+                w.last_heartbeat_ms,
+                w.stale
+            ),
+            (Some(5), StalePolicy::Release, Some(4), true)
+        );
+        assert!(!worker(&m, Some(9)).unwrap().stale);
     }
 }

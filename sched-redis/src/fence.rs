@@ -153,23 +153,23 @@ impl RedisRepository {
         }
     }
 
-    /// After a cluster `remove_worker`: the claims of the removed ledger's containers that name
-    /// the worker are fenced (a claim of a later registration that committed is kept), then
-    /// compare-and-deleted. Clean-up only: failures are logged and counted.
-    pub(crate) async fn drop_claims_of_removed(&self, worker: &str, ledger: &[String]) {
-        const WHAT: &str = "remove_worker: drop the removed ledger's claims";
+    /// After a cluster `remove_worker`, `expire_leases` or `release_worker`: the claims of the
+    /// removed ledger entries' containers that name the worker are fenced (a claim that committed
+    /// again since is kept, a live uncommitted one is revoked), then compare-and-deleted by exact
+    /// value. Clean-up only: failures are logged and counted.
+    pub(crate) async fn drop_claims_of_removed(&self, worker: &str, ledger: &[String], what: &str) {
         let gets = ledger
             .iter()
             .map(|c| Op::cmd("GET", vec![self.keys.index(c)]));
         let values = match self.run_as::<Option<String>>(gets.collect(), false).await {
             Ok(v) => v,
-            Err(e) => return self.cleanup_failed(WHAT, &e),
+            Err(e) => return self.cleanup_failed(what, &e),
         };
         let claims: Vec<(String, String)> = (ledger.iter().zip(values))
             .filter_map(|(c, v)| Some((c.clone(), v?)))
             .filter(|(_, v)| holder_of(v) == worker)
             .collect();
-        self.fence_and_drop(&claims, WHAT).await;
+        self.fence_and_drop(&claims, what).await;
     }
 
     /// `find_reservations` on a cluster: the claims `(index in ids, value)` with nothing in the

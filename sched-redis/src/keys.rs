@@ -68,6 +68,16 @@ impl Keys {
         self.part(worker_id, "ledger")
     }
 
+    /// The worker's events stream: one entry per committed reserve (wake-ups).
+    pub(crate) fn events(&self, worker_id: &str) -> String {
+        self.part(worker_id, "events")
+    }
+
+    /// The encoded prefix (names the wake-up connections).
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     pub(crate) fn tomb(&self, worker_id: &str) -> String {
         self.part(worker_id, "tomb")
     }

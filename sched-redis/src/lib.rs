@@ -27,12 +27,14 @@ mod fence;
 #[cfg(feature = "testing")]
 mod inject;
 mod keys;
+mod lifecycle;
 mod ops;
 mod pipeline;
 mod repo;
 mod scripts;
 #[cfg(feature = "testing")]
 mod testing;
+mod wakeups;
 
 pub use config::RedisConfig;
 #[cfg(feature = "testing")]

@@ -6,18 +6,22 @@ use crate::client::Op;
 use crate::cluster;
 use crate::codec::{bad, get, kind, record, rejection, resource_args, worker, Fields};
 use crate::fence::holder_of;
+use crate::lifecycle::Sweep;
 use crate::{scripts, RedisRepository};
 use async_trait::async_trait;
 use redis::Value;
 use sched_core::rules;
 use sched_core::validate::{validate_batch, validate_id, validate_release, validate_spec};
+use sched_core::watch::Wakeups;
 use sched_core::{
-    AuditMode, AuditReport, CapacityReservation as Cr, CommitMode, ReleaseOutcome, Released,
-    RepoError, ReservationRecord, Resources, Worker, WorkerRepository, WorkerResult, WorkerSpec,
+    AuditMode, AuditReport, CapacityReservation as Cr, CommitMode, Heartbeat, LeaseRenewal,
+    LeaseSweep, ReleaseOutcome, Released, RepoError, ReservationRecord, Resources, Worker,
+    WorkerRelease, WorkerRepository, WorkerResult, WorkerSpec, WorkerStatus,
 };
 use std::collections::{BTreeMap, HashMap};
 
-type Hash = HashMap<String, String>;
+/// A hash read with `HGETALL`.
+pub(crate) type Hash = HashMap<String, String>;
 
 /// How often a standalone `remove_worker` re-reads a ledger that changed under it.
 const REMOVE_ATTEMPTS: usize = 8;
@@ -36,9 +40,13 @@ impl WorkerRepository for RedisRepository {
         let (status, prio) = (spec.status.as_str().to_owned(), spec.priority.to_string());
         let gpu = spec.gpu_type.clone().unwrap_or_default();
         let args = [id.clone(), spec.pool.clone(), status, prio, gpu].into_iter();
+        let timeout = spec
+            .heartbeat_timeout_ms
+            .map_or(String::new(), |t| t.to_string());
         let args = args
             .chain(flags)
             .chain(resource_args(&spec.total))
+            .chain([timeout, spec.on_stale.as_str().to_owned()])
             .collect();
         // The id goes into the set first (same pipeline): list_workers never misses a worker.
         let ops = vec![
@@ -55,6 +63,7 @@ impl WorkerRepository for RedisRepository {
                 self.learn(id, a.field(5)?);
                 Ok(Worker {
                     free: a.resources(2)?,
+                    last_heartbeat_ms: Some(a.field(6)?),
                     ..Worker::from_spec(spec, a.field(1)?)
                 })
             }
@@ -88,7 +97,10 @@ impl WorkerRepository for RedisRepository {
                 "ok" if cluster => {
                     let ledger = reply[1..].iter().map(get::<String>);
                     match ledger.collect::<Result<Vec<_>, _>>() {
-                        Ok(ledger) => self.drop_claims_of_removed(id, &ledger).await,
+                        Ok(ledger) => {
+                            const WHAT: &str = "remove_worker: drop the removed ledger's claims";
+                            self.drop_claims_of_removed(id, &ledger, WHAT).await;
+                        }
                         Err(e) => self.cleanup_failed("remove_worker: read the removed ledger", &e),
                     }
                     return Ok(true);
@@ -104,10 +116,9 @@ impl WorkerRepository for RedisRepository {
 
     async fn get_worker(&self, id: &str) -> Result<Option<Worker>, RepoError> {
         validate_id("worker", id)?;
-        let op = Op::cmd("HGETALL", vec![self.keys.state(id)]);
-        let m: Hash = self.run_one(op, false).await?;
+        let (now, m): (u64, Hash) = self.run_one(self.read_worker(id), false).await?;
         self.learn_from(&m);
-        (!m.is_empty()).then(|| worker(&m)).transpose()
+        (!m.is_empty()).then(|| worker(&m, Some(now))).transpose()
     }
 
     async fn list_workers(&self, pool: Option<&str>) -> Result<Vec<Worker>, RepoError> {
@@ -116,15 +127,13 @@ impl WorkerRepository for RedisRepository {
         }
         let op = Op::cmd("SMEMBERS", vec![self.keys.workers()]);
         let ids: Vec<String> = self.run_one(op, false).await?;
-        let ops = ids
-            .iter()
-            .map(|id| Op::cmd("HGETALL", vec![self.keys.state(id)]));
+        let ops = ids.iter().map(|id| self.read_worker(id));
         let mut out = Vec::with_capacity(ids.len());
         // An empty hash: removed (the id stays in the set as a tombstone).
-        for m in self.run_as::<Hash>(ops.collect(), false).await? {
+        for (now, m) in self.run_as::<(u64, Hash)>(ops.collect(), false).await? {
             if !m.is_empty() {
                 self.learn_from(&m);
-                out.push(worker(&m)?);
+                out.push(worker(&m, Some(now))?);
             }
         }
         out.retain(|w| pool.is_none_or(|p| w.pool == p));
@@ -240,6 +249,35 @@ impl WorkerRepository for RedisRepository {
         Ok(self.snapshot(id, AuditMode::Check).await?.1)
     }
 
+    async fn renew_leases(
+        &self,
+        id: &str,
+        container_ids: &[String],
+        lease_ms: u64,
+    ) -> Result<Vec<LeaseRenewal>, RepoError> {
+        self.renew(id, container_ids, lease_ms).await
+    }
+
+    async fn expire_leases(&self, id: &str) -> Result<LeaseSweep, RepoError> {
+        Ok(self.sweep(id, Sweep::Expired).await?.into_lease_sweep())
+    }
+
+    async fn heartbeat(&self, id: &str) -> Result<Heartbeat, RepoError> {
+        self.beat(id).await
+    }
+
+    async fn set_worker_status(&self, id: &str, status: WorkerStatus) -> Result<Worker, RepoError> {
+        self.set_status(id, status).await
+    }
+
+    async fn release_worker(&self, id: &str) -> Result<WorkerRelease, RepoError> {
+        Ok(self.sweep(id, Sweep::All).await?.into_release())
+    }
+
+    async fn reservation_wakeups(&self, id: &str) -> Result<Wakeups, RepoError> {
+        self.wakeups(id).await
+    }
+
     async fn audit_worker(&self, id: &str, mode: AuditMode) -> Result<AuditReport, RepoError> {
         let (w, ledger) = self.snapshot(id, mode).await?;
         let max = Resources::new(u64::MAX, u64::MAX, u64::MAX);
@@ -281,7 +319,12 @@ impl RedisRepository {
         let ledger = ledger.into_iter().map(|(c, v)| record(id, c, &v));
         let mut ledger = ledger.collect::<Result<Vec<_>, _>>()?;
         ledger.sort_by(|a, b| a.container_id.cmp(&b.container_id));
-        Ok((worker(&state)?, ledger))
+        Ok((worker(&state, None)?, ledger))
+    }
+
+    /// worker.lua: the state hash with the server's clock (for `stale`).
+    fn read_worker(&self, id: &str) -> Op {
+        Op::script(&scripts::WORKER, vec![self.keys.state(id)], Vec::new())
     }
 }
 
@@ -299,6 +342,7 @@ pub(crate) fn reserve_script(
     let (epoch, token) = cluster.map_or((String::new(), ""), |c| (c.1 .0.to_string(), c.1 .1));
     let (k, wid) = (&repo.keys, &cr.worker_id);
     let mut keys = k.fenced(wid);
+    keys.push(k.events(wid));
     if holders.is_none() {
         keys.extend(cr.reservations.iter().map(|r| k.index(&r.container_id)));
     }
@@ -324,6 +368,7 @@ pub(crate) fn reserve_script(
         args.extend(resource_args(&r.resources));
         args.push(r.gpu_type.clone().unwrap_or_default());
         args.push(holders.and_then(|h| h.get(i)).cloned().unwrap_or_default());
+        args.push(r.lease_ms.map_or(String::new(), |l| l.to_string()));
     }
     Op::script(&scripts::RESERVE, keys, args)
 }

@@ -30,6 +30,8 @@ pub struct RedisRepository {
     /// `backend_name`, and the counters' backend label.
     pub(crate) name: &'static str,
     pub(crate) cluster: bool,
+    /// Where and how to connect: the wake-up streams open their own connections with it.
+    pub(crate) config: Arc<RedisConfig>,
 }
 
 impl std::fmt::Debug for RedisRepository {
@@ -70,6 +72,7 @@ impl RedisRepository {
             faults: Arc::default(),
             name,
             cluster: config.cluster,
+            config: Arc::new(config.clone()),
         }
     }
 

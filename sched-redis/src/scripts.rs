@@ -33,5 +33,10 @@ script!(RECONCILE, "reconcile.lua");
 script!(CLAIM, "claim.lua");
 script!(UNCLAIM, "unclaim.lua");
 script!(FENCE, "fence.lua");
+script!(WORKER, "worker.lua");
+script!(RENEW, "renew.lua");
+script!(EXPIRE, "expire.lua");
+script!(HEARTBEAT, "heartbeat.lua");
+script!(SET_STATUS, "set_status.lua");
 #[cfg(feature = "testing")]
 script!(CORRUPT, "corrupt.lua");

@@ -282,13 +282,15 @@ macro_rules! redis_suite {
             );
             assert_eq!(d.release_calls, 1);
 
+            // Warm worker.lua on every node too.
+            repo.list_workers(None).await.unwrap();
             let before = repo.counters().snapshot();
             assert_eq!(repo.list_workers(None).await.unwrap().len(), 20);
             assert!(repo.get_worker("w3").await.unwrap().is_some());
             let d = repo.counters().snapshot().since(&before);
             assert_eq!(
                 d.round_trips, 3,
-                "list = members + HGETALL pipeline, get = 1: {d:?}"
+                "list = members + worker.lua pipeline, get = 1: {d:?}"
             );
             assert_eq!(d.read_calls, 2);
         }
