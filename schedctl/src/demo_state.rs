@@ -12,8 +12,8 @@
 //! | gpu-a   | gpu  | available| not tracked                  | `train-1` (2 GPUs, lease, 50 m left) |
 
 use sched_core::{
-    CapacityReservation, CommitMode, ResourceReservation, Resources, StalePolicy,
-    WorkerRepository, WorkerSpec, WorkerStatus,
+    CapacityReservation, CommitMode, ResourceReservation, Resources, StalePolicy, WorkerRepository,
+    WorkerSpec, WorkerStatus,
 };
 use sched_memory::{Clock, ManualClock, MemoryRepository};
 use std::time::Duration;
@@ -100,7 +100,10 @@ pub async fn seed(drift: bool) -> (MemoryRepository, ManualClock) {
     {
         tracing::warn!(error = %e, "demo state: reserve failed");
     }
-    if let Err(e) = repo.set_worker_status("node-b", WorkerStatus::Draining).await {
+    if let Err(e) = repo
+        .set_worker_status("node-b", WorkerStatus::Draining)
+        .await
+    {
         tracing::warn!(error = %e, "demo state: drain failed");
     }
     clock.set(DEMO_NOW_MS - 5_000);
@@ -118,7 +121,9 @@ pub async fn seed(drift: bool) -> (MemoryRepository, ManualClock) {
 /// ledger says (leaked). Returns false when `gpu-a` is gone.
 pub async fn corrupt(repo: &MemoryRepository) -> bool {
     match repo.get_worker("gpu-a").await {
-        Ok(Some(w)) => repo.corrupt_free("gpu-a", w.free.saturating_sub(&Resources::new(1000, 0, 1))),
+        Ok(Some(w)) => {
+            repo.corrupt_free("gpu-a", w.free.saturating_sub(&Resources::new(1000, 0, 1)))
+        }
         _ => false,
     }
 }

@@ -65,7 +65,9 @@ pub enum CtlError {
         cause: String,
     },
     /// The backend does not implement the operation in this build.
-    #[error("{operation} is not supported by the {backend} backend in this build; nothing was changed")]
+    #[error(
+        "{operation} is not supported by the {backend} backend in this build; nothing was changed"
+    )]
     Unsupported {
         /// The operation.
         operation: &'static str,
@@ -177,7 +179,10 @@ mod tests {
 
     #[test]
     fn redact_hides_every_secret() {
-        let s = redact("redis://u:hunter2@h:1 hunter2", &["hunter2".into(), String::new()]);
+        let s = redact(
+            "redis://u:hunter2@h:1 hunter2",
+            &["hunter2".into(), String::new()],
+        );
         assert_eq!(s, "redis://u:***@h:1 ***");
     }
 

@@ -154,6 +154,23 @@ impl Store {
             }),
             schema: Some(args.schema.clone()),
         };
+        // sqlx reports a refused connection only as a pool timeout: a plain TCP connect first
+        // says why the server is out of reach, at once.
+        if let Some(endpoint) = ctx.endpoint.clone().filter(|e| !e.addr.starts_with('/')) {
+            let probe = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                tokio::net::TcpStream::connect(endpoint.addr.clone()),
+            )
+            .await;
+            let cause = match probe {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!("no answer within {CONNECT_TIMEOUT:?}")),
+            };
+            if let Some(cause) = cause {
+                return Err(CtlError::Unreachable { endpoint, cause });
+            }
+        }
         let repo = PostgresRepository::connect(config)
             .await
             .map_err(|e| CtlError::from_repo(e, &ctx))?;

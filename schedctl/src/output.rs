@@ -174,7 +174,10 @@ mod tests {
         assert_eq!(t.render(), "A    LONGER\nxyz  1\n");
         assert_eq!(res(&Resources::new(500, 512, 0)), "500m 512Mi");
         assert_eq!(res(&Resources::new(500, 512, 2)), "500m 512Mi 2gpu");
-        let u = UsedPct::of(&Resources::new(8000, 1000, 0), &Resources::new(5000, 1000, 0));
+        let u = UsedPct::of(
+            &Resources::new(8000, 1000, 0),
+            &Resources::new(5000, 1000, 0),
+        );
         assert_eq!(u.cpu, Some(37.5));
         assert_eq!(u.gpu, None);
         assert_eq!(u.max(), 37.5);

@@ -180,10 +180,7 @@ pub async fn reconcile(
         )));
     }
     let text = if drifted.is_empty() {
-        format!(
-            "reconciled {}: no drift\n",
-            count(reports.len(), "worker")
-        )
+        format!("reconciled {}: no drift\n", count(reports.len(), "worker"))
     } else {
         format!(
             "{}reconciled {}: repaired {} (free set to total - ledger)\n",

@@ -114,7 +114,10 @@ pub async fn demo() -> Result<Report, CtlError> {
             }
             Step::Advance(d, note) => {
                 clock.advance(*d);
-                text.push_str(&format!("\n# {note} (clock: {})\n", timestamp(clock.now_ms())));
+                text.push_str(&format!(
+                    "\n# {note} (clock: {})\n",
+                    timestamp(clock.now_ms())
+                ));
                 steps.push(StepJson::Note {
                     note: (*note).to_owned(),
                 });

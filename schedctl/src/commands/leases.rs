@@ -28,6 +28,9 @@ struct SweepJson {
 
 /// Renews leases on one worker, one call.
 pub async fn renew(store: &Store, a: &RenewArgs) -> Result<Report, CtlError> {
+    if a.lease.is_zero() {
+        return Err(CtlError::Usage("--lease must be longer than 0".into()));
+    }
     let lease_ms = duration_ms(a.lease);
     sched_core::validate::validate_renewal(&a.worker, &a.containers, lease_ms)
         .map_err(|e| CtlError::Usage(format!("invalid input: {e}")))?;
@@ -101,10 +104,7 @@ pub async fn sweep(store: &Store, pool: Option<&str>) -> Result<Report, CtlError
         }
     }
     let text = if expired == 0 {
-        format!(
-            "swept {}: nothing expired\n",
-            count(sweeps.len(), "worker")
-        )
+        format!("swept {}: nothing expired\n", count(sweeps.len(), "worker"))
     } else {
         format!(
             "{}swept {}: {} expired, {} returned\n",
