@@ -134,6 +134,12 @@ impl Store {
         let url = args.database_url.clone().ok_or_else(|| {
             CtlError::Usage("--backend postgres needs --database-url (or DATABASE_URL)".into())
         })?;
+        let scheme = url.split_once("://").map(|(s, _)| s);
+        if !matches!(scheme, Some("postgres" | "postgresql")) {
+            return Err(CtlError::Usage(
+                "--database-url must be a postgres:// or postgresql:// URL".into(),
+            ));
+        }
         let config = PostgresConfig::from_url(&url)
             .map_err(|e| CtlError::Usage(format!("--database-url: {e}")))?
             .with_schema(&args.schema)

@@ -54,3 +54,6 @@ pub fn memory(args: &[&str]) -> Run {
 pub fn fresh_name(tag: &str) -> String {
     format!("schedctl_{tag}_{}", sched_tests::ns::random_hex())
 }
+
+pub mod scenarios;
+pub mod stores;
