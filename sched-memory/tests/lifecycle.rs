@@ -249,3 +249,73 @@ async fn lifecycle_calls_refuse_bad_input_and_unknown_workers() {
         .is_err());
     assert!(repo.list_reservations("w").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_worker_that_goes_stale_after_the_snapshot_is_refused_and_replanned() {
+    let clock = ManualClock::new(0);
+    let hb = Duration::from_millis(1_000);
+    let repo = Arc::new(
+        repo(
+            &clock,
+            vec![
+                WorkerSpec::new("preferred", T)
+                    .with_heartbeat_timeout(hb)
+                    .with_priority(9),
+                WorkerSpec::new("fallback", T),
+            ],
+        )
+        .await,
+    );
+    let sched = Scheduler::new(Arc::clone(&repo), sched_core::SchedulerConfig::default());
+    let first = sched
+        .schedule(ContainerRequest::new("one", ONE))
+        .await
+        .unwrap();
+    assert_eq!(first.worker_id, "preferred");
+    // The scheduler's snapshot still shows "preferred" fresh; the store's clock says otherwise.
+    clock.advance(Duration::from_millis(1_001));
+    let second = sched
+        .schedule(ContainerRequest::new("two", ONE))
+        .await
+        .unwrap();
+    assert_eq!(second.worker_id, "fallback");
+    assert!(
+        second.attempts > 1,
+        "the stale worker was tried first: {second:?}"
+    );
+    assert!(
+        repo.find_reservation("two")
+            .await
+            .unwrap()
+            .unwrap()
+            .worker_id
+            == "fallback"
+    );
+}
+
+#[tokio::test]
+async fn the_sweeper_expires_due_leases_in_the_background() {
+    let clock = ManualClock::new(0);
+    let repo = Arc::new(repo(&clock, vec![WorkerSpec::new("w", T)]).await);
+    let part = CapacityReservation::new("w", vec![leased("due", 100), leased("later", 10_000)]);
+    repo.reserve_batch(&[part], CommitMode::AllOrNothing)
+        .await
+        .unwrap();
+    let sweeper =
+        sched_core::lifecycle::Sweeper::spawn(Arc::clone(&repo), None, Duration::from_millis(5));
+    clock.advance(Duration::from_millis(100));
+    let gone = async {
+        while repo.find_reservation("due").await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), gone)
+        .await
+        .unwrap();
+    sweeper.stop();
+    assert!(repo.find_reservation("later").await.unwrap().is_some());
+    assert_eq!(
+        repo.get_worker("w").await.unwrap().unwrap().free,
+        T.saturating_sub(&ONE)
+    );
+}

@@ -4,9 +4,11 @@
 
 use async_trait::async_trait;
 use futures::FutureExt;
+use sched_core::watch::Wakeups;
 use sched_core::{
-    AuditMode, AuditReport, CapacityReservation, CommitMode, InvalidInput, ReleaseOutcome,
-    RepoError, ReservationRecord, Worker, WorkerRepository, WorkerResult, WorkerSpec,
+    AuditMode, AuditReport, CapacityReservation, CommitMode, Heartbeat, InvalidInput, LeaseRenewal,
+    LeaseSweep, ReleaseOutcome, RenewOutcome, RepoError, ReservationRecord, Worker, WorkerRelease,
+    WorkerRepository, WorkerResult, WorkerSpec, WorkerStatus,
 };
 use sched_memory::MemoryRepository;
 use sched_tests::conformance;
@@ -32,6 +34,17 @@ enum Bug {
     ReregisterResetsFree,
     /// Results come back sorted by worker id instead of input order.
     SortedResults,
+    /// The sweep removes expired reservations but keeps their capacity charged.
+    SweepKeepsCapacity,
+    /// A renewal answers `Renewed` for a lease past its deadline (a timer's opinion, not the
+    /// store's rule).
+    RenewPastDeadline,
+    /// `set_worker_status` does not bump the version.
+    StatusKeepsVersion,
+    /// Reads never report a worker as stale.
+    NeverStale,
+    /// No wake-ups: the watch falls back to polling.
+    NoWakeups,
 }
 
 struct Mutant {
@@ -59,7 +72,11 @@ impl WorkerRepository for Mutant {
     }
 
     async fn get_worker(&self, worker_id: &str) -> Result<Option<Worker>, RepoError> {
-        self.inner.get_worker(worker_id).await
+        let mut w = self.inner.get_worker(worker_id).await?;
+        if let (Bug::NeverStale, Some(w)) = (self.bug, w.as_mut()) {
+            w.stale = false;
+        }
+        Ok(w)
     }
 
     async fn list_workers(&self, pool: Option<&str>) -> Result<Vec<Worker>, RepoError> {
@@ -135,6 +152,59 @@ impl WorkerRepository for Mutant {
     async fn audit_worker(&self, w: &str, mode: AuditMode) -> Result<AuditReport, RepoError> {
         self.inner.audit_worker(w, mode).await
     }
+
+    async fn renew_leases(
+        &self,
+        w: &str,
+        ids: &[String],
+        lease_ms: u64,
+    ) -> Result<Vec<LeaseRenewal>, RepoError> {
+        let mut out = self.inner.renew_leases(w, ids, lease_ms).await?;
+        if self.bug == Bug::RenewPastDeadline {
+            for r in &mut out {
+                if let RenewOutcome::Expired { .. } = r.outcome {
+                    r.outcome = RenewOutcome::Renewed {
+                        expires_at_ms: u64::MAX,
+                    };
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn expire_leases(&self, w: &str) -> Result<LeaseSweep, RepoError> {
+        let before = self.inner.get_worker(w).await?;
+        let out = self.inner.expire_leases(w).await?;
+        if let (Bug::SweepKeepsCapacity, Some(b), false) =
+            (self.bug, before, out.expired.is_empty())
+        {
+            self.inner.corrupt_free(w, b.free);
+        }
+        Ok(out)
+    }
+
+    async fn heartbeat(&self, w: &str) -> Result<Heartbeat, RepoError> {
+        self.inner.heartbeat(w).await
+    }
+
+    async fn set_worker_status(&self, w: &str, status: WorkerStatus) -> Result<Worker, RepoError> {
+        let mut out = self.inner.set_worker_status(w, status).await?;
+        if self.bug == Bug::StatusKeepsVersion {
+            out.resource_version -= 1;
+        }
+        Ok(out)
+    }
+
+    async fn release_worker(&self, w: &str) -> Result<WorkerRelease, RepoError> {
+        self.inner.release_worker(w).await
+    }
+
+    async fn reservation_wakeups(&self, w: &str) -> Result<Wakeups, RepoError> {
+        if self.bug == Bug::NoWakeups {
+            return Ok(sched_core::watch::no_wakeups());
+        }
+        self.inner.reservation_wakeups(w).await
+    }
 }
 
 fn mutant(bug: Bug) -> Mutant {
@@ -176,6 +246,11 @@ caught_by_conformance! {
     conformance_catches_half_applied_bad_batch: Bug::HalfAppliedBadBatch => "must change nothing";
     conformance_catches_reregister_reset: Bug::ReregisterResetsFree => "keeps reservations";
     conformance_catches_sorted_results: Bug::SortedResults => "input order";
+    conformance_catches_sweep_keeping_capacity: Bug::SweepKeepsCapacity => "returns the capacity";
+    conformance_catches_renewal_past_deadline: Bug::RenewPastDeadline => "cannot be renewed";
+    conformance_catches_status_without_bump: Bug::StatusKeepsVersion => "bumps the version once";
+    conformance_catches_never_stale: Bug::NeverStale => "is stale";
+    conformance_catches_missing_wakeups: Bug::NoWakeups => "no wake-up";
 }
 
 fn property_catches(

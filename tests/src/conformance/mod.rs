@@ -27,6 +27,10 @@
 //! | `limits.rs` | awkward ids, amounts and ids at the limits, the largest batch |
 //! | `bad_input.rs` | `InvalidInput` everywhere, with nothing changed |
 //! | `concurrency.rs` | concurrent callers, one holder, lists during writes |
+//! | `leases.rs` | lease deadlines, renewal, the expiry sweep, renewal racing the sweep |
+//! | `liveness.rs` | heartbeats, staleness and its policy, status changes |
+//! | `decommission.rs` | releasing every reservation of a worker |
+//! | `handoff.rs` | wake-ups on commit, and the ledger-driven watch |
 //!
 //! `support.rs` holds the helpers the checks share, and `fixture.rs` the `Fixture` through which
 //! every check registers its workers and which removes them when the check calls `finish`.
@@ -49,7 +53,11 @@ mod support;
 mod bad_input;
 mod capacity;
 mod concurrency;
+mod decommission;
+mod handoff;
+mod leases;
 mod limits;
+mod liveness;
 mod modes;
 mod reads;
 mod registration;
@@ -61,7 +69,11 @@ mod reserve;
 pub use bad_input::*;
 pub use capacity::*;
 pub use concurrency::*;
+pub use decommission::*;
+pub use handoff::*;
+pub use leases::*;
 pub use limits::*;
+pub use liveness::*;
 pub use modes::*;
 pub use reads::*;
 pub use registration::*;
@@ -90,6 +102,10 @@ macro_rules! __for_each_check {
                 __conformance_checks_limits
                 __conformance_checks_bad_input
                 __conformance_checks_concurrency
+                __conformance_checks_leases
+                __conformance_checks_liveness
+                __conformance_checks_decommission
+                __conformance_checks_handoff
             ]
         }
     };
