@@ -52,6 +52,28 @@ impl Lib {
         }
     }
 
+    /// A fresh prefix on a Redis Cluster (`urls` comma-separated seeds).
+    pub async fn redis_cluster(urls: &str, backend: &str) -> Lib {
+        let prefix = super::fresh_name("cluster");
+        let config = RedisConfig::cluster(urls.split(',')).with_prefix(prefix.clone());
+        let repo = RedisRepository::connect(&config)
+            .await
+            .expect("the cluster connects");
+        Lib {
+            kind: Kind::Redis(repo),
+            args: [
+                "--backend",
+                backend,
+                "--redis-cluster-urls",
+                urls,
+                "--prefix",
+                &prefix,
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+
     /// A fresh schema on Postgres; migrated when `migrate`.
     pub async fn postgres(url: &str, migrate: bool) -> Lib {
         let schema = super::fresh_name("pg");
