@@ -6,7 +6,15 @@ use std::time::Duration;
 
 /// Admin tool for sched: inspect and operate the workers and reservations of one store.
 #[derive(Debug, Parser)]
-#[command(name = "schedctl", version, about, long_about = None)]
+#[command(
+    name = "schedctl",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 done; 1 the store failed or is out of reach; 2 bad input; \
+                  3 unknown worker, or container not held; 4 refused without --yes (nothing \
+                  changed); 5 audit found drift."
+)]
 pub struct Cli {
     /// Which store, and how to reach it.
     #[command(flatten)]

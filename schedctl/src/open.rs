@@ -98,10 +98,9 @@ impl Store {
             endpoint: Some(endpoint),
             schema: None,
         };
-        let config = if cluster {
-            RedisConfig::cluster(urls)
-        } else {
-            RedisConfig::from_url(urls.concat())
+        let config = match urls.as_slice() {
+            [one] if !cluster => RedisConfig::from_url(one.clone()),
+            _ => RedisConfig::cluster(urls),
         }
         .with_prefix(args.prefix.clone())
         .with_timeouts(CONNECT_TIMEOUT, Duration::from_secs(10))

@@ -29,6 +29,7 @@ pg_test!(reads, scenarios::reads);
 pg_test!(release, scenarios::release);
 pg_test!(audit, scenarios::audit);
 pg_test!(lifecycle, scenarios::lifecycle);
+pg_test!(audit_many_workers, scenarios::audit_many);
 
 /// A schema never migrated: a clear message with the hint, exit 1; `schedctl migrate` fixes it.
 #[tokio::test]

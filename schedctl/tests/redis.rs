@@ -34,3 +34,4 @@ redis_test!(audit_redis_rs, "redis", scenarios::audit);
 redis_test!(audit_fred, "redis-fred", scenarios::audit);
 redis_test!(lifecycle_redis_rs, "redis", scenarios::lifecycle);
 redis_test!(lifecycle_fred, "redis-fred", scenarios::lifecycle);
+redis_test!(audit_many_workers, "redis", scenarios::audit_many);

@@ -293,3 +293,44 @@ pub async fn lifecycle(lib: &Lib) {
     );
     lib.run(&["audit"]).expect(0);
 }
+
+/// `audit` and `reconcile` over many workers (the concurrent path; the progress bar stays off
+/// without a terminal, so stdout is the same).
+pub async fn audit_many(lib: &Lib) {
+    let n = 120;
+    for i in 0..n {
+        lib.repo()
+            .register_worker(&sched_core::WorkerSpec::new(
+                format!("m-{i:03}"),
+                Resources::cpu_mem(1000, 1024),
+            ))
+            .await
+            .unwrap();
+    }
+    lib.corrupt_free("m-077", Resources::cpu_mem(999, 1024))
+        .await;
+    let r = lib.run(&["audit"]).expect(5);
+    assert!(r.stdout.ends_with("audited 120 workers, 0 reservations: 1 with drift (repair with `schedctl reconcile --yes`)\n"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("m-077   1000m 1024Mi  999m 1024Mi"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.is_empty(),
+        "no progress bar without a terminal: {}",
+        r.stderr
+    );
+    let j = lib.run(&["reconcile", "--yes", "--json"]).expect(0).json();
+    assert_eq!(j["workers_audited"], n);
+    let ids: Vec<&str> = j["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["worker_id"].as_str().unwrap())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted, "reports in id order");
+    lib.run(&["audit"]).expect(0);
+}
