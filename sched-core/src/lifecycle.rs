@@ -1,6 +1,7 @@
 //! The reservation lifecycle: leases and their sweep, heartbeats, status changes and bulk
 //! release — the values the lifecycle calls of [`WorkerRepository`](crate::WorkerRepository)
-//! return, and [`sweep_all`], the expiry sweep over every worker.
+//! return, [`sweep_all`], the expiry sweep over every worker, and [`Sweeper`], which runs it in
+//! the background.
 //!
 //! Every deadline and heartbeat is in milliseconds since the Unix epoch **by the store's clock**
 //! (Redis `TIME`, Postgres `clock_timestamp()`, the process clock in memory), never a scheduler's.
@@ -9,8 +10,11 @@
 //! wins (renewed, still held) or loses (expired, capacity back), never half of each.
 
 use crate::{RepoError, ReservationRecord, Resources, Worker, WorkerRepository};
+
+mod sweeper;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+pub use sweeper::Sweeper;
 
 /// The longest lease or heartbeat timeout accepted: 30 days, in milliseconds.
 pub const MAX_LEASE_MS: u64 = 30 * 24 * 3600 * 1000;

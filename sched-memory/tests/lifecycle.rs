@@ -292,3 +292,30 @@ async fn a_worker_that_goes_stale_after_the_snapshot_is_refused_and_replanned() 
             == "fallback"
     );
 }
+
+#[tokio::test]
+async fn the_sweeper_expires_due_leases_in_the_background() {
+    let clock = ManualClock::new(0);
+    let repo = Arc::new(repo(&clock, vec![WorkerSpec::new("w", T)]).await);
+    let part = CapacityReservation::new("w", vec![leased("due", 100), leased("later", 10_000)]);
+    repo.reserve_batch(&[part], CommitMode::AllOrNothing)
+        .await
+        .unwrap();
+    let sweeper =
+        sched_core::lifecycle::Sweeper::spawn(Arc::clone(&repo), None, Duration::from_millis(5));
+    clock.advance(Duration::from_millis(100));
+    let gone = async {
+        while repo.find_reservation("due").await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), gone)
+        .await
+        .unwrap();
+    sweeper.stop();
+    assert!(repo.find_reservation("later").await.unwrap().is_some());
+    assert_eq!(
+        repo.get_worker("w").await.unwrap().unwrap().free,
+        T.saturating_sub(&ONE)
+    );
+}
