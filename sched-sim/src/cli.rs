@@ -2,11 +2,12 @@
 //! scenario name; `burst` is the default scenario.
 
 use crate::backend::{BackendKind, BackendOptions};
+use crate::scenario::churn::ChurnConfig;
 use crate::scenario::RunConfig;
 use crate::strategy::{StrategyKind, StrategyOptions};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sched_core::affinity::AffinityMode;
-use sched_core::Resources;
+use sched_core::{Resources, StalePolicy};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -135,6 +136,104 @@ pub enum Command {
     /// releases, re-registrations, injected faults) until `--placements` containers are placed,
     /// checking every answer against the store; exits non-zero on any problem.
     Chaos(crate::chaos::ChaosArgs),
+    /// The reservation lifecycle under churn: leased containers with random lifetimes (a share
+    /// dying without release), agents heartbeating and renewing in bulk, drains, one agent
+    /// crashing and coming back, a periodic sweep; exits non-zero if any capacity leaks, any
+    /// worker drifts or a live container is lost.
+    Churn(ChurnArgs),
+}
+
+/// Stale policy of the workers (`churn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StaleArg {
+    /// Keep a stale worker's reservations; their leases expire on their own deadlines.
+    Keep,
+    /// The sweep releases every reservation of a stale worker (reason `worker_stale`).
+    Release,
+}
+
+impl From<StaleArg> for StalePolicy {
+    fn from(a: StaleArg) -> Self {
+        match a {
+            StaleArg::Keep => StalePolicy::Keep,
+            StaleArg::Release => StalePolicy::Release,
+        }
+    }
+}
+
+/// `churn` options (workers, sizes, backend, seed: the global options).
+#[derive(Debug, Clone, Args)]
+pub struct ChurnArgs {
+    /// How long to place containers, seconds (then one lease more to settle, and the checks).
+    #[arg(long, default_value_t = 3.0)]
+    pub duration: f64,
+    /// Lease of every placement, milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub lease_ms: u64,
+    /// Heartbeat timeout of every worker, milliseconds.
+    #[arg(long, default_value_t = 400)]
+    pub heartbeat_timeout_ms: u64,
+    /// What the sweep does with a stale worker's reservations.
+    #[arg(long, value_enum, default_value_t = StaleArg::Release)]
+    pub on_stale: StaleArg,
+    /// Each agent's round (one heartbeat, one release, one renew_leases), milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub agent_period_ms: u64,
+    /// How often the sweeper runs sweep_all, milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub sweep_period_ms: u64,
+    /// Containers per placement burst.
+    #[arg(long, default_value_t = 10)]
+    pub burst_size: usize,
+    /// Time between placement bursts, milliseconds.
+    #[arg(long, default_value_t = 40)]
+    pub burst_interval_ms: u64,
+    /// Shortest container lifetime, milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub lifetime_min_ms: u64,
+    /// Longest container lifetime, milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub lifetime_max_ms: u64,
+    /// Share of containers that die without a release (their agent stops renewing them).
+    #[arg(long, default_value_t = 0.3)]
+    pub die_share: f64,
+    /// Time between drains of a random worker, milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub drain_period_ms: u64,
+    /// How long a drained worker stays drained, milliseconds (0: no drains).
+    #[arg(long, default_value_t = 300)]
+    pub drain_for_ms: u64,
+    /// When one agent crashes, milliseconds after the start (default: 30 % of --duration).
+    #[arg(long)]
+    pub crash_at_ms: Option<u64>,
+    /// How long it stays down, milliseconds (default: 30 % of --duration; 0: no crash).
+    #[arg(long)]
+    pub crash_for_ms: Option<u64>,
+}
+
+impl ChurnArgs {
+    /// The churn settings.
+    pub fn config(&self) -> ChurnConfig {
+        let duration = Duration::from_secs_f64(self.duration.max(0.0));
+        let ms = Duration::from_millis;
+        ChurnConfig {
+            duration,
+            lease_ms: self.lease_ms,
+            heartbeat_timeout_ms: self.heartbeat_timeout_ms,
+            on_stale: self.on_stale.into(),
+            agent_period: ms(self.agent_period_ms),
+            sweep_period: ms(self.sweep_period_ms),
+            burst_size: self.burst_size,
+            burst_interval: ms(self.burst_interval_ms),
+            lifetime_min: ms(self.lifetime_min_ms),
+            lifetime_max: ms(self.lifetime_max_ms),
+            die_share: self.die_share,
+            drain_period: ms(self.drain_period_ms),
+            drain_for: ms(self.drain_for_ms),
+            crash_at: self.crash_at_ms.map_or(duration.mul_f64(0.3), ms),
+            crash_for: self.crash_for_ms.map_or(duration.mul_f64(0.3), ms),
+        }
+    }
 }
 
 /// `sustained` options.

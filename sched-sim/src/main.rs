@@ -4,7 +4,7 @@ use clap::Parser;
 use sched_sim::cli::{Cli, Command, Common};
 use sched_sim::plot::{line_chart, Series};
 use sched_sim::report::Output;
-use sched_sim::scenario::{burst, contention, scale, sustained};
+use sched_sim::scenario::{burst, churn, contention, scale, sustained};
 use sched_sim::strategy::StrategyKind;
 use sched_sim::SimError;
 use std::process::ExitCode;
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
             }
             if out.problems() > 0 {
                 eprintln!(
-                    "sched-sim: {} problems (unplaced containers or audit violations)",
+                    "sched-sim: {} problems (unplaced containers, audit violations, or for churn leaked capacity and lost live containers)",
                     out.problems()
                 );
                 return ExitCode::from(2);
@@ -154,6 +154,12 @@ async fn run(cli: &Cli) -> Result<Output, SimError> {
                 });
             }
             Ok(Output::Contention { reports })
+        }
+        Some(Command::Churn(a)) => {
+            let cfg = c.run_config(1);
+            Ok(Output::Churn {
+                report: Box::new(churn::run(&cfg, &a.config()).await?),
+            })
         }
         Some(Command::Worker(_) | Command::Chaos(_)) => Err(SimError::Config(
             "the worker and chaos subcommands are handled before run()".into(),

@@ -7,8 +7,9 @@
 //! on every backend. The audit bypasses them.
 //!
 //! [`Metered`] is a [`RepositoryLayer`]: since every call pays the latency, it intercepts each
-//! of the nine required methods, each in one line through one counting-and-delaying helper
-//! (`backend_name` and the conveniences forward). It keeps its own [`CallCounters`] rather than
+//! of the nine required methods and the lifecycle calls (renew, sweep, heartbeat, status, bulk
+//! release; counted as "other"), each in one line through one counting-and-delaying helper
+//! (`backend_name`, the wake-ups and the conveniences forward). It keeps its own [`CallCounters`] rather than
 //! reusing [`sched_core::layers::Counted`], whose figures mean something else: `Counted` adds
 //! the workers a `release_batch` released from to the atomic sections and does not count
 //! register/remove/ledger/audit calls, while [`Calls`] counts only the worker parts sent in
@@ -17,8 +18,9 @@
 use crate::locks::{LockToken, WorkerLocks};
 use async_trait::async_trait;
 use sched_core::{
-    AuditMode, AuditReport, CapacityReservation, CommitMode, ReleaseOutcome, RepoError,
-    RepositoryLayer, ReservationRecord, Worker, WorkerRepository, WorkerResult, WorkerSpec,
+    AuditMode, AuditReport, CapacityReservation, CommitMode, Heartbeat, LeaseRenewal, LeaseSweep,
+    ReleaseOutcome, RepoError, RepositoryLayer, ReservationRecord, Worker, WorkerRelease,
+    WorkerRepository, WorkerResult, WorkerSpec, WorkerStatus,
 };
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -287,6 +289,39 @@ impl<R: WorkerRepository> RepositoryLayer for Metered<R> {
     ) -> Result<AuditReport, RepoError> {
         self.meter
             .call(Kind::Other, self.inner.audit_worker(worker_id, mode))
+            .await
+    }
+    async fn renew_leases(
+        &self,
+        worker_id: &str,
+        container_ids: &[String],
+        lease_ms: u64,
+    ) -> Result<Vec<LeaseRenewal>, RepoError> {
+        let f = self.inner.renew_leases(worker_id, container_ids, lease_ms);
+        self.meter.call(Kind::Other, f).await
+    }
+    async fn expire_leases(&self, worker_id: &str) -> Result<LeaseSweep, RepoError> {
+        self.meter
+            .call(Kind::Other, self.inner.expire_leases(worker_id))
+            .await
+    }
+    async fn heartbeat(&self, worker_id: &str) -> Result<Heartbeat, RepoError> {
+        self.meter
+            .call(Kind::Other, self.inner.heartbeat(worker_id))
+            .await
+    }
+    async fn set_worker_status(
+        &self,
+        worker_id: &str,
+        status: WorkerStatus,
+    ) -> Result<Worker, RepoError> {
+        self.meter
+            .call(Kind::Other, self.inner.set_worker_status(worker_id, status))
+            .await
+    }
+    async fn release_worker(&self, worker_id: &str) -> Result<WorkerRelease, RepoError> {
+        self.meter
+            .call(Kind::Other, self.inner.release_worker(worker_id))
             .await
     }
 }

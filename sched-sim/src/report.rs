@@ -1,6 +1,7 @@
 //! Reports: one [`Output`] per run, printed as readable text or as JSON (`--json`).
 
 use crate::scenario::burst::{CompareReport, Ratios, StrategyReport, SweepPoint};
+use crate::scenario::churn::ChurnReport;
 use crate::scenario::contention::ContentionReport;
 use crate::scenario::scale::ScalePoint;
 use crate::scenario::sustained::SustainedReport;
@@ -41,11 +42,17 @@ pub enum Output {
         /// One report per strategy.
         reports: Vec<ContentionReport>,
     },
+    /// `churn`.
+    Churn {
+        /// The report.
+        report: Box<ChurnReport>,
+    },
 }
 
 impl Output {
-    /// Audit violations plus unplaced containers over everything in the output. A non-zero
-    /// value makes the binary exit with status 2.
+    /// Audit violations plus unplaced containers over everything in the output (for `churn`:
+    /// leaked containers, audit violations and live containers lost, see
+    /// [`ChurnReport::problems`]). A non-zero value makes the binary exit with status 2.
     pub fn problems(&self) -> u64 {
         let burst =
             |r: &StrategyReport| r.audit.violations() + r.requested.saturating_sub(r.placed);
@@ -65,6 +72,7 @@ impl Output {
                 .iter()
                 .map(|r| r.audit.violations() + r.requested.saturating_sub(r.placed))
                 .sum(),
+            Output::Churn { report } => report.problems(),
         }
     }
 
@@ -78,6 +86,7 @@ impl Output {
             Output::Sustained { reports } => sustained_text(&mut s, reports),
             Output::Scale { points } => scale_text(&mut s, points),
             Output::Contention { reports } => contention_text(&mut s, reports),
+            Output::Churn { report } => s.push_str(&report.to_text()),
         }
         s
     }

@@ -1,6 +1,7 @@
-//! Scenarios: [`burst`] (default), [`sustained`], [`scale`] and [`contention`].
+//! Scenarios: [`burst`] (default), [`sustained`], [`scale`], [`contention`] and [`churn`].
 
 pub mod burst;
+pub mod churn;
 pub mod contention;
 pub mod scale;
 pub mod sustained;
