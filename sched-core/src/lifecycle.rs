@@ -1,5 +1,5 @@
 //! The reservation lifecycle: leases and their sweep, heartbeats, status changes and bulk
-//! release — the values the lifecycle calls of [`WorkerRepository`](crate::WorkerRepository)
+//! release — the values the lifecycle calls of [`WorkerRepository`]
 //! return, [`sweep_all`], the expiry sweep over every worker, and [`Sweeper`], which runs it in
 //! the background.
 //!

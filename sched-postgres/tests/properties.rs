@@ -49,3 +49,13 @@ fn concurrent_schedulers() {
 fn scheduler_answers() {
     with_db("scheduler_answers", properties::scheduler_answers);
 }
+
+#[test]
+fn lifecycle_sequences() {
+    with_db("lifecycle_sequences", properties::lifecycle_sequences);
+}
+
+#[test]
+fn renewals_race_sweeps() {
+    with_db("renewals_race_sweeps", properties::renewals_race_sweeps);
+}

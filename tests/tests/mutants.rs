@@ -306,6 +306,26 @@ fn concurrent_schedulers_catch_over_credit() {
 }
 
 #[test]
+fn lifecycle_catches_sweep_keeping_capacity() {
+    property_catches(Bug::SweepKeepsCapacity, properties::lifecycle_sequences);
+}
+
+#[test]
+fn lifecycle_catches_renewal_past_deadline() {
+    property_catches(Bug::RenewPastDeadline, properties::lifecycle_sequences);
+}
+
+#[test]
+fn lifecycle_catches_status_without_bump() {
+    property_catches(Bug::StatusKeepsVersion, properties::lifecycle_sequences);
+}
+
+#[test]
+fn race_catches_sweep_keeping_capacity() {
+    property_catches(Bug::SweepKeepsCapacity, properties::renewals_race_sweeps);
+}
+
+#[test]
 fn invalid_input_is_typed() {
     // Sanity for HalfAppliedBadBatch: the wrapper reports the same error type as a real backend.
     let e = RepoError::InvalidInput(InvalidInput::Other("x".into()));

@@ -214,6 +214,19 @@ macro_rules! redis_suite {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn properties_lifecycle() {
+            let Some(repo) = make("properties_lifecycle").await else {
+                return;
+            };
+            let repo: Arc<dyn WorkerRepository> = Arc::new(repo);
+            sched_tests::properties::run_lifecycle_async(
+                repo,
+                sched_tests::properties::PropConfig::from_env(),
+            )
+            .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn lost_replies_are_resolved() {
             let Some(repo) = make("lost_replies_are_resolved").await else {
                 return;

@@ -26,9 +26,9 @@ macro_rules! __conformance_checks_liveness {
 }
 
 /// A stale-policy worker's heartbeat timeout, short enough for a check to wait out.
-const TIMEOUT: Duration = Duration::from_millis(100);
+const TIMEOUT: Duration = Duration::from_millis(1000);
 /// Comfortably past [`TIMEOUT`], even on a loaded machine.
-const PAST_TIMEOUT: Duration = Duration::from_millis(400);
+const PAST_TIMEOUT: Duration = Duration::from_millis(2500);
 
 async fn heartbeat(repo: &dyn WorkerRepository, w: &str) -> sched_core::Heartbeat {
     repo.heartbeat(w)
@@ -148,7 +148,7 @@ pub async fn check_stale_worker_is_refused_and_kept(repo: &dyn WorkerRepository)
         matches!(
             rej,
             Rejection::HeartbeatExpired {
-                timeout_ms: 100,
+                timeout_ms: 1000,
                 last_heartbeat_ms: Some(_)
             }
         ),
