@@ -3,7 +3,10 @@
 use crate::client::Op;
 use crate::codec::resource_args;
 use crate::{scripts, RedisRepository};
-use sched_core::{validate::validate_id, RepoError, Resources, WorkerRepository};
+use sched_core::{
+    validate::validate_batch, validate::validate_id, CapacityReservation, CommitMode, RepoError,
+    Resources, WorkerRepository,
+};
 
 impl RedisRepository {
     /// `SCAN MATCH` pattern that covers every key this repository writes (for clean-up and
@@ -22,6 +25,35 @@ impl RedisRepository {
         let args = resource_args(&free).into();
         let op = Op::script(&scripts::CORRUPT, vec![self.keys.state(worker_id)], args);
         self.run_one::<redis::Value>(op, true).await.map(|_| true)
+    }
+
+    /// The commands `reserve_batch(batch, mode)` sends on a single node, in order, each as its
+    /// wire words (`EVALSHA sha numkeys keys... argv...`), for one pipelined round trip. The
+    /// simulator sends them from a bare client to measure the commit's floor without the
+    /// scheduler or this crate's encoding and decoding. Scripts must already be loaded (any
+    /// earlier call of this repository loads them). `InvalidInput` for a bad batch; on a
+    /// cluster, `Unsupported` (the cluster protocol is several pipelines).
+    pub fn reserve_wire(
+        &self,
+        batch: &[CapacityReservation],
+        mode: CommitMode,
+    ) -> Result<Vec<Vec<String>>, RepoError> {
+        validate_batch(batch)?;
+        if self.is_cluster() {
+            return Err(RepoError::Unsupported {
+                operation: "reserve_wire on a cluster",
+            });
+        }
+        Ok(batch
+            .iter()
+            .map(|cr| {
+                let op = crate::ops::reserve_script(self, cr, mode, None);
+                std::iter::once(op.name)
+                    .chain(op.wire_args())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .collect())
     }
 
     /// Deletes every key of this repository's prefix (`SCAN MATCH` + `UNLINK`), on every node,
