@@ -5,6 +5,9 @@
 //!   spreading, kept inside each tier) — [`AffinityMode::Rotate`].
 //! * rendezvous (highest-random-weight) hashing, stable when workers join or leave —
 //!   [`AffinityMode::Rendezvous`].
+//! * two choices, the less loaded in the burst's plan: the rotation's first candidate, or the
+//!   least-loaded candidate met scanning from a second hash offset ([`second_offset`]) —
+//!   [`AffinityMode::Balanced`], the default.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -16,10 +19,17 @@ pub enum AffinityMode {
     /// No spreading: candidates in id order, so a burst piles onto the first workers.
     Off,
     /// Rotate each tier by `hash_container_id(id) mod tier length`.
-    #[default]
     Rotate,
     /// Rendezvous (highest-random-weight) hashing over the tier.
     Rendezvous,
+    /// Two choices per container, judged against the burst's running plan: the rotation's
+    /// first candidate ([`AffinityMode::Rotate`]), unless the least-loaded candidate met by
+    /// scanning the tier from a second hash offset ([`second_offset`]) is less loaded. Load is
+    /// the containers this plan already put on the worker, ties broken by more free CPU left.
+    /// Deterministic (hash-based); a burst of `m` containers onto `n` equal workers puts at most
+    /// `ceil(m / n)` on any worker.
+    #[default]
+    Balanced,
 }
 
 /// The first 8 bytes of sha256(`container_id`), read as a big-endian `u64`.
@@ -50,6 +60,21 @@ pub fn rotation_offset(container_hash: u64, len: usize) -> usize {
         (container_hash % len as u64) as usize
     }
 }
+
+/// Where [`AffinityMode::Balanced`] starts scanning a tier of `len` candidates for its second
+/// choice: a second hash of the container, independent of [`rotation_offset`]'s (0 for an
+/// empty tier).
+///
+/// ```
+/// use sched_core::affinity::{hash_container_id, second_offset};
+/// assert!(second_offset(hash_container_id("some-container"), 7) < 7);
+/// ```
+pub fn second_offset(container_hash: u64, len: usize) -> usize {
+    rotation_offset(rendezvous_score(container_hash, SECOND_CHOICE_SALT), len)
+}
+
+/// Salt mixed into the container hash for [`second_offset`].
+const SECOND_CHOICE_SALT: u64 = 0x2545_F491_4F6C_DD1D;
 
 /// A stable per-worker hash for [`rendezvous_score`] (first 8 bytes of sha256(worker id)).
 pub(crate) fn hash_worker_id(worker_id: &str) -> u64 {

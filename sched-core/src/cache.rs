@@ -12,7 +12,7 @@
 //! never brings an older spec back.
 
 use crate::tiers::Tiers;
-use crate::{ReleaseOutcome, RepoError, Resources, Worker, WorkerRepository};
+use crate::{ReleaseOutcome, RepoError, ResourceKind, Resources, Worker, WorkerRepository};
 use arc_swap::ArcSwapOption;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -344,6 +344,49 @@ impl WorkerStateCache {
         });
         self.write_throughs
             .fetch_add(updates.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Writes a capacity rejection through: the store reported only `available` of `kind` free
+    /// on `worker_id`, so the cached free amount of that resource is lowered to it (never raised,
+    /// and the version is left alone: the rejection carries none, so the next read of the worker
+    /// replaces this conservative guess). Plans made from the cache until then do not send
+    /// containers that need more of `kind` to that worker.
+    pub(crate) fn lower_free(&self, worker_id: &str, kind: ResourceKind, available: u64) {
+        if self.config.ttl.is_zero() {
+            return;
+        }
+        let lowered = |w: &Worker| {
+            let mut free = w.free;
+            if free.get(kind) <= available {
+                return None;
+            }
+            match kind {
+                ResourceKind::Cpu => free.cpu_millicores = available,
+                ResourceKind::Memory => free.memory_mib = available,
+                ResourceKind::Gpu => free.gpu_count = available,
+            }
+            Some(free)
+        };
+        let needed = self
+            .peek()
+            .and_then(|s| s.get(worker_id).and_then(|w| lowered(w)))
+            .is_some();
+        if !needed {
+            return;
+        }
+        self.current.rcu(|cur| {
+            let s = cur.as_ref()?;
+            let mut next = Snapshot::clone(s);
+            if let Some(&i) = next.index.get(worker_id) {
+                if let Some(free) = lowered(&next.workers[i]) {
+                    let mut nw = Worker::clone(&next.workers[i]);
+                    nw.free = free;
+                    next.workers[i] = Arc::new(nw);
+                }
+            }
+            Some(Arc::new(next))
+        });
+        self.write_throughs.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Writes released capacity through. Per worker, when the releases' versions continue the

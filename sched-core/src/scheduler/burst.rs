@@ -60,6 +60,8 @@ pub(super) struct Burst<'a, R> {
     attempt: u32,
     /// The plan already found no room once in a cached (possibly stale) view.
     rechecked_capacity: bool,
+    /// Extra attempts granted, past `max_attempts`, to containers last refused for capacity (each on a fresh view; see [`Self::capacity_round`]).
+    capacity_rounds: u32,
 }
 
 impl<'a, R: WorkerRepository> Burst<'a, R> {
@@ -111,6 +113,7 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
             next: Vec::new(),
             attempt: 0,
             rechecked_capacity: false,
+            capacity_rounds: 0,
         }
     }
 
@@ -120,9 +123,11 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
         let cfg = &core.config;
         while !self.pending.is_empty() {
             self.attempt += 1;
-            if self.attempt > cfg.max_attempts {
-                self.exhaust();
-                break;
+            if self.attempt > cfg.max_attempts.saturating_add(self.capacity_rounds) {
+                if !self.capacity_round() {
+                    self.exhaust();
+                    break;
+                }
             }
             if self.attempt > 1 {
                 core.counters.retries(self.pending.len());
@@ -290,6 +295,15 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
         self.core.counters.conflict(rej.kind());
         tracing::debug!(worker = worker_id, rejection = %rej, "worker part rejected");
         self.core.cache.invalidate_worker(worker_id);
+        if let Rejection::InsufficientCapacity {
+            resource,
+            available,
+            ..
+        } = rej
+        {
+            // Never plan onto what the store just showed full, even before the next read.
+            self.core.cache.lower_free(worker_id, *resource, *available);
+        }
         for &i in idxs {
             match rej {
                 Rejection::AlreadyReserved { container_id, .. } => {
@@ -346,6 +360,42 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
             self.note(i, cause);
         }
         self.next.push(i);
+    }
+
+    /// Attempts are used up. Containers whose last attempt was refused for capacity are not
+    /// answered yet: other schedulers filled the workers this burst's (cached) view showed free,
+    /// which says nothing of the workers that still have room. While fewer than
+    /// `capacity_rechecks` such rounds were granted, they get one more attempt on a fresh view (the whole cache is
+    /// invalidated, so the next plan reads the store): there they are placed, or answered
+    /// [`ScheduleError::NoCapacity`] if no worker has room. The other pending containers are
+    /// answered now. True when a round was granted.
+    fn capacity_round(&mut self) -> bool {
+        let short = |e: &Option<AttemptError>| {
+            matches!(
+                e,
+                Some(AttemptError::Rejected(
+                    Rejection::InsufficientCapacity { .. }
+                ))
+            )
+        };
+        if self.capacity_rounds >= self.core.config.capacity_rechecks
+            || !self.pending.iter().any(|&i| short(&self.last_error[i]))
+        {
+            return false;
+        }
+        let (keep, done): (Vec<usize>, Vec<usize>) = self
+            .pending
+            .iter()
+            .partition(|&&i| short(&self.last_error[i]));
+        self.pending = done;
+        self.exhaust();
+        self.pending = keep;
+        self.capacity_rounds += 1;
+        // Fresh views from here on: plans no longer trust capacity cached before this point,
+        // and a plan that finds no room answers NoCapacity at once.
+        self.rechecked_capacity = true;
+        self.core.cache.invalidate();
+        true
     }
 
     /// Attempts are used up: every pending container is answered with its last error.

@@ -21,7 +21,8 @@ pub struct SchedulerConfig {
     /// batches (group commit).
     pub batching: bool,
     /// With batching, how long the caller that holds the commit turn waits for more callers
-    /// before closing the batch. Zero (default) only yields to already-runnable tasks.
+    /// before closing the batch. Zero (default) yields to already-runnable tasks, again while the
+    /// queue keeps growing, and closes the batch after a yield that added nobody.
     pub group_commit_window: Duration,
     /// Send `expected_version` with each worker's part. Off by default: the backends check
     /// capacity atomically, so a version check only adds conflicts when other schedulers commit
@@ -32,6 +33,12 @@ pub struct SchedulerConfig {
     /// Attempts per container before
     /// [`ScheduleError::RetriesExhausted`](crate::ScheduleError::RetriesExhausted).
     pub max_attempts: u32,
+    /// Extra attempts, past `max_attempts`, for containers whose last attempt was refused for
+    /// capacity (other schedulers took what this one's view showed free). Each reads a fresh
+    /// view of the store: there the container is placed, or answered
+    /// [`ScheduleError::NoCapacity`](crate::ScheduleError::NoCapacity) when no worker has room.
+    /// Zero answers them `RetriesExhausted` after `max_attempts`, as before.
+    pub capacity_rechecks: u32,
     /// First retry backoff; doubles per attempt, with jitter.
     pub backoff_base: Duration,
     /// Backoff cap.
@@ -42,7 +49,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             cache_ttl: CacheConfig::default().ttl,
-            affinity: AffinityMode::Rotate,
+            affinity: AffinityMode::Balanced,
             best_fit: false,
             cpu_on_gpu_workers: false,
             batching: true,
@@ -50,6 +57,7 @@ impl Default for SchedulerConfig {
             version_checks: false,
             commit_mode: CommitMode::Partial,
             max_attempts: 5,
+            capacity_rechecks: 16,
             backoff_base: Duration::from_millis(2),
             backoff_max: Duration::from_millis(100),
         }

@@ -9,8 +9,11 @@ use crate::affinity::{
 };
 use crate::tiers::Tiers;
 use crate::{ContainerRequest, Resources, Worker};
+use balanced::Balance;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+mod balanced;
 
 /// Planner settings (a subset of [`SchedulerConfig`](crate::SchedulerConfig)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +29,7 @@ pub struct PlanConfig {
 impl Default for PlanConfig {
     fn default() -> Self {
         PlanConfig {
-            affinity: AffinityMode::Rotate,
+            affinity: AffinityMode::Balanced,
             best_fit: false,
             cpu_on_gpu_workers: false,
         }
@@ -83,8 +86,8 @@ pub fn eligible(w: &Worker, r: &ContainerRequest, cfg: &PlanConfig) -> bool {
 }
 
 /// Plans `requests` onto `workers` (a snapshot, ordered by id). Ranking: worker priority first
-/// (higher first); inside a tier, affinity for CPU-only requests (rotation or rendezvous), or
-/// best-fit if configured, else id order. Capacity is the snapshot's free minus what this plan
+/// (higher first); inside a tier, affinity for CPU-only requests (rotation, rendezvous, or the
+/// balanced two choices judged against this plan), or best-fit if configured, else id order. Capacity is the snapshot's free minus what this plan
 /// already assigned, so the plan never overcommits the snapshot.
 pub fn plan(workers: &[Arc<Worker>], requests: &[&ContainerRequest], cfg: &PlanConfig) -> Plan {
     plan_with_tiers(workers, &Tiers::new(workers), requests, cfg)
@@ -105,6 +108,7 @@ pub(crate) fn plan_with_tiers(
     };
 
     let mut remaining: Vec<Resources> = workers.iter().map(|w| w.free).collect();
+    let mut balance = Balance::new(workers.len());
     let mut out = Plan::default();
     for (ri, r) in requests.iter().enumerate() {
         let h = hash_container_id(&r.id);
@@ -135,6 +139,16 @@ pub(crate) fn plan_with_tiers(
                     }
                 }
                 chosen = best.map(|(_, wi)| wi);
+            } else if use_affinity && cfg.affinity == AffinityMode::Balanced {
+                let fits = |wi: usize| {
+                    if !eligible(&workers[wi], r, cfg) {
+                        return None;
+                    }
+                    Some(remaining[wi].fits(&r.resources))
+                };
+                let (seen_eligible, pick) = balance.choose(tier, h, &remaining, fits);
+                any_eligible |= seen_eligible;
+                chosen = pick;
             } else {
                 let n = tier.len();
                 let off = if use_affinity {
@@ -161,6 +175,7 @@ pub(crate) fn plan_with_tiers(
         match chosen {
             Some(wi) => {
                 remaining[wi] = remaining[wi].saturating_sub(&r.resources);
+                balance.placed(wi);
                 out.assignments.entry(wi).or_default().push(ri);
             }
             None => out.unplaceable.push((
