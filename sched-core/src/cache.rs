@@ -16,7 +16,7 @@ use crate::{ReleaseOutcome, RepoError, ResourceKind, Resources, Worker, WorkerRe
 use arc_swap::ArcSwapOption;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -132,6 +132,9 @@ pub struct WorkerStateCache {
     current: ArcSwapOption<Snapshot>,
     refresh: tokio::sync::Mutex<()>,
     dirty: Mutex<Dirty>,
+    /// Whether `dirty` holds anything: written only under its lock, read without it, so the
+    /// hit path takes no lock.
+    any_dirty: AtomicBool,
     generation: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -147,6 +150,7 @@ impl WorkerStateCache {
             current: ArcSwapOption::const_empty(),
             refresh: tokio::sync::Mutex::new(()),
             dirty: Mutex::new(Dirty::default()),
+            any_dirty: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -165,8 +169,7 @@ impl WorkerStateCache {
     }
 
     fn is_dirty(&self) -> bool {
-        let d = self.dirty();
-        d.all || !d.workers.is_empty()
+        self.any_dirty.load(Ordering::Acquire)
     }
 
     fn fresh(&self, s: &Snapshot) -> bool {
@@ -239,6 +242,7 @@ impl WorkerStateCache {
             let mut d = self.dirty();
             let all = d.all;
             d.all = false;
+            self.any_dirty.store(false, Ordering::Release);
             (all, std::mem::take(&mut d.workers))
         };
         let current = self.current.load_full();
@@ -299,6 +303,8 @@ impl WorkerStateCache {
                 let mut d = self.dirty();
                 d.all |= all;
                 d.workers.extend(workers);
+                self.any_dirty
+                    .store(d.all || !d.workers.is_empty(), Ordering::Release);
                 Err(e)
             }
         }
@@ -311,12 +317,16 @@ impl WorkerStateCache {
 
     /// Forces the next read to refresh everything.
     pub fn invalidate(&self) {
-        self.dirty().all = true;
+        let mut d = self.dirty();
+        d.all = true;
+        self.any_dirty.store(true, Ordering::Release);
     }
 
     /// Forces the next read to re-read this worker.
     pub fn invalidate_worker(&self, worker_id: &str) {
-        self.dirty().workers.insert(worker_id.to_owned());
+        let mut d = self.dirty();
+        d.workers.insert(worker_id.to_owned());
+        self.any_dirty.store(true, Ordering::Release);
     }
 
     /// Writes committed results through: for each `(worker_id, free, version)`, updates the

@@ -60,7 +60,8 @@ pub(super) struct Burst<'a, R> {
     attempt: u32,
     /// The plan already found no room once in a cached (possibly stale) view.
     rechecked_capacity: bool,
-    /// Extra attempts granted, past `max_attempts`, to containers last refused for capacity (each on a fresh view; see [`Self::capacity_round`]).
+    /// Extra attempts granted, past `max_attempts`, to containers last refused for capacity
+    /// (each on a fresh view; see [`Self::capacity_round`]).
     capacity_rounds: u32,
 }
 
@@ -365,8 +366,9 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
     /// Attempts are used up. Containers whose last attempt was refused for capacity are not
     /// answered yet: other schedulers filled the workers this burst's (cached) view showed free,
     /// which says nothing of the workers that still have room. While fewer than
-    /// `capacity_rechecks` such rounds were granted, they get one more attempt on a fresh view (the whole cache is
-    /// invalidated, so the next plan reads the store): there they are placed, or answered
+    /// `capacity_rechecks` such rounds were granted, they get one more attempt on a fresh view
+    /// (the whole cache is invalidated, so the next plan reads the store): there they are
+    /// placed, or answered
     /// [`ScheduleError::NoCapacity`] if no worker has room. The other pending containers are
     /// answered now. True when a round was granted.
     fn capacity_round(&mut self) -> bool {
