@@ -124,11 +124,11 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
         let cfg = &core.config;
         while !self.pending.is_empty() {
             self.attempt += 1;
-            if self.attempt > cfg.max_attempts.saturating_add(self.capacity_rounds) {
-                if !self.capacity_round() {
-                    self.exhaust();
-                    break;
-                }
+            if self.attempt > cfg.max_attempts.saturating_add(self.capacity_rounds)
+                && !self.capacity_round()
+            {
+                self.exhaust();
+                break;
             }
             if self.attempt > 1 {
                 core.counters.retries(self.pending.len());
