@@ -18,9 +18,9 @@ local w = redis.call('HMGET', KEYS[1], 'status', 'cpu', 'mem', 'gpu')
 if w[1] ~= 'available' then return -1 end
 local c, m, g = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if tonumber(w[2]) < c or tonumber(w[3]) < m or tonumber(w[4]) < g then return 0 end
-redis.call('HINCRBY', KEYS[1], 'cpu', -c)
-redis.call('HINCRBY', KEYS[1], 'mem', -m)
-redis.call('HINCRBY', KEYS[1], 'gpu', -g)
+redis.call('HINCRBY', KEYS[1], 'cpu', 0 - c)
+redis.call('HINCRBY', KEYS[1], 'mem', 0 - m)
+redis.call('HINCRBY', KEYS[1], 'gpu', 0 - g)
 return 1
 ";
 
