@@ -26,6 +26,10 @@ pub enum BackendKind {
     RedisFred,
     /// PostgreSQL through sqlx (`sched-postgres`).
     Postgres,
+    /// Redis Cluster through redis-rs (`--redis-cluster-urls`).
+    RedisCluster,
+    /// Redis Cluster through fred (`--redis-cluster-urls`).
+    RedisFredCluster,
 }
 
 impl BackendKind {
@@ -36,7 +40,27 @@ impl BackendKind {
             BackendKind::Redis => "redis",
             BackendKind::RedisFred => "redis-fred",
             BackendKind::Postgres => "postgres",
+            BackendKind::RedisCluster => "redis-cluster",
+            BackendKind::RedisFredCluster => "redis-fred-cluster",
         }
+    }
+
+    /// True for the Redis Cluster kinds.
+    pub fn is_cluster(self) -> bool {
+        matches!(
+            self,
+            BackendKind::RedisCluster | BackendKind::RedisFredCluster
+        )
+    }
+
+    /// True for the kinds that talk to Redis through fred.
+    pub fn is_fred(self) -> bool {
+        matches!(self, BackendKind::RedisFred | BackendKind::RedisFredCluster)
+    }
+
+    /// True for every Redis kind (single node or cluster).
+    pub fn is_redis(self) -> bool {
+        !matches!(self, BackendKind::Memory | BackendKind::Postgres)
     }
 }
 
@@ -49,6 +73,8 @@ pub struct BackendOptions {
     pub redis_url: Option<String>,
     /// PostgreSQL URL for the Postgres backend.
     pub database_url: Option<String>,
+    /// Redis Cluster seed URLs for the cluster backends.
+    pub redis_cluster_urls: Vec<String>,
     /// Latency added per call (`--rtt-ms`).
     pub rtt: Duration,
 }
@@ -59,6 +85,7 @@ impl Default for BackendOptions {
             kind: BackendKind::Memory,
             redis_url: None,
             database_url: None,
+            redis_cluster_urls: Vec::new(),
             rtt: Duration::ZERO,
         }
     }
@@ -141,6 +168,29 @@ fn need(url: &Option<String>, what: &str, kind: BackendKind) -> Result<String, S
         .ok_or_else(|| SimError::Config(format!("--backend {} needs {what}", kind.as_str())))
 }
 
+/// The Redis configuration of `opts` without prefix: a single node (`--redis-url`) or a
+/// cluster (`--redis-cluster-urls`), by kind.
+pub fn redis_config(opts: &BackendOptions) -> Result<RedisConfig, SimError> {
+    if opts.kind.is_cluster() {
+        let urls: Vec<String> = opts
+            .redis_cluster_urls
+            .iter()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Err(SimError::Config(format!(
+                "--backend {} needs --redis-cluster-urls (or REDIS_CLUSTER_URLS)",
+                opts.kind.as_str()
+            )));
+        }
+        Ok(RedisConfig::cluster(urls))
+    } else {
+        let url = need(&opts.redis_url, "--redis-url (or REDIS_URL)", opts.kind)?;
+        Ok(RedisConfig::from_url(url))
+    }
+}
+
 impl std::fmt::Debug for Env {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Env")
@@ -182,24 +232,33 @@ impl Env {
                     Handle::Memory,
                 )
             }
-            BackendKind::Redis | BackendKind::RedisFred => {
-                let url = need(&opts.redis_url, "--redis-url (or REDIS_URL)", opts.kind)?;
-                let config = RedisConfig::from_url(url).with_prefix(namespace);
-                let repo = if opts.kind == BackendKind::Redis {
-                    RedisRepository::connect(&config).await
-                } else {
+            BackendKind::Redis
+            | BackendKind::RedisFred
+            | BackendKind::RedisCluster
+            | BackendKind::RedisFredCluster => {
+                let config = redis_config(opts)?.with_prefix(namespace);
+                let repo = if opts.kind.is_fred() {
                     RedisRepository::connect_fred(&config).await
+                } else {
+                    RedisRepository::connect(&config).await
                 }
                 .map_err(unavailable)?;
                 let counters = repo.counters();
                 // The locks have their own redis-rs connection, whichever client the
-                // repository uses.
-                let locks =
-                    RedisLocks::connect(&config, Arc::clone(&counters), repo.backend_name())
-                        .await
-                        .map_err(unavailable)?;
+                // repository uses. On a cluster the baselines' locks are in-process (the
+                // simulator's Redis locks are standalone only): naive and seed on a cluster
+                // coordinate the tasks of one process, not separate processes.
+                let locks: Arc<dyn WorkerLocks> = if opts.kind.is_cluster() {
+                    Arc::new(MemoryLocks::new())
+                } else {
+                    Arc::new(
+                        RedisLocks::connect(&config, Arc::clone(&counters), repo.backend_name())
+                            .await
+                            .map_err(unavailable)?,
+                    )
+                };
                 (
-                    (Arc::new(repo.clone()), Arc::new(locks), Some(counters)),
+                    (Arc::new(repo.clone()), locks, Some(counters)),
                     Handle::Redis(repo),
                 )
             }
@@ -304,6 +363,14 @@ impl Env {
             rec.record(t.elapsed());
         }
         Ok(rec.summary())
+    }
+
+    /// The Redis repository of this worker set (raw, unmetered), on the Redis kinds.
+    pub fn redis(&self) -> Option<&RedisRepository> {
+        match &self.handle {
+            Handle::Redis(r) => Some(r),
+            Handle::Memory | Handle::Postgres(_) => None,
+        }
     }
 
     /// The backend's own round-trip counter, if it keeps one.

@@ -56,6 +56,9 @@ pub struct Common {
     /// PostgreSQL URL (postgres backend).
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+    /// Redis Cluster seed URLs, comma-separated (redis-cluster, redis-fred-cluster backends).
+    #[arg(long, env = "REDIS_CLUSTER_URLS", value_delimiter = ',', global = true)]
+    pub redis_cluster_urls: Vec<String>,
     /// Strategy to run.
     #[arg(long, value_enum, default_value_t = StrategyKind::Sched, global = true)]
     pub strategy: StrategyKind,
@@ -242,15 +245,33 @@ pub struct SustainedArgs {
     /// How long to keep placing, seconds.
     #[arg(long, default_value_t = 5.0)]
     pub duration_secs: f64,
-    /// Concurrent scheduler instances.
-    #[arg(long, default_value_t = 4)]
-    pub schedulers: usize,
+    /// Concurrent scheduler instances; a comma-separated list sweeps them (`1,2,4,8`: one
+    /// row per count).
+    #[arg(long, value_delimiter = ',', default_value = "4")]
+    pub schedulers: Vec<usize>,
     /// Containers per burst.
     #[arg(long, default_value_t = 10)]
     pub burst_size: usize,
     /// Container lifetime before release, milliseconds.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 20)]
     pub lifetime_ms: u64,
+    /// Demand as a share of the workers' capacity: the instances together hold at most this
+    /// share (above 1.0 they ask for more than there is, and rejections are expected).
+    #[arg(long, default_value_t = 0.8)]
+    pub load: f64,
+}
+
+impl SustainedArgs {
+    /// The settings for `schedulers` instances.
+    pub fn config(&self, schedulers: usize) -> crate::scenario::sustained::SustainedConfig {
+        crate::scenario::sustained::SustainedConfig {
+            duration: Duration::from_secs_f64(self.duration_secs.max(0.0)),
+            schedulers,
+            burst_size: self.burst_size,
+            lifetime: Duration::from_millis(self.lifetime_ms),
+            load: self.load,
+        }
+    }
 }
 
 /// `scale` options.
@@ -312,6 +333,7 @@ impl Common {
             kind: self.backend,
             redis_url: self.redis_url.clone(),
             database_url: self.database_url.clone(),
+            redis_cluster_urls: self.redis_cluster_urls.clone(),
             rtt: Duration::from_secs_f64(self.rtt_ms.max(0.0) / 1000.0),
         }
     }
@@ -333,6 +355,7 @@ impl Common {
                 ..StrategyOptions::default()
             },
             quiet: self.json,
+            yardsticks: true,
         }
     }
 

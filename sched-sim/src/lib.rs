@@ -20,6 +20,7 @@ pub mod backend;
 pub mod chaos;
 pub mod cli;
 pub mod error;
+pub mod floor;
 pub mod hist;
 pub mod locks;
 pub mod metered;

@@ -8,7 +8,6 @@ use sched_sim::scenario::{burst, churn, contention, scale, sustained};
 use sched_sim::strategy::StrategyKind;
 use sched_sim::SimError;
 use std::process::ExitCode;
-use std::time::Duration;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -87,19 +86,21 @@ fn main() -> ExitCode {
 
 async fn run(cli: &Cli) -> Result<Output, SimError> {
     let c = &cli.common;
+    if !c.compare && c.strategy == StrategyKind::Peer {
+        return Err(sched_sim::strategy::peer_alone());
+    }
+    if let Some(path) = &c.plot {
+        sched_sim::plot::check_extension(path)?;
+    }
     match &cli.command {
         None | Some(Command::Burst) => run_burst(c).await,
         Some(Command::Sustained(a)) => {
             let cfg = c.run_config(1);
-            let s = sustained::SustainedConfig {
-                duration: Duration::from_secs_f64(a.duration_secs.max(0.0)),
-                schedulers: a.schedulers,
-                burst_size: a.burst_size,
-                lifetime: Duration::from_millis(a.lifetime_ms),
-            };
             let mut reports = Vec::new();
-            for k in c.strategies() {
-                reports.push(sustained::run(&cfg, &s, k).await?);
+            for &n in &a.schedulers {
+                for k in c.strategies() {
+                    reports.push(sustained::run(&cfg, &a.config(n), k).await?);
+                }
             }
             Ok(Output::Sustained { reports })
         }
@@ -110,7 +111,7 @@ async fn run(cli: &Cli) -> Result<Output, SimError> {
                 let max_c = a.max_containers.unwrap_or(match k {
                     StrategyKind::Naive => 1_000,
                     StrategyKind::Seed => 10_000,
-                    StrategyKind::Sched => 100_000,
+                    StrategyKind::Sched | StrategyKind::Peer => 100_000,
                 });
                 points.extend(scale::run(&cfg, k, &scale::grid(a.max_workers, max_c)).await?);
             }

@@ -16,6 +16,20 @@ pub struct Series {
 
 const COLORS: [RGBColor; 6] = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK];
 
+/// Refuses any file name but `*.svg`: this build draws SVG only (plotters' bitmap backend
+/// would need the image crate and system fonts).
+pub fn check_extension(path: &Path) -> Result<(), SimError> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("svg") => Ok(()),
+        other => Err(SimError::Plot(format!(
+            "--plot {}: only .svg is supported (got {}); PNG would need plotters' bitmap \
+             backend with the image crate and system fonts, not in this build",
+            path.display(),
+            other.map_or_else(|| "no extension".to_owned(), |e| format!(".{e}"))
+        ))),
+    }
+}
+
 /// Draws `series` as lines with a legend into an SVG file.
 pub fn line_chart(
     path: &Path,
@@ -26,6 +40,7 @@ pub fn line_chart(
     log_x: bool,
 ) -> Result<(), SimError> {
     let err = |e: &dyn std::fmt::Display| SimError::Plot(e.to_string());
+    check_extension(path)?;
     let pts = series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut y1) = (f64::MAX, f64::MIN, 0.0f64);
     for &(x, y) in pts {

@@ -63,10 +63,7 @@ impl Output {
                     + compare.affinity.iter().map(|a| a.violations).sum::<u64>()
             }
             Output::Sweep { points } => points.iter().flat_map(|p| &p.runs).map(burst).sum(),
-            Output::Sustained { reports } => reports
-                .iter()
-                .map(|r| r.audit.violations() + r.audit.ledger_entries + r.duplicate_placements)
-                .sum(),
+            Output::Sustained { reports } => reports.iter().map(SustainedReport::problems).sum(),
             Output::Scale { points } => points.iter().map(|p| burst(&p.report)).sum(),
             Output::Contention { reports } => reports
                 .iter()
@@ -106,9 +103,26 @@ fn strategy_text(s: &mut String, r: &StrategyReport) {
     );
     let _ = writeln!(
         s,
-        "floor           one round trip p50 {:.3} ms -> burst p50 = {:.1} round trips",
-        r.floor.p50_ms, r.burst_p50_over_floor
+        "round trip      bare (PING / SELECT 1) p50 {:.3} ms -> burst p50 = {:.1} round trips",
+        r.round_trip.p50_ms, r.burst_p50_over_round_trip
     );
+    if let Some(raw) = &r.raw_commit {
+        let _ = writeln!(
+            s,
+            "raw commit      same commit, one bare pipeline p50 {:.3} ms (min {:.3}) -> burst / floor x{:.2}",
+            raw.p50_ms, raw.min_ms, r.burst_p50_over_floor
+        );
+    }
+    if let (Some(peer), Some(x)) = (&r.peer, r.burst_p50_over_peer) {
+        let _ = writeln!(
+            s,
+            "peer            beta9 (script per worker, pipelined) p50 {:.3} ms (min {:.3}) -> burst / peer x{:.2}",
+            peer.p50_ms, peer.min_ms, x
+        );
+    }
+    for n in &r.notes {
+        let _ = writeln!(s, "note            {n}");
+    }
     let _ = writeln!(
         s,
         "placements      {}/{} per burst (worst burst), {}/{} total",
@@ -176,11 +190,12 @@ fn compare_text(s: &mut String, c: &CompareReport) {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "{:<6} {:>10} {:>10} {:>8} {:>10} {:>9} {:>9} {:>10} {:>8} {:>9} {:>6}",
+        "{:<6} {:>10} {:>10} {:>8} {:>7} {:>10} {:>9} {:>9} {:>10} {:>8} {:>9} {:>6}",
         "",
         "p50 ms",
         "p99 ms",
         "x floor",
+        "x peer",
         "round trp",
         "sections",
         "confl/pl",
@@ -192,11 +207,13 @@ fn compare_text(s: &mut String, c: &CompareReport) {
     for r in &c.runs {
         let _ = writeln!(
             s,
-            "{:<6} {:>10.3} {:>10.3} {:>8.1} {:>10.1} {:>9.1} {:>9.3} {:>10.3} {:>8.1} {:>9.2} {:>6}",
+            "{:<6} {:>10.3} {:>10.3} {:>8.1} {:>7} {:>10.1} {:>9.1} {:>9.3} {:>10.3} {:>8.1} {:>9.2} {:>6}",
             r.strategy.as_str(),
             r.burst_time.p50_ms,
             r.burst_time.p99_ms,
             r.burst_p50_over_floor,
+            r.burst_p50_over_peer
+                .map_or_else(|| "-".to_owned(), |x| format!("{x:.1}")),
             r.per_burst.round_trips,
             r.per_burst.atomic_sections,
             r.conflicts_per_placement,
@@ -260,35 +277,56 @@ fn sustained_text(s: &mut String, reports: &[SustainedReport]) {
     for r in reports {
         let _ = writeln!(
             s,
-            "== sustained {} on {}: {} schedulers, bursts of {}, rtt {} ms, {:.1} s ==",
-            r.strategy, r.backend, r.schedulers, r.burst_size, r.rtt_ms, r.seconds
+            "== sustained {} on {}: {} schedulers, bursts of {}, rtt {} ms, {:.1} s, demand {} of {} slots ==",
+            r.strategy, r.backend, r.schedulers, r.burst_size, r.rtt_ms, r.seconds, r.demand_slots, r.capacity_slots
         );
         let _ = writeln!(
             s,
-            "placements/s {:.0}   placed {}   failed {}   burst p50 {:.3} ms p99 {:.3} ms",
-            r.placements_per_sec,
-            r.placed,
-            r.failed,
+            "placements/s {:.0}   placed {}   rejected for capacity {} (at capacity) + {} (below capacity)   errors {}",
+            r.placements_per_sec, r.placed, r.rejected_at_capacity, r.rejected_below_capacity, r.errors
+        );
+        let _ = writeln!(
+            s,
+            "burst p50 {:.3} ms p99 {:.3} ms   round trips/placement {:.2}   conflicts/placement {:.3}   retries/placement {:.3}",
             r.burst_latency.p50_ms,
-            r.burst_latency.p99_ms
+            r.burst_latency.p99_ms,
+            r.round_trips_per_placement,
+            r.conflicts_per_placement,
+            r.retries_per_placement
         );
         let _ = writeln!(
             s,
-            "round trips/placement {:.2}   conflicts/placement {:.3}   retries/placement {:.3}",
-            r.round_trips_per_placement, r.conflicts_per_placement, r.retries_per_placement
-        );
-        let _ = writeln!(
-            s,
-            "final audit: ledger entries {} (want 0), duplicates {}, violations {} {}",
+            "final audit: ledger entries {} (want 0), duplicates {}, violations {}   {}",
             r.audit.ledger_entries,
             r.duplicate_placements,
             r.audit.violations(),
-            if r.audit.is_clean() && r.audit.ledger_entries == 0 && r.duplicate_placements == 0 {
-                "OK"
-            } else {
-                "FAILED"
-            }
+            if r.is_ok() { "OK" } else { "FAILED" }
         );
+        for f in &r.failures {
+            let _ = writeln!(s, "failure      {f}");
+        }
+    }
+    if reports.len() > 1 {
+        let _ = writeln!(s, "\n== sustained sweep ==");
+        let _ = writeln!(
+            s,
+            "{:<6} {:>10} {:>12} {:>8} {:>9} {:>7} {:>12} {:>6}",
+            "", "schedulers", "placements/s", "placed", "rejected", "errors", "burst p50 ms", "ok"
+        );
+        for r in reports {
+            let _ = writeln!(
+                s,
+                "{:<6} {:>10} {:>12.0} {:>8} {:>9} {:>7} {:>12.3} {:>6}",
+                r.strategy.as_str(),
+                r.schedulers,
+                r.placements_per_sec,
+                r.placed,
+                r.rejected_at_capacity + r.rejected_below_capacity,
+                r.errors,
+                r.burst_latency.p50_ms,
+                if r.is_ok() { "OK" } else { "FAIL" }
+            );
+        }
     }
 }
 

@@ -160,6 +160,7 @@ async fn backend_churn(kind: BackendKind, redis_url: Option<String>, database_ur
         redis_url,
         database_url,
         rtt: Duration::ZERO,
+        ..BackendOptions::default()
     };
     match churn::run(&run_config(opts), &short(StalePolicy::Release)).await {
         Ok(r) => {

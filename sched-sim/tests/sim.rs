@@ -144,6 +144,7 @@ async fn sustained_releases_everything() {
         schedulers: 2,
         burst_size: 10,
         lifetime: Duration::from_millis(20),
+        load: 0.8,
     };
     let r = sustained::run(&cfg(1), &s, StrategyKind::Sched)
         .await
@@ -152,6 +153,57 @@ async fn sustained_releases_everything() {
     assert_eq!(r.duplicate_placements, 0);
     assert!(r.audit.is_clean());
     assert_eq!(r.audit.ledger_entries, 0, "every container was released");
+    // Within capacity: everything placeable was placed, nothing rejected, OK.
+    assert_eq!(r.capacity_slots, 20 * 16);
+    assert!(r.demand_slots <= r.capacity_slots);
+    assert_eq!(
+        (r.rejected_at_capacity, r.rejected_below_capacity, r.errors),
+        (0, 0, 0),
+        "{:?}",
+        r.failures
+    );
+    assert!(r.ok && r.is_ok());
+    assert_eq!(Output::Sustained { reports: vec![r] }.problems(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sustained_over_capacity_rejects_only_at_capacity() {
+    // Three times more demand than capacity, long lifetimes: the workers fill up, and the
+    // rejections come while they are full, which is OK.
+    let mut c = cfg(1);
+    c.workers = 2;
+    let s = sustained::SustainedConfig {
+        duration: Duration::from_millis(300),
+        schedulers: 2,
+        burst_size: 8,
+        lifetime: Duration::from_millis(100),
+        load: 3.0,
+    };
+    let r = sustained::run(&c, &s, StrategyKind::Sched).await.unwrap();
+    assert_eq!(r.capacity_slots, 32);
+    assert!(r.demand_slots > r.capacity_slots);
+    assert!(r.rejected_at_capacity > 0, "{r:?}");
+    assert_eq!(
+        (r.rejected_below_capacity, r.errors),
+        (0, 0),
+        "{:?}",
+        r.failures
+    );
+    assert!(r.is_ok(), "{r:?}");
+    // The same run with one error, or one rejection while capacity remained, is not OK.
+    let mut bad = r.clone();
+    bad.errors = 1;
+    assert!(!bad.is_ok());
+    assert_eq!(Output::Sustained { reports: vec![bad] }.problems(), 1);
+    let mut early = r;
+    early.rejected_below_capacity = 1;
+    assert!(!early.is_ok());
+    assert!(sustained::is_capacity_rejection(
+        "no capacity for \"c1\": no eligible worker has room"
+    ));
+    assert!(!sustained::is_capacity_rejection(
+        "backend: connection refused"
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,6 +247,20 @@ fn cli_defaults_and_flags() {
     assert_eq!(cli.common.backend_options().rtt, Duration::from_millis(5));
     assert!(matches!(cli.command, Some(Command::Scale(ref s)) if s.max_workers == 100));
     assert_eq!(cli.common.strategies().len(), 3);
+    let cli = Cli::try_parse_from([
+        "sched-sim",
+        "--backend",
+        "redis-fred-cluster",
+        "--redis-cluster-urls",
+        "redis://a:1,redis://b:2",
+        "sustained",
+        "--schedulers",
+        "1,2,4,8",
+    ])
+    .unwrap();
+    assert!(cli.common.backend.is_cluster() && cli.common.backend.is_fred());
+    assert_eq!(cli.common.backend_options().redis_cluster_urls.len(), 2);
+    assert!(matches!(cli.command, Some(Command::Sustained(ref s)) if s.schedulers == [1, 2, 4, 8]));
 }
 
 async fn backend_burst(kind: BackendKind, redis: Option<String>, pg: Option<String>) {
@@ -204,11 +270,85 @@ async fn backend_burst(kind: BackendKind, redis: Option<String>, pg: Option<Stri
         redis_url: redis,
         database_url: pg,
         rtt: Duration::ZERO,
+        ..BackendOptions::default()
     };
     for k in StrategyKind::ALL {
         let r = burst::run_strategy(&c, k).await.unwrap();
         assert_clean(&r);
         assert!(r.per_burst.backend_round_trips.unwrap_or(0.0) > 0.0);
+        assert_yardsticks(&r);
+    }
+}
+
+/// Single-node Redis measures the raw commit (the floor) and the peer beside the burst;
+/// the other backends say why not and fall back to the round trip.
+fn assert_yardsticks(r: &StrategyReport) {
+    assert!(r.round_trip.count > 0 && r.round_trip.p50_ms > 0.0);
+    match r.backend.as_str() {
+        "redis" | "redis-fred" => {
+            let raw = r.raw_commit.expect("raw commit measured on redis");
+            assert!(raw.count >= 3 && raw.p50_ms > 0.0);
+            assert_eq!(r.floor_kind, "raw_commit");
+            assert_eq!(r.floor, raw);
+            let peer = r.peer.expect("peer measured on redis");
+            assert!(peer.count >= 3 && peer.p50_ms > 0.0);
+            let x = r.burst_p50_over_peer.unwrap();
+            assert!((x - r.burst_time.p50_ms / peer.p50_ms).abs() < 1e-9);
+            assert!(r.notes.is_empty(), "{:?}", r.notes);
+        }
+        _ => {
+            assert!(r.raw_commit.is_none() && r.peer.is_none());
+            assert_eq!(r.floor_kind, "round_trip");
+            assert!(!r.notes.is_empty());
+        }
+    }
+    assert!((r.burst_p50_over_floor - r.burst_time.p50_ms / r.floor.p50_ms).abs() < 1e-9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_burst_notes_its_floor() {
+    let r = burst::run_strategy(&cfg(2), StrategyKind::Sched)
+        .await
+        .unwrap();
+    assert_clean(&r);
+    assert_yardsticks(&r);
+    let text = Output::Burst {
+        report: Box::new(r),
+    }
+    .to_text();
+    assert!(
+        text.contains("round trip") && text.contains("note"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_bursts_and_sustained_are_clean() {
+    let Some(urls) = sched_tests::env::require_url(
+        "REDIS_CLUSTER_URLS",
+        "redis_cluster_bursts_and_sustained_are_clean",
+    ) else {
+        return;
+    };
+    let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
+    for kind in [BackendKind::RedisCluster, BackendKind::RedisFredCluster] {
+        let mut c = cfg(2);
+        c.backend = BackendOptions {
+            kind,
+            redis_cluster_urls: urls.clone(),
+            ..BackendOptions::default()
+        };
+        let r = burst::run_strategy(&c, StrategyKind::Sched).await.unwrap();
+        assert_clean(&r);
+        assert!(r.per_burst.backend_round_trips.unwrap_or(0.0) > 0.0);
+        assert_yardsticks(&r);
+        let s = sustained::SustainedConfig {
+            duration: Duration::from_millis(300),
+            schedulers: 2,
+            ..sustained::SustainedConfig::default()
+        };
+        let r = sustained::run(&c, &s, StrategyKind::Sched).await.unwrap();
+        assert!(r.is_ok(), "{r:?}");
     }
 }
 

@@ -69,7 +69,7 @@ fn unavailable(kind: BackendKind) -> impl Fn(RepoError) -> SimError {
 }
 
 async fn redis(kind: BackendKind, cfg: &RedisConfig) -> Result<RedisRepository, SimError> {
-    if kind == BackendKind::RedisFred {
+    if kind.is_fred() {
         RedisRepository::connect_fred(cfg).await
     } else {
         RedisRepository::connect(cfg).await
@@ -88,7 +88,7 @@ async fn proxy_to(host_port: &str) -> Result<Arc<FaultProxy>, SimError> {
 const TERMINATE: &str = "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) AS ok \
      FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()) t WHERE ok";
 
-/// Opens `common.backend` in a fresh namespace (Redis Cluster with `--redis-cluster-urls`).
+/// Opens `common.backend` in a fresh namespace (Redis Cluster with the cluster kinds and `--redis-cluster-urls`).
 pub async fn open(common: &Common, args: &ChaosArgs, sizes: Sizes) -> Result<Opened, SimError> {
     let kind = common.backend;
     let ns = fresh_namespace();
@@ -100,8 +100,14 @@ pub async fn open(common: &Common, args: &ChaosArgs, sizes: Sizes) -> Result<Ope
             Cleanup::Nothing,
             "memory".into(),
         ),
-        BackendKind::Redis | BackendKind::RedisFred if !args.redis_cluster_urls.is_empty() => {
-            let urls = &args.redis_cluster_urls;
+        BackendKind::RedisCluster | BackendKind::RedisFredCluster => {
+            let urls = &common.redis_cluster_urls;
+            if urls.is_empty() {
+                return Err(SimError::Config(format!(
+                    "--backend {} needs --redis-cluster-urls (or REDIS_CLUSTER_URLS)",
+                    kind.as_str()
+                )));
+            }
             let base = RedisConfig::cluster(urls.clone()).with_prefix(&ns);
             let admin = redis(kind, &base).await?;
             let (cfg, real): (RedisConfig, Option<Arc<dyn RealFaults>>) = if args.real_faults {

@@ -23,9 +23,6 @@ pub struct ChaosArgs {
     /// Stop once this many containers were placed.
     #[arg(long, default_value_t = 10_000)]
     pub placements: u64,
-    /// Redis Cluster seed URLs, comma-separated (with --backend redis or redis-fred).
-    #[arg(long, value_delimiter = ',')]
-    pub redis_cluster_urls: Vec<String>,
     /// Also inject the backend's real faults: a reply dropped by a TCP proxy and cut
     /// connections (single-node Redis, Postgres), `pg_terminate_backend` (Postgres), one node
     /// out of memory / paused / asleep / our connections killed (Redis Cluster; only on a

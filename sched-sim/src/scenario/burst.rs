@@ -5,6 +5,7 @@
 use super::{ratio, requests, RunConfig};
 use crate::audit::{audit, AuditSummary};
 use crate::backend::Env;
+use crate::floor::{self, Floors};
 use crate::hist::{Recorder, Summary};
 use crate::metered::Calls;
 use crate::progress::Progress;
@@ -64,10 +65,25 @@ pub struct StrategyReport {
     pub burst_time: Summary,
     /// The first (cold-cache) burst's time.
     pub first_burst_ms: f64,
-    /// One backend round trip, measured in the same run.
+    /// One bare backend round trip (`PING` / `SELECT 1` / a memory read), same run.
+    pub round_trip: Summary,
+    /// The same commit sent raw: the last measured burst's `reserve_batch` wire commands as one
+    /// pipeline on a bare redis-rs connection (single-node Redis only).
+    pub raw_commit: Option<Summary>,
+    /// The floor: `raw_commit` when measured, else `round_trip`.
     pub floor: Summary,
+    /// What `floor` is: `raw_commit` or `round_trip`.
+    pub floor_kind: String,
     /// Burst p50 as a multiple of the floor p50.
     pub burst_p50_over_floor: f64,
+    /// Burst p50 as a multiple of the bare round trip p50.
+    pub burst_p50_over_round_trip: f64,
+    /// The beta9-style peer's burst (single-node Redis only).
+    pub peer: Option<Summary>,
+    /// Burst p50 as a multiple of the peer's p50.
+    pub burst_p50_over_peer: Option<f64>,
+    /// Why a yardstick is missing on this backend.
+    pub notes: Vec<String>,
     /// Backend traffic per burst.
     pub per_burst: PerBurst,
     /// Conflicts per placement.
@@ -139,6 +155,8 @@ pub struct Totals {
     pub audit: AuditSummary,
     /// First few failures.
     pub failures: Vec<String>,
+    /// The last measured burst's placements (for the raw commit).
+    pub last_placements: Vec<Placement>,
 }
 
 /// Runs `cfg.repeat` bursts of `kind` on `env` (already holding the workers).
@@ -149,7 +167,7 @@ pub async fn run_on(
     tag: &str,
     progress: &Progress,
 ) -> Result<Totals, SimError> {
-    let strat = strategy::build(kind, env.repo.clone(), env.locks.clone(), cfg.strategy);
+    let strat = strategy::build(kind, env.repo.clone(), env.locks.clone(), cfg.strategy)?;
     let conc = cfg.effective_concurrency();
     let mut t = Totals {
         min_placed: u64::MAX,
@@ -199,8 +217,9 @@ pub async fn run_on(
         t.audit = t
             .audit
             .plus(&audit(&*env.raw, &env.worker_ids, &placements).await?);
-        let ids: Vec<String> = placements.into_iter().map(|p| p.container_id).collect();
+        let ids: Vec<String> = placements.iter().map(|p| p.container_id.clone()).collect();
         strat.release(&ids).await?;
+        t.last_placements = placements;
         progress.inc();
     }
     if t.min_placed == u64::MAX {
@@ -215,11 +234,15 @@ pub fn report(
     cfg: &RunConfig,
     kind: StrategyKind,
     t: &Totals,
-    floor: Summary,
+    floors: Floors,
 ) -> StrategyReport {
     let n = f64::from(t.bursts.max(1));
     let placed = t.placed.max(1) as f64;
     let burst_time = t.times.summary();
+    let (floor, floor_kind) = match floors.raw_commit {
+        Some(r) => (r, "raw_commit"),
+        None => (floors.round_trip, "round_trip"),
+    };
     StrategyReport {
         strategy: kind,
         backend: env.kind.as_str().to_owned(),
@@ -227,6 +250,7 @@ pub fn report(
             StrategyKind::Naive => AffinityMode::Off,
             StrategyKind::Seed => AffinityMode::Rotate,
             StrategyKind::Sched => cfg.strategy.affinity,
+            StrategyKind::Peer => AffinityMode::Off,
         },
         workers: env.worker_ids.len(),
         containers: cfg.containers,
@@ -238,8 +262,15 @@ pub fn report(
         min_placed_per_burst: t.min_placed,
         burst_time,
         first_burst_ms: t.first_ms,
+        round_trip: floors.round_trip,
+        raw_commit: floors.raw_commit,
         floor,
+        floor_kind: floor_kind.into(),
         burst_p50_over_floor: ratio(burst_time.p50_ms, floor.p50_ms),
+        burst_p50_over_round_trip: ratio(burst_time.p50_ms, floors.round_trip.p50_ms),
+        peer: floors.peer,
+        burst_p50_over_peer: floors.peer.map(|p| ratio(burst_time.p50_ms, p.p50_ms)),
+        notes: floors.notes,
         per_burst: PerBurst {
             round_trips: t.calls.round_trips as f64 / n,
             backend_round_trips: t.backend_round_trips.map(|r| r as f64 / n),
@@ -272,7 +303,12 @@ pub async fn run_strategy(cfg: &RunConfig, kind: StrategyKind) -> Result<Strateg
     let tag = format!("c{:x}", cfg.seed);
     let totals = run_on(&env, cfg, kind, &tag, &progress).await;
     progress.finish();
-    let out = totals.map(|t| report(&env, cfg, kind, &t, floor));
+    let out = match totals {
+        Ok(t) => floor::beside(&env, cfg, &t.last_placements, floor)
+            .await
+            .map(|f| report(&env, cfg, kind, &t, f)),
+        Err(e) => Err(e),
+    };
     env.cleanup().await?;
     out
 }
@@ -372,6 +408,7 @@ pub async fn affinity_rows(cfg: &RunConfig, bursts: u32) -> Result<Vec<AffinityR
         let mut c = cfg.clone();
         c.strategy.affinity = affinity;
         c.repeat = bursts.max(1);
+        c.yardsticks = false;
         let r = run_strategy(&c, StrategyKind::Sched).await?;
         rows.push(AffinityRow {
             affinity,

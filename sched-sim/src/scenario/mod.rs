@@ -33,6 +33,8 @@ pub struct RunConfig {
     pub strategy: StrategyOptions,
     /// No progress bars.
     pub quiet: bool,
+    /// Measure the raw commit and the peer beside each burst report (single-node Redis).
+    pub yardsticks: bool,
 }
 
 impl RunConfig {
@@ -58,6 +60,7 @@ impl Default for RunConfig {
             seed: 42,
             strategy: StrategyOptions::default(),
             quiet: true,
+            yardsticks: true,
         }
     }
 }

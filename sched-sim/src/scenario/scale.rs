@@ -43,6 +43,7 @@ pub async fn run(
         let mut c = cfg.clone();
         c.workers = workers;
         c.containers = containers;
+        c.yardsticks = false;
         let r = run_strategy(&c, kind).await?;
         let placed_per_burst = r.placed as f64 / f64::from(r.bursts.max(1));
         out.push(ScalePoint {

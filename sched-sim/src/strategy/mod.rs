@@ -6,8 +6,12 @@
 //! | [`naive`] | `list_workers` + `get_worker` per container | one per container (retried) | one `reserve_batch` per container |
 //! | [`seed`] | 500 ms TTL cache | one per worker per burst, in id order | one `reserve_batch` per worker |
 //! | [`sched`] | write-through cache | none | one `reserve_batch` per group commit |
+//!
+//! [`peer`] (the beta9 mechanism: one capacity script per worker, pipelined, no ledger) is a
+//! yardstick measured beside every burst report on single-node Redis, not a strategy of its own.
 
 pub mod naive;
+pub mod peer;
 pub mod sched;
 pub mod seed;
 
@@ -32,6 +36,9 @@ pub enum StrategyKind {
     Seed,
     /// sched-core's lock-free batch scheduler with group commit.
     Sched,
+    /// The beta9 mechanism (per-worker capacity scripts, pipelined, no ledger) on its own keys;
+    /// measured beside every burst report on single-node Redis ([`peer`]), never run alone.
+    Peer,
 }
 
 impl StrategyKind {
@@ -45,6 +52,7 @@ impl StrategyKind {
             StrategyKind::Naive => "naive",
             StrategyKind::Seed => "seed",
             StrategyKind::Sched => "sched",
+            StrategyKind::Peer => "peer",
         }
     }
 }
@@ -192,18 +200,29 @@ pub trait Strategy: Send + Sync {
     fn stats(&self) -> StrategyStats;
 }
 
-/// Builds a strategy over `repo` and `locks` (normally the metered ones).
+/// Builds a strategy over `repo` and `locks` (normally the metered ones). `peer` is not one
+/// (it writes no ledger anyone could audit): `Config` error.
 pub fn build(
     kind: StrategyKind,
     repo: Arc<dyn WorkerRepository>,
     locks: Arc<dyn WorkerLocks>,
     opts: StrategyOptions,
-) -> Arc<dyn Strategy> {
-    match kind {
+) -> Result<Arc<dyn Strategy>, crate::SimError> {
+    Ok(match kind {
         StrategyKind::Naive => Arc::new(naive::Naive::new(repo, locks, opts)),
         StrategyKind::Seed => Arc::new(seed::Seed::new(repo, locks, opts)),
         StrategyKind::Sched => Arc::new(sched::Sched::new(repo, opts)),
-    }
+        StrategyKind::Peer => return Err(peer_alone()),
+    })
+}
+
+/// The error for `--strategy peer`.
+pub fn peer_alone() -> crate::SimError {
+    crate::SimError::Config(
+        "peer is a yardstick measured beside every burst report on single-node Redis \
+         (--backend redis / redis-fred), not a strategy to run alone"
+            .into(),
+    )
 }
 
 /// Runs `f` for every request, each in its own task, at most `concurrency` at a time; results

@@ -86,9 +86,9 @@ pub async fn run_tasks(
 ) -> Result<ContentionReport, SimError> {
     let env = Env::open(&cfg.backend, &cfg.worker_setup()).await?;
     let k = instances.max(1);
-    let strats: Vec<_> = (0..k)
+    let strats = (0..k)
         .map(|_| strategy::build(kind, env.repo.clone(), env.locks.clone(), cfg.strategy))
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     let share = cfg.containers.div_ceil(k);
     let conc = cfg.effective_concurrency().div_ceil(k).max(1);
     let mut times = Recorder::new();

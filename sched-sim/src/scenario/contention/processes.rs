@@ -99,7 +99,7 @@ pub async fn run_worker(
 ) -> Result<WorkerReply, SimError> {
     let setup = cfg.worker_setup();
     let env = Env::open_in(&cfg.backend, &setup, &job.namespace, false).await?;
-    let strat = strategy::build(kind, env.repo.clone(), env.locks.clone(), cfg.strategy);
+    let strat = strategy::build(kind, env.repo.clone(), env.locks.clone(), cfg.strategy)?;
     // Warm the connection outside the measured window.
     env.floor(3).await?;
     let now = unix_ms();
