@@ -32,6 +32,9 @@ pub enum AffinityArg {
     Rotate,
     /// Rendezvous hashing within a priority tier.
     Rendezvous,
+    /// Two choices (rotation's first, or a hash-started least-loaded one), judged against the
+    /// burst's plan.
+    Balanced,
 }
 
 impl From<AffinityArg> for AffinityMode {
@@ -40,6 +43,7 @@ impl From<AffinityArg> for AffinityMode {
             AffinityArg::Off => AffinityMode::Off,
             AffinityArg::Rotate => AffinityMode::Rotate,
             AffinityArg::Rendezvous => AffinityMode::Rendezvous,
+            AffinityArg::Balanced => AffinityMode::Balanced,
         }
     }
 }
@@ -66,7 +70,7 @@ pub struct Common {
     #[arg(long, global = true)]
     pub compare: bool,
     /// Affinity variant for sched.
-    #[arg(long, value_enum, default_value_t = AffinityArg::Rotate, global = true)]
+    #[arg(long, value_enum, default_value_t = AffinityArg::Balanced, global = true)]
     pub affinity: AffinityArg,
     /// Containers per burst.
     #[arg(long, default_value_t = 100, global = true)]

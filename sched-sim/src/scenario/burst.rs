@@ -404,6 +404,7 @@ pub async fn affinity_rows(cfg: &RunConfig, bursts: u32) -> Result<Vec<AffinityR
         AffinityMode::Off,
         AffinityMode::Rotate,
         AffinityMode::Rendezvous,
+        AffinityMode::Balanced,
     ] {
         let mut c = cfg.clone();
         c.strategy.affinity = affinity;

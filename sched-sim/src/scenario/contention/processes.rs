@@ -145,6 +145,7 @@ fn affinity_arg(a: sched_core::affinity::AffinityMode) -> &'static str {
         sched_core::affinity::AffinityMode::Off => "off",
         sched_core::affinity::AffinityMode::Rotate => "rotate",
         sched_core::affinity::AffinityMode::Rendezvous => "rendezvous",
+        sched_core::affinity::AffinityMode::Balanced => "balanced",
     }
 }
 
