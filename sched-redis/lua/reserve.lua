@@ -14,6 +14,10 @@
 -- epoch below the worker's fence epoch `f` is refused ('fenced'); a token in the fence set was
 -- revoked or consumed: its not yet charged containers are 'contended'. Every run past the epoch
 -- check consumes the token (SADD), so a later copy can only re-confirm the ledger.
+-- Few Redis calls per part, not per container: one MGET of the index keys (standalone) or one
+-- HMGET of the ledger for the claimed containers (cluster), one HSET of the new ledger entries,
+-- one MSET of the new index entries (standalone); each in chunks of 1000 entries (Lua's unpack
+-- limit). Every read happens before any write, so this is the per-container rule, batched.
 -- KEYS[1] state hash, KEYS[2] ledger hash, KEYS[3] fence set, KEYS[4] events stream,
 -- KEYS[5 .. 4+n] container index keys (standalone mode only).
 -- ARGV[1] worker id, ARGV[2] expected version or '', ARGV[3] 'all' | 'partial',
@@ -34,6 +38,7 @@ local wid = ARGV[1]
 local standalone = ARGV[4] == 's'
 local n = tonumber(ARGV[5])
 local LIMIT = 1024
+local CHUNK = 1000
 local function fmt(x) return string.format('%.0f', x) end
 local function base(i) return 7 + (i - 1) * 7 end
 local function rej(stop)
@@ -49,19 +54,37 @@ local v = s[1]
 local f = tonumber(s[7] or '1')
 local holder, mine = {}, {}
 local resent, fresh = false, false
-for i = 1, n do
-  local b = base(i)
-  if standalone then
-    holder[i] = redis.call('GET', KEYS[4 + i])
-  elseif ARGV[b + 6] ~= '' then
-    holder[i] = ARGV[b + 6]
-  else
-    holder[i] = false
-    if redis.call('HEXISTS', led, ARGV[b + 1]) == 1 then
-      mine[i] = true
-      resent = true
+if standalone then
+  -- One MGET of the part's index keys (in chunks: Lua's unpack has a stack limit).
+  for i = 1, n, CHUNK do
+    local last = math.min(i + CHUNK - 1, n)
+    local got = redis.call('MGET', unpack(KEYS, 4 + i, 4 + last))
+    for j = i, last do holder[j] = got[j - i + 1] end
+  end
+else
+  -- One HMGET of the ledger for the containers this call claimed: found = a re-send.
+  local ours = {}
+  for i = 1, n do
+    local b = base(i)
+    if ARGV[b + 6] ~= '' then
+      holder[i] = ARGV[b + 6]
     else
-      fresh = true
+      holder[i] = false
+      ours[#ours + 1] = i
+    end
+  end
+  for o = 1, #ours, CHUNK do
+    local last = math.min(o + CHUNK - 1, #ours)
+    local cids = {}
+    for j = o, last do cids[#cids + 1] = ARGV[base(ours[j]) + 1] end
+    local got = redis.call('HMGET', led, unpack(cids))
+    for j = o, last do
+      if got[j - o + 1] then
+        mine[ours[j]] = true
+        resent = true
+      else
+        fresh = true
+      end
     end
   end
 end
@@ -124,13 +147,25 @@ local nv = v
 if #new > 0 then
   nv = fmt(tonumber(v) + 1)
   redis.call('HSET', st, 'v', nv, 'fc', fmt(free[1]), 'fm', fmt(free[2]), 'fg', fmt(free[3]))
+  -- One HSET of the ledger and (standalone) one MSET of the index, in chunks of CHUNK entries.
+  local entries, index = {}, {}
   for _, i in ipairs(new) do
     local b = base(i)
     local val = ARGV[b + 2] .. ' ' .. ARGV[b + 3] .. ' ' .. ARGV[b + 4]
     if ARGV[b + 7] ~= '' then val = val .. '@' .. fmt(now + tonumber(ARGV[b + 7])) end
     if ARGV[b + 5] ~= '' then val = val .. ' ' .. ARGV[b + 5] end
-    redis.call('HSET', led, ARGV[b + 1], val)
-    if standalone then redis.call('SET', KEYS[4 + i], wid) end
+    entries[#entries + 1] = ARGV[b + 1]
+    entries[#entries + 1] = val
+    if standalone then
+      index[#index + 1] = KEYS[4 + i]
+      index[#index + 1] = wid
+    end
+  end
+  for j = 1, #entries, 2 * CHUNK do
+    redis.call('HSET', led, unpack(entries, j, math.min(j + 2 * CHUNK - 1, #entries)))
+  end
+  for j = 1, #index, 2 * CHUNK do
+    redis.call('MSET', unpack(index, j, math.min(j + 2 * CHUNK - 1, #index)))
   end
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', '64', '*', 'v', nv)
 end

@@ -93,4 +93,9 @@ pub(crate) trait Client: Send + Sync + 'static {
     /// Every key matching `pattern`, on every node.
     #[cfg(feature = "testing")]
     async fn keys_matching(&self, pattern: &str) -> Result<Vec<String>, RepoError>;
+
+    /// `INFO commandstats` of every node (on a cluster every primary, or every node), one text
+    /// per node.
+    #[cfg(feature = "testing")]
+    async fn command_stats(&self) -> Result<Vec<String>, RepoError>;
 }

@@ -202,4 +202,29 @@ impl Client for FredClient {
             .map(|k| String::from_utf8_lossy(k.as_bytes()).into_owned())
             .collect())
     }
+
+    #[cfg(feature = "testing")]
+    async fn command_stats(&self) -> Result<Vec<String>, RepoError> {
+        use fred::interfaces::ClusterInterface;
+        use fred::types::InfoKind;
+        let c = &self.0;
+        if !c.is_clustered() {
+            return c
+                .info(Some(InfoKind::CommandStats))
+                .await
+                .map(|t| vec![t])
+                .map_err(|e| classify(e, false));
+        }
+        let nodes = c.cached_cluster_state().map(|s| s.unique_primary_nodes());
+        let mut out = Vec::new();
+        for node in nodes.unwrap_or_default() {
+            let text: String = (c
+                .with_cluster_node(node)
+                .info(Some(InfoKind::CommandStats))
+                .await)
+                .map_err(|e| classify(e, false))?;
+            out.push(text);
+        }
+        Ok(out)
+    }
 }

@@ -172,4 +172,17 @@ impl Client for RedisRsClient {
         };
         keys.map_err(|e| classify(e, false))
     }
+
+    #[cfg(feature = "testing")]
+    async fn command_stats(&self) -> Result<Vec<String>, RepoError> {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("commandstats");
+        // A cluster sends INFO to every node and answers a map: node address -> text.
+        let v: Value = match self {
+            Self::Single(c) => cmd.query_async(&mut c.clone()).await,
+            Self::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+        }
+        .map_err(|e| classify(e, false))?;
+        Ok(crate::codec::texts(&v))
+    }
 }

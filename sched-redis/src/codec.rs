@@ -164,6 +164,20 @@ pub(crate) fn rejection(a: &[Value]) -> Result<Rejection, RepoError> {
     })
 }
 
+/// Every text in a reply (a string, or the strings inside arrays and maps' values), in order:
+/// `INFO` answers one text per node.
+#[cfg(feature = "testing")]
+pub(crate) fn texts(v: &Value) -> Vec<String> {
+    match v {
+        Value::BulkString(b) => vec![String::from_utf8_lossy(b).into_owned()],
+        Value::SimpleString(s) => vec![s.clone()],
+        Value::VerbatimString { text, .. } => vec![text.clone()],
+        Value::Array(a) | Value::Set(a) => a.iter().flat_map(texts).collect(),
+        Value::Map(m) => m.iter().flat_map(|(_, v)| texts(v)).collect(),
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

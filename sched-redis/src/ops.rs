@@ -26,6 +26,9 @@ pub(crate) type Hash = HashMap<String, String>;
 /// How often a standalone `remove_worker` re-reads a ledger that changed under it.
 const REMOVE_ATTEMPTS: usize = 8;
 
+/// How often a standalone `list_workers` re-reads a worker set that grew under it.
+const LIST_ATTEMPTS: usize = 8;
+
 #[async_trait]
 impl WorkerRepository for RedisRepository {
     fn backend_name(&self) -> &str {
@@ -61,6 +64,7 @@ impl WorkerRepository for RedisRepository {
         match a.field::<String>(0)?.as_str() {
             "ok" => {
                 self.learn(id, a.field(5)?);
+                self.remember_worker(id);
                 Ok(Worker {
                     free: a.resources(2)?,
                     last_heartbeat_ms: Some(a.field(6)?),
@@ -125,12 +129,9 @@ impl WorkerRepository for RedisRepository {
         if let Some(p) = pool {
             validate_id("pool", p)?;
         }
-        let op = Op::cmd("SMEMBERS", vec![self.keys.workers()]);
-        let ids: Vec<String> = self.run_one(op, false).await?;
-        let ops = ids.iter().map(|id| self.read_worker(id));
-        let mut out = Vec::with_capacity(ids.len());
+        let mut out = Vec::new();
         // An empty hash: removed (the id stays in the set as a tombstone).
-        for (now, m) in self.run_as::<(u64, Hash)>(ops.collect(), false).await? {
+        for (now, m) in self.read_all_workers().await? {
             if !m.is_empty() {
                 self.learn_from(&m);
                 out.push(worker(&m, Some(now))?);
@@ -320,6 +321,58 @@ impl RedisRepository {
         let mut ledger = ledger.collect::<Result<Vec<_>, _>>()?;
         ledger.sort_by(|a, b| a.container_id.cmp(&b.container_id));
         Ok((worker(&state, None)?, ledger))
+    }
+
+    /// Every worker in the set: its state hash (empty: removed) with the server's clock. One
+    /// node: workers.lua, one round trip declaring the ids last seen (again with the set's ids
+    /// when it holds others); cluster: `SMEMBERS`, then worker.lua per worker.
+    async fn read_all_workers(&self) -> Result<Vec<(u64, Hash)>, RepoError> {
+        let k = &self.keys;
+        if self.is_cluster() {
+            let op = Op::cmd("SMEMBERS", vec![k.workers()]);
+            let ids: Vec<String> = self.run_one(op, false).await?;
+            let ops = ids.iter().map(|id| self.read_worker(id));
+            return self.run_as(ops.collect(), false).await;
+        }
+        let mut ids = self.known_workers();
+        for _ in 0..LIST_ATTEMPTS {
+            let keys = std::iter::once(k.workers()).chain(ids.iter().map(|id| k.state(id)));
+            let op = Op::script(&scripts::WORKERS, keys.collect(), ids.clone());
+            let (head, rest): (String, Value) = self.run_one(op, false).await?;
+            if head == "retry" {
+                ids = get(&rest)?;
+                self.set_known_workers(&ids);
+                continue;
+            }
+            let now = (head.parse::<u64>()).map_err(|e| bad(format!("workers.lua TIME: {e}")))?;
+            let states: Vec<Hash> = get(&rest)?;
+            return Ok(states.into_iter().map(|m| (now, m)).collect());
+        }
+        Err(bad("the worker set kept changing during list_workers"))
+    }
+
+    /// One node: the worker ids `list_workers` declares (the set as last seen).
+    fn known_workers(&self) -> Vec<String> {
+        let ids = self.worker_ids.lock();
+        ids.unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// One node: the worker set as just read.
+    fn set_known_workers(&self, ids: &[String]) {
+        let mut known = (self.worker_ids.lock()).unwrap_or_else(std::sync::PoisonError::into_inner);
+        ids.clone_into(&mut known);
+    }
+
+    /// One node: a worker this repository registered is in the set.
+    fn remember_worker(&self, id: &str) {
+        if self.is_cluster() {
+            return;
+        }
+        let mut known = (self.worker_ids.lock()).unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !known.iter().any(|k| k == id) {
+            known.push(id.to_owned());
+        }
     }
 
     /// worker.lua: the state hash with the server's clock (for `stale`).

@@ -24,6 +24,8 @@ pub struct RedisRepository {
     /// Cluster mode: other calls' claims seen uncommitted by an earlier `reserve_batch`,
     /// container → claim value. A claim seen again unchanged is fenced (`cluster/contested.rs`).
     pub(crate) suspects: Arc<Mutex<HashMap<String, String>>>,
+    /// One node: the worker set as last seen (`list_workers` declares their state keys).
+    pub(crate) worker_ids: Arc<Mutex<Vec<String>>>,
     /// Armed faults (feature `testing`).
     #[cfg(feature = "testing")]
     pub(crate) faults: Arc<crate::inject::Faults>,
@@ -68,6 +70,7 @@ impl RedisRepository {
             epochs: Arc::default(),
             cleanup_failures: Arc::default(),
             suspects: Arc::default(),
+            worker_ids: Arc::default(),
             #[cfg(feature = "testing")]
             faults: Arc::default(),
             name,

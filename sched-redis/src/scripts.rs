@@ -34,6 +34,7 @@ script!(CLAIM, "claim.lua");
 script!(UNCLAIM, "unclaim.lua");
 script!(FENCE, "fence.lua");
 script!(WORKER, "worker.lua");
+script!(WORKERS, "workers.lua");
 script!(RENEW, "renew.lua");
 script!(EXPIRE, "expire.lua");
 script!(HEARTBEAT, "heartbeat.lua");

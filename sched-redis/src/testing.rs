@@ -7,6 +7,7 @@ use sched_core::{
     validate::validate_batch, validate::validate_id, CapacityReservation, CommitMode, RepoError,
     Resources, WorkerRepository,
 };
+use std::collections::BTreeMap;
 
 impl RedisRepository {
     /// `SCAN MATCH` pattern that covers every key this repository writes (for clean-up and
@@ -68,5 +69,46 @@ impl RedisRepository {
             self.run_as::<redis::Value>(ops, true).await?;
         }
         Ok(keys.len() as u64)
+    }
+
+    /// `INFO commandstats`, summed over every node (one node, or every node of a cluster):
+    /// lowercase command name → (calls, usec). Commands run by scripts count under their own
+    /// names too (`hset` inside reserve.lua), so deltas around a burst give its server time
+    /// (`evalsha`) and the Redis calls its scripts made. Counters are server-wide: other
+    /// clients' commands are in them as well.
+    pub async fn command_usec(&self) -> Result<BTreeMap<String, (u64, u64)>, RepoError> {
+        let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for text in self.client.command_stats().await? {
+            for (name, calls, usec) in text.lines().filter_map(command_stat) {
+                let e = out.entry(name).or_default();
+                *e = (e.0.saturating_add(calls), e.1.saturating_add(usec));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One `cmdstat_<name>:calls=N,usec=N,...` line as (lowercase name, calls, usec).
+fn command_stat(line: &str) -> Option<(String, u64, u64)> {
+    let (name, rest) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+    let field = |key: &str| {
+        (rest.split(',').filter_map(|kv| kv.split_once('=')))
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+    };
+    Some((name.to_lowercase(), field("calls")?, field("usec")?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_stat_lines_parse() {
+        let line = "cmdstat_evalsha:calls=20,usec=490,usec_per_call=24.50,rejected_calls=0";
+        assert_eq!(
+            super::command_stat(line),
+            Some(("evalsha".to_owned(), 20, 490))
+        );
+        assert_eq!(super::command_stat("# Commandstats"), None);
+        assert_eq!(super::command_stat("cmdstat_get:calls=x,usec=1"), None);
     }
 }
