@@ -1,7 +1,7 @@
 //! The floors printed next to each burst report, measured in the same run: the store's bare
 //! round trip ([`Env::floor`]), the same commit sent raw ([`raw_commit`]: the wire commands of
 //! `reserve_batch` as one pipeline on a bare redis-rs connection, single-node Redis only), and
-//! the beta9-style [`peer`](crate::strategy::peer).
+//! the beta9-style peer ([`crate::strategy::peer`]).
 
 use crate::backend::{BackendKind, Env};
 use crate::hist::{Recorder, Summary};

@@ -55,7 +55,7 @@ impl Default for SustainedConfig {
 /// How many containers of `size` the workers can hold together (the smallest over the
 /// resources a container asks for).
 pub fn capacity_slots(workers: usize, capacity: Resources, size: Resources) -> u64 {
-    let fit = |have: u64, want: u64| if want == 0 { u64::MAX } else { have / want };
+    let fit = |have: u64, want: u64| have.checked_div(want).unwrap_or(u64::MAX);
     let per = fit(capacity.cpu_millicores, size.cpu_millicores)
         .min(fit(capacity.memory_mib, size.memory_mib))
         .min(fit(capacity.gpu_count, size.gpu_count));
