@@ -97,7 +97,7 @@ async fn compare_reports_ratios_and_affinity_variants() {
     let ns = out.naive_over_sched.unwrap();
     assert!(ns.round_trips > 1.0 && ns.atomic_sections > 1.0, "{ns:?}");
     assert!(out.seed_over_sched.unwrap().round_trips > 1.0);
-    assert_eq!(out.affinity.len(), 3);
+    assert_eq!(out.affinity.len(), 4);
     let off = out.affinity[0].max_over_mean;
     assert!(
         out.affinity[1..].iter().all(|a| a.max_over_mean < off),

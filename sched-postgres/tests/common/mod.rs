@@ -44,21 +44,25 @@ pub async fn setup_url(
     let url = sched_tests::env::require_url(VAR, test)?;
     let schema = random_schema();
     let repo_url = with_query(&url, query);
-    let config = adjust(
-        PostgresConfig::from_url(&repo_url)
-            .expect("DATABASE_URL parses")
-            .with_schema(&schema)
-            .expect("valid schema name")
-            .with_max_connections(12),
-    );
-    let repo = PostgresRepository::connect(config)
+    let base = PostgresConfig::from_url(&repo_url)
+        .expect("DATABASE_URL parses")
+        .with_schema(&schema)
+        .expect("valid schema name")
+        .with_max_connections(12);
+    // Migrate with the plain configuration: a test's short call timeout is for its own calls,
+    // not for creating the schema.
+    let migrator = PostgresRepository::connect(base.clone())
         .await
         .unwrap_or_else(|e| panic!("{test}: cannot connect to {VAR}: {e}"));
-    let db = TestDb { repo, url, schema };
-    db.repo
+    migrator
         .migrate()
         .await
         .unwrap_or_else(|e| panic!("{test}: migrate failed: {e}"));
+    drop(migrator);
+    let repo = PostgresRepository::connect(adjust(base))
+        .await
+        .unwrap_or_else(|e| panic!("{test}: cannot connect to {VAR}: {e}"));
+    let db = TestDb { repo, url, schema };
     Some(db)
 }
 
