@@ -7,7 +7,9 @@
 //!   [`AffinityMode::Rendezvous`].
 //! * two choices, the less loaded in the burst's plan: the rotation's first candidate, or the
 //!   least-loaded candidate met scanning from a second hash offset ([`second_offset`]) —
-//!   [`AffinityMode::Balanced`], the default.
+//!   [`AffinityMode::Balanced`]. Not the default: the same id planned by two schedulers with
+//!   different plans can land on different workers, which multiplies conflicts when callers
+//!   share ids (measured in `sched-sim contention --shared-ids`).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -18,7 +20,8 @@ use sha2::{Digest, Sha256};
 pub enum AffinityMode {
     /// No spreading: candidates in id order, so a burst piles onto the first workers.
     Off,
-    /// Rotate each tier by `hash_container_id(id) mod tier length`.
+    /// Rotate each tier by `hash_container_id(id) mod tier length` (the default).
+    #[default]
     Rotate,
     /// Rendezvous (highest-random-weight) hashing over the tier.
     Rendezvous,
@@ -28,7 +31,6 @@ pub enum AffinityMode {
     /// the containers this plan already put on the worker, ties broken by more free CPU left.
     /// Deterministic (hash-based); a burst of `m` containers onto `n` equal workers puts at most
     /// `ceil(m / n)` on any worker.
-    #[default]
     Balanced,
 }
 

@@ -49,7 +49,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             cache_ttl: CacheConfig::default().ttl,
-            affinity: AffinityMode::Balanced,
+            affinity: AffinityMode::Rotate,
             best_fit: false,
             cpu_on_gpu_workers: false,
             batching: true,
