@@ -11,9 +11,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{oneshot, Mutex as AsyncMutex};
 
-/// With a zero window, the most yields the turn-holder spends gathering a growing queue.
-const MAX_GATHER_YIELDS: usize = 64;
-
 /// One queued item and the channel its answer goes to.
 pub(super) type Queued<T, A> = (T, oneshot::Sender<A>);
 
@@ -32,18 +29,13 @@ impl<T: Send + 'static, A: Send + 'static> GroupCommit<T, A> {
         }
     }
 
-    fn queue_len(&self) -> usize {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
     fn take_queue(&self) -> Vec<Queued<T, A>> {
         std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Queues `item` and waits for its answer. While one batch commits, later callers queue;
-    /// the next caller to get the commit turn waits `window` (zero: yields to tasks that are
-    /// already runnable, again while the queue keeps growing, at most `MAX_GATHER_YIELDS`
-    /// times), takes the whole queue and `run`s it as one batch in a spawned
+    /// the next caller to get the commit turn waits `window` (zero: only yields to tasks that
+    /// are already runnable), takes the whole queue and `run`s it as one batch in a spawned
     /// task. `run` must answer every item whose caller is still there through its sender (and
     /// may skip items whose sender `is_closed()`). `None` when the batch carrying `item` ended
     /// without answering.
@@ -71,18 +63,10 @@ impl<T: Send + 'static, A: Send + 'static> GroupCommit<T, A> {
                 Err(oneshot::error::TryRecvError::Closed) => return None,
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
-            // Let callers that are already running join this batch before we close it: yield
-            // while the queue keeps growing, and close it after a yield that added nobody. A
-            // lone caller pays one yield; callers that arrive together form one batch.
+            // Let callers that are already running join this batch before we close it.
             if window.is_zero() {
-                let mut seen = self.queue_len();
-                for _ in 0..MAX_GATHER_YIELDS {
+                for _ in 0..4 {
                     tokio::task::yield_now().await;
-                    let now = self.queue_len();
-                    if now == seen {
-                        break;
-                    }
-                    seen = now;
                 }
             } else {
                 tokio::time::sleep(window).await;
