@@ -222,3 +222,75 @@ async fn held_ids_are_resolved_with_one_lookup_per_commit_call() {
     );
     assert_no_drift(&repo).await;
 }
+
+/// Another caller that, just before each of this scheduler's commits, places one of the
+/// commit's containers itself on a worker that part does not target (the race of schedulers
+/// sharing ids).
+struct Racer {
+    inner: sched_memory::MemoryRepository,
+}
+
+#[async_trait::async_trait]
+impl sched_core::RepositoryLayer for Racer {
+    type Inner = sched_memory::MemoryRepository;
+    fn inner(&self) -> &Self::Inner {
+        &self.inner
+    }
+    async fn reserve_batch(
+        &self,
+        batch: &[sched_core::CapacityReservation],
+        mode: sched_core::CommitMode,
+    ) -> Result<Vec<sched_core::WorkerResult>, sched_core::RepoError> {
+        if let Some(part) = batch.first() {
+            if let Some(r) = part.reservations.first() {
+                let other = WorkerRepository::list_workers(&self.inner, None)
+                    .await?
+                    .into_iter()
+                    .find(|w| w.id != part.worker_id)
+                    .expect("a second worker");
+                let taken = sched_core::CapacityReservation::new(
+                    other.id.clone(),
+                    vec![r.clone()],
+                );
+                WorkerRepository::reserve_batch(
+                    &self.inner,
+                    &[taken],
+                    sched_core::CommitMode::AllOrNothing,
+                )
+                .await?;
+            }
+        }
+        WorkerRepository::reserve_batch(&self.inner, batch, mode).await
+    }
+}
+
+/// With one attempt allowed, a burst whose every commit meets a container another caller has
+/// just placed still places everything: an attempt that settles a held container made
+/// progress and does not count against `max_attempts`. Each container is answered where it is
+/// held.
+#[tokio::test]
+async fn attempts_that_find_containers_held_do_not_count() {
+    let inner = repo(4, WORKER).await;
+    let racer = Racer {
+        inner: inner.clone(),
+    };
+    let sched = Scheduler::new(
+        racer,
+        SchedulerConfig {
+            max_attempts: 1,
+            commit_mode: sched_core::CommitMode::AllOrNothing,
+            ..quick()
+        },
+    );
+    let reqs: Vec<_> = (0..12).map(|i| req(&format!("p{i}"), SMALL)).collect();
+    let out = sched.schedule_batch(reqs.clone()).await;
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    assert!(
+        out.iter().any(|p| p.as_ref().unwrap().already_held),
+        "the racer placed some of them first"
+    );
+    for (r, a) in reqs.iter().zip(&out) {
+        assert_agrees(&inner, r, a).await;
+    }
+    assert_no_drift(&inner).await;
+}

@@ -63,6 +63,12 @@ pub(super) struct Burst<'a, R> {
     /// Extra attempts granted, past `max_attempts`, to containers last refused for capacity
     /// (each on a fresh view; see [`Self::capacity_round`]).
     capacity_rounds: u32,
+    /// Extra attempts granted for attempts in which a lookup after `AlreadyReserved` settled a
+    /// container (found it held): another caller's progress is not this burst's failure. Each
+    /// such attempt settles at least one container, so there are at most as many as requests.
+    progress_rounds: u32,
+    /// This attempt's lookup after `AlreadyReserved` settled a container.
+    settled_held: bool,
 }
 
 impl<'a, R: WorkerRepository> Burst<'a, R> {
@@ -115,6 +121,8 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
             attempt: 0,
             rechecked_capacity: false,
             capacity_rounds: 0,
+            progress_rounds: 0,
+            settled_held: false,
         }
     }
 
@@ -124,8 +132,11 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
         let cfg = &core.config;
         while !self.pending.is_empty() {
             self.attempt += 1;
-            if self.attempt > cfg.max_attempts.saturating_add(self.capacity_rounds)
-                && !self.capacity_round()
+            let granted = cfg
+                .max_attempts
+                .saturating_add(self.capacity_rounds)
+                .saturating_add(self.progress_rounds);
+            if self.attempt > granted && !self.capacity_round()
             {
                 self.exhaust();
                 break;
@@ -146,6 +157,9 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
                 }
             };
             self.attempt_on(&snap).await;
+            if std::mem::take(&mut self.settled_held) {
+                self.progress_rounds = self.progress_rounds.saturating_add(1);
+            }
             self.pending = std::mem::take(&mut self.next);
         }
         self.settle_errors().await;

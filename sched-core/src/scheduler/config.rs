@@ -11,7 +11,7 @@ use std::time::Duration;
 pub struct SchedulerConfig {
     /// Worker-state cache TTL; zero reads the repository for every plan.
     pub cache_ttl: Duration,
-    /// Spreading of CPU-only containers within a priority tier.
+    /// Spreading of CPU-only containers within a priority tier (default: balanced).
     pub affinity: AffinityMode,
     /// Best-fit packing instead of affinity.
     pub best_fit: bool,
@@ -31,7 +31,9 @@ pub struct SchedulerConfig {
     /// How much of a worker's part may commit. `Partial` (default) keeps the fitting prefix.
     pub commit_mode: CommitMode,
     /// Attempts per container before
-    /// [`ScheduleError::RetriesExhausted`](crate::ScheduleError::RetriesExhausted).
+    /// [`ScheduleError::RetriesExhausted`](crate::ScheduleError::RetriesExhausted). An attempt
+    /// in which the store showed one of the burst's containers held already (another caller
+    /// placed it, and the lookup settled it) does not count: it made progress.
     pub max_attempts: u32,
     /// Extra attempts, past `max_attempts`, for containers whose last attempt was refused for
     /// capacity (other schedulers took what this one's view showed free). Each reads a fresh
@@ -49,7 +51,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             cache_ttl: CacheConfig::default().ttl,
-            affinity: AffinityMode::Rotate,
+            affinity: AffinityMode::Balanced,
             best_fit: false,
             cpu_on_gpu_workers: false,
             batching: true,

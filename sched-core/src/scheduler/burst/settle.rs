@@ -28,7 +28,10 @@ impl<R: WorkerRepository> Burst<'_, R> {
         let found = lookup_retrying(&core.repo, &self.ids(&all), &core.config).await;
         for (k, (i, found)) in all.into_iter().zip(found).enumerate() {
             match found {
-                Ok(Some(rec)) => self.settle_found(i, rec),
+                Ok(Some(rec)) => {
+                    self.settled_held = true;
+                    self.settle_found(i, rec);
+                }
                 Ok(None) => {
                     self.doubt[i] = None;
                     self.retry(i, None);
