@@ -7,9 +7,10 @@
 //!   [`AffinityMode::Rendezvous`].
 //! * two choices, the less loaded in the burst's plan: the rotation's first candidate, or the
 //!   least-loaded candidate met scanning from a second hash offset ([`second_offset`]) —
-//!   [`AffinityMode::Balanced`]. Not the default: the same id planned by two schedulers with
-//!   different plans can land on different workers, which multiplies conflicts when callers
-//!   share ids (measured in `sched-sim contention --shared-ids`).
+//!   [`AffinityMode::Balanced`], the default. Near capacity it cuts conflicts between
+//!   schedulers several-fold against rotation (`sched-sim contention`, BENCHMARKS.md); the
+//!   same id planned by two schedulers may land on different workers, which the store's
+//!   one-holder rule settles (the loser finds the id held and answers it from there).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -20,8 +21,7 @@ use sha2::{Digest, Sha256};
 pub enum AffinityMode {
     /// No spreading: candidates in id order, so a burst piles onto the first workers.
     Off,
-    /// Rotate each tier by `hash_container_id(id) mod tier length` (the default).
-    #[default]
+    /// Rotate each tier by `hash_container_id(id) mod tier length`.
     Rotate,
     /// Rendezvous (highest-random-weight) hashing over the tier.
     Rendezvous,
@@ -30,7 +30,8 @@ pub enum AffinityMode {
     /// scanning the tier from a second hash offset ([`second_offset`]) is less loaded. Load is
     /// the containers this plan already put on the worker, ties broken by more free CPU left.
     /// Deterministic (hash-based); a burst of `m` containers onto `n` equal workers puts at most
-    /// `ceil(m / n)` on any worker.
+    /// `ceil(m / n)` on any worker. The default.
+    #[default]
     Balanced,
 }
 

@@ -70,7 +70,7 @@ pub struct Common {
     #[arg(long, global = true)]
     pub compare: bool,
     /// Affinity variant for sched.
-    #[arg(long, value_enum, default_value_t = AffinityArg::Rotate, global = true)]
+    #[arg(long, value_enum, default_value_t = AffinityArg::Balanced, global = true)]
     pub affinity: AffinityArg,
     /// Containers per burst.
     #[arg(long, default_value_t = 100, global = true)]

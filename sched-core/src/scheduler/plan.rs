@@ -29,7 +29,7 @@ pub struct PlanConfig {
 impl Default for PlanConfig {
     fn default() -> Self {
         PlanConfig {
-            affinity: AffinityMode::Rotate,
+            affinity: AffinityMode::Balanced,
             best_fit: false,
             cpu_on_gpu_workers: false,
         }

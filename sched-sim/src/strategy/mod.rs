@@ -170,7 +170,7 @@ pub struct StrategyOptions {
 impl Default for StrategyOptions {
     fn default() -> Self {
         StrategyOptions {
-            affinity: AffinityMode::Rotate,
+            affinity: AffinityMode::Balanced,
             cache_ttl: Duration::from_millis(500),
             lock_ttl: Duration::from_secs(5),
             deadline: Duration::from_secs(60),

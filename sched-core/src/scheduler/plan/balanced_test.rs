@@ -51,10 +51,13 @@ fn assert_no_overcommit(workers: &[Arc<Worker>], rs: &[ContainerRequest], p: &Pl
 const SEEDS: [&str; 8] = ["c", "c-", "burst-", "s1-", "s2-", "s3-", "g", "seed7-"];
 
 #[test]
-fn rotate_stays_the_default() {
-    // Balanced is opt-in: schedulers sharing container ids agree on a worker only under Rotate.
-    assert_eq!(PlanConfig::default().affinity, AffinityMode::Rotate);
-    assert_eq!(AffinityMode::default(), AffinityMode::Rotate);
+fn balanced_is_the_default() {
+    assert_eq!(PlanConfig::default().affinity, AffinityMode::Balanced);
+    assert_eq!(AffinityMode::default(), AffinityMode::Balanced);
+    assert_eq!(
+        crate::SchedulerConfig::default().affinity,
+        AffinityMode::Balanced
+    );
 }
 
 #[test]
