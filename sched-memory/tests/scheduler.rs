@@ -140,6 +140,35 @@ async fn concurrent_schedule_calls_are_group_committed() {
     assert_consistent(&repo, &placed(&results)).await;
 }
 
+/// Callers that arrive together but staggered (each one some yields after the previous
+/// wave, as tasks woken by one event reach the scheduler at different polls) still form one
+/// commit: the batch stays open while the queue keeps growing.
+#[tokio::test(flavor = "current_thread")]
+async fn staggered_callers_form_one_commit() {
+    let repo = repo(20).await;
+    let sched = Scheduler::new(repo.clone(), SchedulerConfig::default());
+    let tasks: Vec<_> = burst("w", 60, SMALL)
+        .into_iter()
+        .enumerate()
+        .map(|(k, r)| {
+            let s = sched.clone();
+            tokio::spawn(async move {
+                for _ in 0..(k % 12) {
+                    tokio::task::yield_now().await;
+                }
+                s.schedule(r).await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(sched.stats().reserve_calls, 1, "one commit for the wave");
+    assert_consistent(&repo, &placed(&results)).await;
+}
+
 #[tokio::test]
 async fn batching_off_costs_one_call_per_container() {
     let repo = repo(5).await;

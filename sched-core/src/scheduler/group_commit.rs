@@ -11,6 +11,14 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{oneshot, Mutex as AsyncMutex};
 
+/// Yields before a zero-window batch closes, at the least.
+const MIN_YIELDS: usize = 4;
+/// Yields in a row that found no new caller, after which the batch closes.
+const QUIET_YIELDS: usize = 16;
+/// Yields before a zero-window batch closes, at the most (callers still arriving then wait for
+/// the next batch).
+const MAX_YIELDS: usize = 512;
+
 /// One queued item and the channel its answer goes to.
 pub(super) type Queued<T, A> = (T, oneshot::Sender<A>);
 
@@ -29,13 +37,46 @@ impl<T: Send + 'static, A: Send + 'static> GroupCommit<T, A> {
         }
     }
 
+    fn queued(&self) -> usize {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Yields to runnable tasks while the queue keeps growing: at least [`MIN_YIELDS`] times,
+    /// then until [`QUIET_YIELDS`] yields in a row added nothing while the runtime's global
+    /// queue was empty, at most [`MAX_YIELDS`]. Callers that arrive together (a burst of tasks
+    /// woken at once) join one batch; a lone caller pays a few yields (well under a microsecond
+    /// each), never a timer.
+    async fn gather(&self) {
+        let metrics = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|h| h.metrics());
+        let mut seen = self.queued();
+        let mut quiet = 0;
+        for k in 0..MAX_YIELDS {
+            tokio::task::yield_now().await;
+            let now = self.queued();
+            let waiting = metrics
+                .as_ref()
+                .is_some_and(|m| m.global_queue_depth() > 0);
+            if now > seen || waiting {
+                seen = now;
+                quiet = 0;
+            } else {
+                quiet += 1;
+            }
+            if k + 1 >= MIN_YIELDS && quiet >= QUIET_YIELDS {
+                break;
+            }
+        }
+    }
+
     fn take_queue(&self) -> Vec<Queued<T, A>> {
         std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Queues `item` and waits for its answer. While one batch commits, later callers queue;
-    /// the next caller to get the commit turn waits `window` (zero: only yields to tasks that
-    /// are already runnable), takes the whole queue and `run`s it as one batch in a spawned
+    /// the next caller to get the commit turn waits `window` (zero: yields to runnable tasks
+    /// while the queue keeps growing, see [`Self::gather`]), takes the whole queue and `run`s it as one batch in a spawned
     /// task. `run` must answer every item whose caller is still there through its sender (and
     /// may skip items whose sender `is_closed()`). `None` when the batch carrying `item` ended
     /// without answering.
@@ -65,9 +106,7 @@ impl<T: Send + 'static, A: Send + 'static> GroupCommit<T, A> {
             }
             // Let callers that are already running join this batch before we close it.
             if window.is_zero() {
-                for _ in 0..4 {
-                    tokio::task::yield_now().await;
-                }
+                self.gather().await;
             } else {
                 tokio::time::sleep(window).await;
             }
