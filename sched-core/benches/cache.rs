@@ -1,7 +1,8 @@
-//! The worker-state cache's read path (`WorkerStateCache::peek` and the `snapshot` hit path,
-//! lock-free through arc-swap) against the design it replaces: an `RwLock<HashMap<String,
-//! Worker>>` cloned on every read. Measured on one thread while `threads - 1` other threads
-//! run the same read in a loop.
+//! The worker-state cache's read paths against the design it replaces (an `RwLock<HashMap<String,
+//! Worker>>` cloned on every read): `WorkerStateCache::peek` and the `snapshot` hit path, which
+//! clone the snapshot's `Arc`, and the same through a per-thread `CacheReader`, which does not.
+//! Measured on one thread while `threads - 1` other threads run the same read in a loop (each
+//! thread with its own reader).
 //!
 //! `cargo bench -p sched-core --bench cache -- --warm-up-time 1 --measurement-time 2`
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -80,19 +81,23 @@ impl WorkerRepository for ListOnly {
     }
 }
 
-/// Runs `op` on `n` background threads until the returned guard is dropped.
+/// Makes one thread's read operation (a reader is per thread).
+type MakeOp = Arc<dyn Fn() -> Box<dyn FnMut()> + Send + Sync>;
+
+/// Runs an op from `make` on each of `n` background threads until the guard is dropped.
 struct Contention {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Contention {
-    fn start(n: usize, op: Arc<dyn Fn() + Send + Sync>) -> Self {
+    fn start(n: usize, make: &MakeOp) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..n)
             .map(|_| {
-                let (stop, op) = (Arc::clone(&stop), Arc::clone(&op));
+                let (stop, make) = (Arc::clone(&stop), Arc::clone(make));
                 std::thread::spawn(move || {
+                    let mut op = make();
                     while !stop.load(Ordering::Relaxed) {
                         op();
                     }
@@ -113,47 +118,63 @@ impl Drop for Contention {
 }
 
 fn bench(c: &mut Criterion) {
-    let repo = Arc::new(ListOnly(workers()));
-    let cache = Arc::new(WorkerStateCache::new(CacheConfig {
-        ttl: Duration::from_secs(3600),
-    }));
-    futures::executor::block_on(cache.snapshot(&*repo)).expect("fill the cache");
+    // Leaked so that readers (which borrow the cache) can live on background threads.
+    let repo: &'static ListOnly = Box::leak(Box::new(ListOnly(workers())));
+    let cache: &'static WorkerStateCache =
+        Box::leak(Box::new(WorkerStateCache::new(CacheConfig {
+            ttl: Duration::from_secs(3600),
+        })));
+    futures::executor::block_on(cache.snapshot(repo)).expect("fill the cache");
     let map: Arc<RwLock<HashMap<String, Worker>>> = Arc::new(RwLock::new(
         workers().into_iter().map(|w| (w.id.clone(), w)).collect(),
     ));
 
-    let peek = {
-        let cache = Arc::clone(&cache);
-        Arc::new(move || {
-            let s = cache.peek().expect("filled");
+    let shared = |op: fn(&'static WorkerStateCache, &'static ListOnly)| -> MakeOp {
+        Arc::new(move || Box::new(move || op(cache, repo)))
+    };
+    let peek = shared(|cache, _| {
+        let s = cache.peek().expect("filled");
+        black_box(s.get("worker-00100").map(|w| w.free));
+    });
+    let snapshot_hit = shared(|cache, repo| {
+        let s = futures::executor::block_on(cache.snapshot(repo)).expect("hit");
+        black_box(s.workers().len());
+    });
+    let reader_peek: MakeOp = Arc::new(move || {
+        let mut r = cache.reader();
+        Box::new(move || {
+            let s = r.peek().expect("filled");
             black_box(s.get("worker-00100").map(|w| w.free));
-        }) as Arc<dyn Fn() + Send + Sync>
-    };
-    let snapshot_hit = {
-        let (cache, repo) = (Arc::clone(&cache), Arc::clone(&repo));
-        Arc::new(move || {
-            let s = futures::executor::block_on(cache.snapshot(&*repo)).expect("hit");
+        })
+    });
+    let reader_snapshot_hit: MakeOp = Arc::new(move || {
+        let mut r = cache.reader();
+        Box::new(move || {
+            let s = futures::executor::block_on(r.snapshot(repo)).expect("hit");
             black_box(s.workers().len());
-        }) as Arc<dyn Fn() + Send + Sync>
-    };
-    let rwlock_clone = {
+        })
+    });
+    let rwlock_clone: MakeOp = Arc::new(move || {
         let map = Arc::clone(&map);
-        Arc::new(move || {
+        Box::new(move || {
             let copy = map.read().expect("not poisoned").clone();
             black_box(copy.len());
-        }) as Arc<dyn Fn() + Send + Sync>
-    };
+        })
+    });
 
     let mut g = c.benchmark_group("cache_read");
     for threads in [1usize, 2, 4] {
-        for (name, op) in [
+        for (name, make) in [
             ("arcswap_peek", &peek),
             ("arcswap_snapshot_hit", &snapshot_hit),
+            ("reader_peek", &reader_peek),
+            ("reader_snapshot_hit", &reader_snapshot_hit),
             ("rwlock_hashmap_clone", &rwlock_clone),
         ] {
-            let _bg = Contention::start(threads - 1, Arc::clone(op));
+            let _bg = Contention::start(threads - 1, make);
+            let mut op = make();
             g.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, _| {
-                b.iter(|| op())
+                b.iter(&mut op)
             });
         }
     }

@@ -6,6 +6,10 @@
 //! that one refresh if it was invalidated. The scheduler writes its own committed results
 //! through, so its own writes never make the cache stale.
 //!
+//! Hits touch no shared writable cache line beyond the snapshot's reference count: the hit
+//! counter is sharded per thread. A [`CacheReader`] (from [`WorkerStateCache::reader`]) avoids
+//! the reference count too, for a task or thread that reads repeatedly.
+//!
 //! A write-through carries capacity only (free and version). A refresh always takes the spec
 //! (pool, selector, preemption, GPU type, priority, status, total) from what it read, and keeps a
 //! written-through capacity only when its version is newer: after a re-registration, a refresh
@@ -14,11 +18,18 @@
 use crate::tiers::Tiers;
 use crate::{ReleaseOutcome, RepoError, ResourceKind, Resources, Worker, WorkerRepository};
 use arc_swap::ArcSwapOption;
-use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod counter;
+mod reader;
+mod stats;
+
+use counter::ShardedCounter;
+pub use reader::CacheReader;
+pub use stats::CacheStats;
 
 /// Cache settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,33 +103,6 @@ impl Snapshot {
     }
 }
 
-/// Cache counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct CacheStats {
-    /// Reads served from a snapshot without going to the repository.
-    pub hits: u64,
-    /// Reads that went to the repository (including read-through with TTL 0).
-    pub misses: u64,
-    /// Full or partial refreshes performed.
-    pub refreshes: u64,
-    /// Results written through.
-    pub write_throughs: u64,
-    /// Age of the current snapshot, in seconds (0 when there is none).
-    pub age_secs: f64,
-}
-
-impl CacheStats {
-    /// `hits / (hits + misses)`, or 0 with no reads.
-    pub fn hit_rate(&self) -> f64 {
-        let total = self.hits + self.misses;
-        if total == 0 {
-            0.0
-        } else {
-            self.hits as f64 / total as f64
-        }
-    }
-}
-
 #[derive(Debug, Default)]
 struct Dirty {
     all: bool,
@@ -133,10 +117,12 @@ pub struct WorkerStateCache {
     refresh: tokio::sync::Mutex<()>,
     dirty: Mutex<Dirty>,
     /// Whether `dirty` holds anything: written only under its lock, read without it, so the
-    /// hit path takes no lock.
+    /// hit path takes no lock. A refresh clears it only after storing its snapshot, so a reader
+    /// that reads it false (before loading `current`) sees that snapshot or a newer one.
     any_dirty: AtomicBool,
     generation: AtomicU64,
-    hits: AtomicU64,
+    /// Sharded per thread: every hit adds to it, so one shared line would bounce between cores.
+    hits: ShardedCounter,
     misses: AtomicU64,
     refreshes: AtomicU64,
     write_throughs: AtomicU64,
@@ -152,7 +138,7 @@ impl WorkerStateCache {
             dirty: Mutex::new(Dirty::default()),
             any_dirty: AtomicBool::new(false),
             generation: AtomicU64::new(0),
-            hits: AtomicU64::new(0),
+            hits: ShardedCounter::default(),
             misses: AtomicU64::new(0),
             refreshes: AtomicU64::new(0),
             write_throughs: AtomicU64::new(0),
@@ -166,6 +152,12 @@ impl WorkerStateCache {
 
     fn dirty(&self) -> std::sync::MutexGuard<'_, Dirty> {
         self.dirty.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets `any_dirty` from `d` (call with its lock held).
+    fn store_any_dirty(&self, d: &Dirty) {
+        self.any_dirty
+            .store(d.all || !d.workers.is_empty(), Ordering::Release);
     }
 
     fn is_dirty(&self) -> bool {
@@ -188,31 +180,34 @@ impl WorkerStateCache {
             let g = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
             return Ok(Arc::new(Snapshot::new(workers, g)));
         }
-        let seen = self.current.load_full();
-        if let Some(s) = &seen {
-            if self.fresh(s) && !self.is_dirty() {
+        // `any_dirty` before `current`: see the field's docs.
+        let dirty = self.is_dirty();
+        let seen = match self.current.load_full() {
+            Some(s) if !dirty && self.fresh(&s) => {
                 self.count_hit();
-                return Ok(Arc::clone(s));
+                return Ok(s);
             }
-        }
+            seen => seen,
+        };
         // Needs a refresh. Only one at a time.
         let guard = match self.refresh.try_lock() {
             Ok(g) => g,
             Err(_) => {
                 // Someone is refreshing. If we only have an old (not invalidated) snapshot, use it.
                 if let Some(s) = &seen {
-                    if !self.is_dirty() {
+                    if !dirty && !self.is_dirty() {
                         self.count_hit();
                         return Ok(Arc::clone(s));
                     }
                 }
                 let g = self.refresh.lock().await;
                 // Did that refresh produce what we need?
+                let dirty = self.is_dirty();
                 if let Some(s) = self.current.load_full() {
                     let newer = seen
                         .as_ref()
                         .is_none_or(|old| s.generation > old.generation);
-                    if newer && self.fresh(&s) && !self.is_dirty() {
+                    if newer && self.fresh(&s) && !dirty {
                         self.count_hit();
                         return Ok(s);
                     }
@@ -230,8 +225,9 @@ impl WorkerStateCache {
         repo: &R,
     ) -> Result<Arc<Snapshot>, RepoError> {
         // Another refresher may have finished between our check and taking the lock.
+        let dirty = self.is_dirty();
         if let Some(s) = self.current.load_full() {
-            if self.fresh(&s) && !self.is_dirty() {
+            if self.fresh(&s) && !dirty {
                 self.count_hit();
                 return Ok(s);
             }
@@ -242,7 +238,7 @@ impl WorkerStateCache {
             let mut d = self.dirty();
             let all = d.all;
             d.all = false;
-            self.any_dirty.store(false, Ordering::Release);
+            // `any_dirty` stays set until the new snapshot is stored (below).
             (all, std::mem::take(&mut d.workers))
         };
         let current = self.current.load_full();
@@ -295,6 +291,8 @@ impl WorkerStateCache {
                 self.current
                     .rcu(|cur| Some(Arc::new(merge_newer(&snap, cur.as_deref()))));
                 let snap = self.current.load_full().unwrap_or(snap);
+                // Only now: an invalidation made while reading is still pending in `dirty`.
+                self.store_any_dirty(&self.dirty());
                 metrics::gauge!("sched_cache_age_seconds").set(0.0);
                 Ok(snap)
             }
@@ -303,8 +301,7 @@ impl WorkerStateCache {
                 let mut d = self.dirty();
                 d.all |= all;
                 d.workers.extend(workers);
-                self.any_dirty
-                    .store(d.all || !d.workers.is_empty(), Ordering::Release);
+                self.store_any_dirty(&d);
                 Err(e)
             }
         }
@@ -313,6 +310,12 @@ impl WorkerStateCache {
     /// The current snapshot, if any, without refreshing or counting.
     pub fn peek(&self) -> Option<Arc<Snapshot>> {
         self.current.load_full()
+    }
+
+    /// A reading handle for one task or thread: its hits do not touch the snapshot's reference
+    /// count. See [`CacheReader`].
+    pub fn reader(&self) -> CacheReader<'_> {
+        CacheReader::new(self)
     }
 
     /// Forces the next read to refresh everything.
@@ -444,7 +447,7 @@ impl WorkerStateCache {
             .unwrap_or(0.0);
         metrics::gauge!("sched_cache_age_seconds").set(age);
         CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
+            hits: self.hits.sum(),
             misses: self.misses.load(Ordering::Relaxed),
             refreshes: self.refreshes.load(Ordering::Relaxed),
             write_throughs: self.write_throughs.load(Ordering::Relaxed),
@@ -453,7 +456,7 @@ impl WorkerStateCache {
     }
 
     fn count_hit(&self) {
-        self.hits.fetch_add(1, Ordering::Relaxed);
+        self.hits.add(1);
         metrics::counter!("sched_cache_hits_total").increment(1);
     }
 

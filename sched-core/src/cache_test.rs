@@ -222,3 +222,139 @@ async fn refresh_keeps_the_stores_spec_over_a_newer_write_through() {
         ("new", Resources::cpu_mem(800, 800))
     );
 }
+
+/// The generation of what `reader.snapshot` returns, and how many lists the repo answered.
+async fn reader_read(reader: &mut CacheReader<'_>, repo: &Fake) -> (u64, usize) {
+    let g = reader.snapshot(repo).await.unwrap().generation;
+    (g, repo.lists.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn reader_hits_are_counted_and_see_write_throughs_at_once() {
+    let repo = fake(2);
+    let cache = WorkerStateCache::new(CacheConfig::default());
+    let mut reader = cache.reader();
+    assert!(reader.peek().is_none());
+    let (g1, lists) = reader_read(&mut reader, &repo).await;
+    assert_eq!(lists, 1);
+    assert_eq!(reader_read(&mut reader, &repo).await, (g1, 1));
+    let st = cache.stats();
+    assert_eq!((st.hits, st.misses), (1, 1));
+    cache.write_through(&[("w0".into(), Resources::cpu_mem(7, 7), 9)]);
+    let w = Arc::clone(reader.peek().unwrap().get("w0").unwrap());
+    assert_eq!((w.free, w.resource_version), (Resources::cpu_mem(7, 7), 9));
+    let s = reader.snapshot(&repo).await.unwrap();
+    assert_eq!(s.get("w0").unwrap().resource_version, 9);
+    assert_eq!(
+        repo.lists.load(Ordering::SeqCst),
+        1,
+        "a write-through is a hit"
+    );
+}
+
+#[tokio::test]
+async fn reader_sees_invalidations_at_once() {
+    let repo = fake(3);
+    let cache = WorkerStateCache::new(CacheConfig::default());
+    let mut reader = cache.reader();
+    reader.snapshot(&repo).await.unwrap();
+    repo.workers.lock().unwrap()[2].free = Resources::cpu_mem(3, 3);
+    repo.workers.lock().unwrap()[2].resource_version = 2;
+    cache.invalidate_worker("w2");
+    let s = reader.snapshot(&repo).await.unwrap();
+    assert_eq!(s.get("w2").unwrap().free, Resources::cpu_mem(3, 3));
+    assert_eq!(repo.gets.load(Ordering::SeqCst), 1);
+    repo.workers.lock().unwrap().pop();
+    cache.invalidate();
+    let s = reader.snapshot(&repo).await.unwrap();
+    assert!(
+        s.get("w2").is_none(),
+        "a full refresh drops the removed worker"
+    );
+    assert_eq!(repo.lists.load(Ordering::SeqCst), 2);
+}
+
+/// Another reader (or the cache itself) refreshed after an invalidation: this reader serves the
+/// refreshed snapshot from then on, never the one it held before.
+#[tokio::test]
+async fn reader_never_serves_older_than_the_current_snapshot() {
+    let repo = fake(2);
+    let cache = WorkerStateCache::new(CacheConfig::default());
+    let (mut a, mut b) = (cache.reader(), cache.reader());
+    let (g_a, _) = reader_read(&mut a, &repo).await;
+    cache.invalidate();
+    let (g_b, lists) = reader_read(&mut b, &repo).await;
+    assert!(g_b > g_a);
+    assert_eq!(lists, 2);
+    assert_eq!(a.peek().unwrap().generation, g_b);
+    assert_eq!(
+        reader_read(&mut a, &repo).await,
+        (g_b, 2),
+        "a hit on the refresh"
+    );
+    cache.invalidate();
+    let g_c = cache.snapshot(&repo).await.unwrap().generation;
+    assert_eq!(reader_read(&mut a, &repo).await, (g_c, 3));
+    assert_eq!(reader_read(&mut b, &repo).await, (g_c, 3));
+}
+
+#[tokio::test]
+async fn reader_with_ttl_zero_reads_through() {
+    let repo = fake(1);
+    let cache = WorkerStateCache::new(CacheConfig {
+        ttl: Duration::ZERO,
+    });
+    let mut reader = cache.reader();
+    let (g1, _) = reader_read(&mut reader, &repo).await;
+    let (g2, lists) = reader_read(&mut reader, &repo).await;
+    assert!(g2 > g1);
+    assert_eq!(lists, 2);
+    assert_eq!(cache.stats().hits, 0);
+}
+
+/// While the refresh that follows an invalidation is reading, neither the cache nor a reader
+/// serves the invalidated snapshot: they wait for the refresh.
+#[tokio::test]
+async fn no_hit_while_the_refresh_after_an_invalidation_reads() {
+    use futures::FutureExt;
+    let repo = Arc::new(fake(2));
+    let cache = Arc::new(WorkerStateCache::new(CacheConfig::default()));
+    cache.snapshot(&*repo).await.unwrap();
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let (c, out) = (Arc::clone(&cache), Arc::clone(&served));
+    *repo.after_list.lock().unwrap() = Some(Box::new(move || {
+        let other = fake(0);
+        let mut r = c.reader();
+        let mut out = out.lock().unwrap();
+        out.push(r.snapshot(&other).now_or_never().is_some());
+        out.push(c.snapshot(&other).now_or_never().is_some());
+    }));
+    cache.invalidate();
+    cache.snapshot(&*repo).await.unwrap();
+    assert_eq!(*served.lock().unwrap(), vec![false, false]);
+}
+
+/// Hits counted on many threads add up exactly (the counter is sharded per thread).
+#[tokio::test]
+async fn hits_from_many_threads_add_up() {
+    let repo = fake(1);
+    let cache = WorkerStateCache::new(CacheConfig::default());
+    cache.snapshot(&repo).await.unwrap();
+    std::thread::scope(|s| {
+        for t in 0..20 {
+            let (cache, repo) = (&cache, &repo);
+            s.spawn(move || {
+                let mut reader = cache.reader();
+                for _ in 0..100 {
+                    if t % 2 == 0 {
+                        futures::executor::block_on(reader.snapshot(repo)).unwrap();
+                    } else {
+                        futures::executor::block_on(cache.snapshot(repo)).unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let st = cache.stats();
+    assert_eq!((st.hits, st.misses), (2000, 1));
+}
