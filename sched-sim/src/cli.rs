@@ -108,8 +108,12 @@ pub struct Common {
     /// Print the report as JSON.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Write an SVG plot of the sweep (burst --sweep, scale).
-    #[arg(long, value_name = "FILE.svg", global = true)]
+    /// Write a plot of the sweep (burst --sweep, scale): FILE.svg (vector, no font needed) or
+    /// FILE.png (needs a TrueType font: $SCHED_SIM_FONT, else a well-known path such as
+    /// /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf). An axis goes logarithmic by itself
+    /// when its values span more than 1.5 orders of magnitude; the legend sits right of the
+    /// plot.
+    #[arg(long, value_name = "FILE.svg|FILE.png", global = true)]
     pub plot: Option<PathBuf>,
     /// burst: sweep the number of workers from --sweep-min to --sweep-max.
     #[arg(long, global = true)]

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use sched_sim::cli::{Cli, Command, Common};
-use sched_sim::plot::{line_chart, Series};
+use sched_sim::plot::{line_chart, AxisScale, Scales, Series};
 use sched_sim::report::Output;
 use sched_sim::scenario::{burst, churn, contention, scale, sustained};
 use sched_sim::strategy::StrategyKind;
@@ -90,7 +90,7 @@ async fn run(cli: &Cli) -> Result<Output, SimError> {
         return Err(sched_sim::strategy::peer_alone());
     }
     if let Some(path) = &c.plot {
-        sched_sim::plot::check_extension(path)?;
+        sched_sim::plot::check(path)?;
     }
     match &cli.command {
         None | Some(Command::Burst) => run_burst(c).await,
@@ -134,7 +134,10 @@ async fn run(cli: &Cli) -> Result<Output, SimError> {
                     "workers",
                     "µs per placement (burst p50)",
                     &series,
-                    true,
+                    Scales {
+                        x: AxisScale::Log,
+                        y: AxisScale::Auto,
+                    },
                 )?;
             }
             Ok(Output::Scale { points })
@@ -204,7 +207,7 @@ async fn run_burst(c: &Common) -> Result<Output, SimError> {
                 "workers",
                 "burst time p50 (ms)",
                 &series,
-                false,
+                Scales::default(),
             )?;
         }
         return Ok(Output::Sweep { points });
