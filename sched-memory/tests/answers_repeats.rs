@@ -248,10 +248,7 @@ impl sched_core::RepositoryLayer for Racer {
                     .into_iter()
                     .find(|w| w.id != part.worker_id)
                     .expect("a second worker");
-                let taken = sched_core::CapacityReservation::new(
-                    other.id.clone(),
-                    vec![r.clone()],
-                );
+                let taken = sched_core::CapacityReservation::new(other.id.clone(), vec![r.clone()]);
                 WorkerRepository::reserve_batch(
                     &self.inner,
                     &[taken],

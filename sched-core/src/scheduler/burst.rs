@@ -136,8 +136,7 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
                 .max_attempts
                 .saturating_add(self.capacity_rounds)
                 .saturating_add(self.progress_rounds);
-            if self.attempt > granted && !self.capacity_round()
-            {
+            if self.attempt > granted && !self.capacity_round() {
                 self.exhaust();
                 break;
             }

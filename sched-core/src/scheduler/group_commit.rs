@@ -55,9 +55,7 @@ impl<T: Send + 'static, A: Send + 'static> GroupCommit<T, A> {
         for k in 0..MAX_YIELDS {
             tokio::task::yield_now().await;
             let now = self.queued();
-            let waiting = metrics
-                .as_ref()
-                .is_some_and(|m| m.global_queue_depth() > 0);
+            let waiting = metrics.as_ref().is_some_and(|m| m.global_queue_depth() > 0);
             if now > seen || waiting {
                 seen = now;
                 quiet = 0;
