@@ -6,8 +6,9 @@
 //! * **Schema** from embedded migrations, applied by an explicit [`PostgresRepository::migrate`]
 //!   into a configurable schema (the connection's `search_path`), so runs are kept apart.
 //! * **One round trip per burst**: one plpgsql function per `reserve_batch` / `release_batch`
-//!   locks the workers in id order and runs each worker's part in its own subtransaction. Its
-//!   per-worker rule mirrors sched-core's reference rule.
+//!   locks the workers in id order; `reserve_batch` then judges and writes the whole burst with
+//!   set-based statements (no subtransaction). Its per-worker rule mirrors sched-core's
+//!   reference rule.
 //! * **The database enforces the invariants**: `0 <= free <= total` (CHECK), one holder per
 //!   container (primary key), versions never repeat across remove/re-register (tombstones).
 //! * **Session settings pinned** on every pooled connection (startup options, overriding the
@@ -19,7 +20,8 @@
 //!   under the worker's row lock, judged by the server's clock (`clock_timestamp()`), never the
 //!   client's; **wake-ups** over `LISTEN/NOTIFY` on a channel derived from the schema, on a
 //!   dedicated connection per subscription.
-//! * **Test hooks** (`drop_schema`, `corrupt_free`, `pool`, `MIGRATOR`) need the `testing` feature.
+//! * **Test hooks** (`drop_schema`, `corrupt_free`, `pool`, `MIGRATOR`, `function_usec`) need the
+//!   `testing` feature.
 //!
 //! The crate's `ARCHITECTURE.md` describes the tables, functions, retries and round trips.
 //!
@@ -36,6 +38,8 @@
 mod config;
 mod error;
 mod exec;
+#[cfg(feature = "testing")]
+mod hooks;
 mod lifecycle;
 mod repo;
 mod wakeups;
