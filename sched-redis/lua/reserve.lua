@@ -33,51 +33,63 @@
 -- 'heartbeat', last heartbeat ms or '', timeout ms |
 -- 'already', container, holder | 'gpu', container, requested, 1|0, worker's type |
 -- 'insufficient', container, resource, requested, available | 'contended', container.
-local st, led, fence = KEYS[1], KEYS[2], KEYS[3]
-local wid = ARGV[1]
-local standalone = ARGV[4] == 's'
-local n = tonumber(ARGV[5])
+-- Cost (issue 12, measured with INFO commandstats): every redis.call and every Lua step is paid
+-- per part, so the code below keeps ARGV in a local, walks each reservation's 7 arguments by an
+-- offset, converts each number once, skips TIME unless a heartbeat timeout or a lease needs it,
+-- and asks EXISTS only when HMGET finds none of the state fields.
+local A, K = ARGV, KEYS
+local st, led, fence = K[1], K[2], K[3]
+local tonumber, unpack, format, min = tonumber, unpack, string.format, math.min
+local wid = A[1]
+local standalone = A[4] == 's'
+local n = tonumber(A[5])
 local LIMIT = 1024
 local CHUNK = 1000
-local function fmt(x) return string.format('%.0f', x) end
-local function base(i) return 7 + (i - 1) * 7 end
-local function rej(stop)
-  local r = {'rej'}
-  for _, x in ipairs(stop) do r[#r + 1] = x end
-  return r
-end
-if redis.call('EXISTS', st) == 0 then return {'rej', 'unknown'} end
+local function fmt(x) return format('%.0f', x) end
 local s = redis.call('HMGET', st, 'v', 'status', 'fc', 'fm', 'fg', 'gpu', 'f', 'hbt', 'hb')
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if not (s[1] or s[2] or s[3] or s[4] or s[5] or s[6] or s[7] or s[8] or s[9])
+  and redis.call('EXISTS', st) == 0 then
+  return {'rej', 'unknown'}
+end
+local now = nil
+local function clock()
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
 local v = s[1]
 local f = tonumber(s[7] or '1')
 local holder, mine = {}, {}
 local resent, fresh = false, false
 if standalone then
   -- One MGET of the part's index keys (in chunks: Lua's unpack has a stack limit).
-  for i = 1, n, CHUNK do
-    local last = math.min(i + CHUNK - 1, n)
-    local got = redis.call('MGET', unpack(KEYS, 4 + i, 4 + last))
-    for j = i, last do holder[j] = got[j - i + 1] end
+  if n <= CHUNK then
+    holder = redis.call('MGET', unpack(K, 5, 4 + n))
+  else
+    for i = 1, n, CHUNK do
+      local last = min(i + CHUNK - 1, n)
+      local got = redis.call('MGET', unpack(K, 4 + i, 4 + last))
+      for j = i, last do holder[j] = got[j - i + 1] end
+    end
   end
 else
   -- One HMGET of the ledger for the containers this call claimed: found = a re-send.
-  local ours = {}
+  local ours, cids = {}, {}
   for i = 1, n do
-    local b = base(i)
-    if ARGV[b + 6] ~= '' then
-      holder[i] = ARGV[b + 6]
+    local h = A[i * 7 + 6]
+    if h ~= '' then
+      holder[i] = h
     else
       holder[i] = false
       ours[#ours + 1] = i
+      cids[#cids + 1] = A[i * 7 + 1]
     end
   end
   for o = 1, #ours, CHUNK do
-    local last = math.min(o + CHUNK - 1, #ours)
-    local cids = {}
-    for j = o, last do cids[#cids + 1] = ARGV[base(ours[j]) + 1] end
-    local got = redis.call('HMGET', led, unpack(cids))
+    local last = min(o + CHUNK - 1, #ours)
+    local got = redis.call('HMGET', led, unpack(cids, o, last))
     for j = o, last do
       if got[j - o + 1] then
         mine[ours[j]] = true
@@ -90,8 +102,8 @@ else
 end
 local revoked = false
 if fresh then
-  local t = ARGV[7]
-  if tonumber(ARGV[6]) < f then return {'fenced', fmt(f)} end
+  local t = A[7]
+  if tonumber(A[6]) < f then return {'fenced', fmt(f)} end
   revoked = redis.call('SISMEMBER', fence, t) == 1
   redis.call('SADD', fence, t)
   if redis.call('SCARD', fence) > LIMIT then
@@ -101,24 +113,26 @@ if fresh then
   end
 end
 if not resent then
-  if ARGV[2] ~= '' and ARGV[2] ~= v then return {'rej', 'version', ARGV[2], v} end
+  if A[2] ~= '' and A[2] ~= v then return {'rej', 'version', A[2], v} end
   if s[2] ~= 'available' then return {'rej', 'unavailable', s[2]} end
-  if s[8] and ((not s[9]) or now - tonumber(s[9]) > tonumber(s[8])) then
+  if s[8] and ((not s[9]) or clock() - tonumber(s[9]) > tonumber(s[8])) then
     return {'rej', 'heartbeat', s[9] or '', s[8]}
   end
 end
-local free = {tonumber(s[3]), tonumber(s[4]), tonumber(s[5])}
+local fc, fm, fg = tonumber(s[3]), tonumber(s[4]), tonumber(s[5])
 local wgpu = s[6]
-local kinds = {'cpu', 'memory', 'gpu'}
-local charged, new = {}, {}
+-- New ledger entries (container, value) and, standalone, index entries (key, worker), as found.
+local charged, entries, index = {}, {}, {}
+local nc, ne = 0, 0
 local accepted = 0
 local stop = nil
 for i = 1, n do
-  local b = base(i)
-  local cid = ARGV[b + 1]
-  local gt = ARGV[b + 5]
+  local b = i * 7
+  local cid = A[b + 1]
+  local gt = A[b + 5]
   if mine[i] then
-    charged[#charged + 1] = i
+    nc = nc + 1
+    charged[nc] = i
   elseif holder[i] then
     stop = {'already', cid, holder[i]}
   elseif revoked then
@@ -126,49 +140,51 @@ for i = 1, n do
   elseif gt ~= '' and gt ~= wgpu then
     if wgpu then stop = {'gpu', cid, gt, 1, wgpu} else stop = {'gpu', cid, gt, 0, ''} end
   else
-    for k = 1, 3 do
-      local req = tonumber(ARGV[b + 1 + k])
-      if req > free[k] then
-        stop = {'insufficient', cid, kinds[k], ARGV[b + 1 + k], fmt(free[k])}
-        break
+    local cs, ms, gs = A[b + 2], A[b + 3], A[b + 4]
+    local c, m, g = tonumber(cs), tonumber(ms), tonumber(gs)
+    if c > fc then
+      stop = {'insufficient', cid, 'cpu', cs, fmt(fc)}
+    elseif m > fm then
+      stop = {'insufficient', cid, 'memory', ms, fmt(fm)}
+    elseif g > fg then
+      stop = {'insufficient', cid, 'gpu', gs, fmt(fg)}
+    else
+      fc, fm, fg = fc - c, fm - m, fg - g
+      nc = nc + 1
+      charged[nc] = i
+      local val = cs .. ' ' .. ms .. ' ' .. gs
+      local lease = A[b + 7]
+      if lease ~= '' then val = val .. '@' .. fmt(clock() + tonumber(lease)) end
+      if gt ~= '' then val = val .. ' ' .. gt end
+      entries[ne + 1] = cid
+      entries[ne + 2] = val
+      if standalone then
+        index[ne + 1] = K[4 + i]
+        index[ne + 2] = wid
       end
-    end
-    if not stop then
-      for k = 1, 3 do free[k] = free[k] - tonumber(ARGV[b + 1 + k]) end
-      charged[#charged + 1] = i
-      new[#new + 1] = i
+      ne = ne + 2
     end
   end
   if stop then break end
   accepted = accepted + 1
 end
-if stop and (ARGV[3] == 'all' or accepted == 0) then return rej(stop) end
-local nv = v
-if #new > 0 then
-  nv = fmt(tonumber(v) + 1)
-  redis.call('HSET', st, 'v', nv, 'fc', fmt(free[1]), 'fm', fmt(free[2]), 'fg', fmt(free[3]))
-  -- One HSET of the ledger and (standalone) one MSET of the index, in chunks of CHUNK entries.
-  local entries, index = {}, {}
-  for _, i in ipairs(new) do
-    local b = base(i)
-    local val = ARGV[b + 2] .. ' ' .. ARGV[b + 3] .. ' ' .. ARGV[b + 4]
-    if ARGV[b + 7] ~= '' then val = val .. '@' .. fmt(now + tonumber(ARGV[b + 7])) end
-    if ARGV[b + 5] ~= '' then val = val .. ' ' .. ARGV[b + 5] end
-    entries[#entries + 1] = ARGV[b + 1]
-    entries[#entries + 1] = val
-    if standalone then
-      index[#index + 1] = KEYS[4 + i]
-      index[#index + 1] = wid
-    end
-  end
-  for j = 1, #entries, 2 * CHUNK do
-    redis.call('HSET', led, unpack(entries, j, math.min(j + 2 * CHUNK - 1, #entries)))
-  end
-  for j = 1, #index, 2 * CHUNK do
-    redis.call('MSET', unpack(index, j, math.min(j + 2 * CHUNK - 1, #index)))
-  end
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', '64', '*', 'v', nv)
+if stop and (A[3] == 'all' or accepted == 0) then
+  local r = {'rej'}
+  for _, x in ipairs(stop) do r[#r + 1] = x end
+  return r
 end
-local r = {'ok', nv, fmt(free[1]), fmt(free[2]), fmt(free[3]), accepted, charged, fmt(f)}
+local nv = v
+if ne > 0 then
+  nv = fmt(tonumber(v) + 1)
+  redis.call('HSET', st, 'v', nv, 'fc', fmt(fc), 'fm', fmt(fm), 'fg', fmt(fg))
+  -- One HSET of the ledger and (standalone) one MSET of the index, in chunks of CHUNK entries.
+  for j = 1, ne, 2 * CHUNK do
+    local last = min(j + 2 * CHUNK - 1, ne)
+    redis.call('HSET', led, unpack(entries, j, last))
+    if standalone then redis.call('MSET', unpack(index, j, last)) end
+  end
+  redis.call('XADD', K[4], 'MAXLEN', '~', '64', '*', 'v', nv)
+end
+local r = {'ok', nv, fmt(fc), fmt(fm), fmt(fg), accepted, charged, fmt(f)}
 if stop then r[9] = stop end
 return r
