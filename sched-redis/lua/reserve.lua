@@ -17,13 +17,13 @@
 -- epoch below the worker's fence epoch `f` is refused ('fenced'); a token in the fence set was
 -- revoked or consumed: its not yet charged containers are 'contended'. Every run past the epoch
 -- check consumes the token (SADD), so a later copy can only re-confirm the ledger.
--- Few Redis calls per call and per part, not per container (issue 12): standalone, one MGET of
--- every index key of the call first and one MSET of the new index entries last (a part sees the
--- entries of the parts before it, as if they had run first); per part one HMGET of the state
--- (EXISTS only when no field is found), on a cluster one HMGET of the ledger for the containers
--- this call claimed (found = a re-send), one HSET of the state, one HSET of the new ledger
--- entries, one XADD; TIME at most once, and only when a heartbeat timeout or a lease needs it.
--- Bulk calls go in chunks of 1000 entries (Lua's unpack limit).
+-- Few Redis calls per part, not per container (issue 12): one HMGET of the state (EXISTS only
+-- when no field is found); one MGET of the index keys (standalone) or one HMGET of the ledger for
+-- the containers this call claimed (cluster; found = a re-send); one HSET of the state, one HSET
+-- of the new ledger entries, one MSET of the new index entries (standalone), one XADD; TIME at
+-- most once per call, and only when a heartbeat timeout or a lease needs it. Bulk calls go in
+-- chunks of 1000 entries (Lua's unpack limit). A part reads before it writes, so this is the
+-- per-container rule, batched; a later part sees what the parts before it wrote.
 -- KEYS, per part in order: state hash, ledger hash, fence set, events stream, then (standalone
 -- only) the part's n container index keys.
 -- ARGV[1] 'all' | 'partial', ARGV[2] 's' (standalone: index keys in KEYS) | 'c' (cluster: one
@@ -55,12 +55,8 @@ local function clock()
   end
   return now
 end
--- Standalone: where the call's index keys are (KEYS positions), their values, and the index
--- entries written by the parts committed so far (key -> worker; MSET at the end).
-local held, claimed, index, ni = {}, {}, {}, 0
-
--- One part: KEYS from ko + 1, ARGV from ao + 1; io = its first index key's position in `held`.
-local function part(ko, ao, io)
+-- One part: KEYS from ko + 1, ARGV from ao + 1.
+local function part(ko, ao)
   local st, led, fence = K[ko + 1], K[ko + 2], K[ko + 3]
   local wid, want, n = A[ao + 1], A[ao + 2], tonumber(A[ao + 3])
   local s = redis.call('HMGET', st, 'v', 'status', 'fc', 'fm', 'fg', 'gpu', 'f', 'hbt', 'hb')
@@ -73,7 +69,16 @@ local function part(ko, ao, io)
   local holder, mine = {}, {}
   local resent, fresh = false, false
   if standalone then
-    for i = 1, n do holder[i] = claimed[K[ko + 4 + i]] or held[io + i] end
+    -- One MGET of the part's index keys (in chunks: Lua's unpack has a stack limit).
+    if n <= CHUNK then
+      holder = redis.call('MGET', unpack(K, ko + 5, ko + 4 + n))
+    else
+      for i = 1, n, CHUNK do
+        local last = min(i + CHUNK - 1, n)
+        local got = redis.call('MGET', unpack(K, ko + 4 + i, ko + 4 + last))
+        for j = i, last do holder[j] = got[j - i + 1] end
+      end
+    end
   else
     -- One HMGET of the ledger for the containers this call claimed: found = a re-send.
     local ours, cids = {}, {}
@@ -123,8 +128,8 @@ local function part(ko, ao, io)
   local fc, fm, fg = tonumber(s[3]), tonumber(s[4]), tonumber(s[5])
   local wgpu = s[6]
   -- New ledger entries (container, value) and, standalone, their index keys, as found.
-  local charged, entries, keys = {}, {}, {}
-  local nc, ne, nk = 0, 0, 0
+  local charged, entries, index = {}, {}, {}
+  local nc, ne = 0, 0
   local accepted = 0
   local stop = nil
   for i = 1, n do
@@ -161,8 +166,8 @@ local function part(ko, ao, io)
         entries[ne + 2] = val
         ne = ne + 2
         if standalone then
-          nk = nk + 1
-          keys[nk] = K[ko + 4 + i]
+          index[ne - 1] = K[ko + 4 + i]
+          index[ne] = wid
         end
       end
     end
@@ -179,13 +184,9 @@ local function part(ko, ao, io)
     nv = fmt(tonumber(v) + 1)
     redis.call('HSET', st, 'v', nv, 'fc', fmt(fc), 'fm', fmt(fm), 'fg', fmt(fg))
     for j = 1, ne, 2 * CHUNK do
-      redis.call('HSET', led, unpack(entries, j, min(j + 2 * CHUNK - 1, ne)))
-    end
-    for _, key in ipairs(keys) do
-      claimed[key] = wid
-      index[ni + 1] = key
-      index[ni + 2] = wid
-      ni = ni + 2
+      local last = min(j + 2 * CHUNK - 1, ne)
+      redis.call('HSET', led, unpack(entries, j, last))
+      if standalone then redis.call('MSET', unpack(index, j, last)) end
     end
     redis.call('XADD', K[ko + 4], 'MAXLEN', '~', '64', '*', 'v', nv)
   end
@@ -195,28 +196,14 @@ local function part(ko, ao, io)
 end
 
 local parts = tonumber(A[5])
-if not standalone then return part(0, 5, 0) end
--- The part offsets, then one MGET of every index key of the call (in chunks).
-local offsets, ik = {}, {}
+if not standalone then return part(0, 5) end
+-- A part that fails (a Redis or Lua error: corrupt data) answers that error in its place; the
+-- other parts go on, as separate scripts would.
+local out = {}
 local ko, ao = 0, 5
 for p = 1, parts do
   local n = tonumber(A[ao + 3])
-  offsets[p] = {ko, ao, #ik}
-  for i = 1, n do ik[#ik + 1] = K[ko + 4 + i] end
-  ko, ao = ko + 4 + n, ao + 3 + n * S
-end
-for i = 1, #ik, CHUNK do
-  local last = min(i + CHUNK - 1, #ik)
-  local got = redis.call('MGET', unpack(ik, i, last))
-  for j = i, last do held[j] = got[j - i + 1] end
-end
--- A part that fails (a Redis or Lua error: corrupt data) answers that error in its place; the
--- other parts go on, as separate scripts would, and the index entries of committed parts are
--- still written.
-local out = {}
-for p = 1, parts do
-  local o = offsets[p]
-  local ok, r = pcall(part, o[1], o[2], o[3])
+  local ok, r = pcall(part, ko, ao)
   if ok then
     out[p] = r
   elseif type(r) == 'table' and r.err then
@@ -224,8 +211,6 @@ for p = 1, parts do
   else
     out[p] = {err = 'ERR reserve.lua: ' .. tostring(r)}
   end
-end
-for j = 1, ni, 2 * CHUNK do
-  redis.call('MSET', unpack(index, j, min(j + 2 * CHUNK - 1, ni)))
+  ko, ao = ko + 4 + n, ao + 3 + n * S
 end
 return out
