@@ -151,9 +151,16 @@ impl WorkerRepository for RedisRepository {
         if self.is_cluster() {
             return cluster::reserve(self, batch, mode).await;
         }
-        let ops = batch.iter().map(|cr| reserve_script(self, cr, mode, None));
-        let replies = self.run_as(ops.collect(), true).await?;
-        let results = batch.iter().zip(replies).map(|(cr, a)| outcome(cr, a));
+        // One script for the whole burst: one reply per worker part, in order.
+        let parts: Vec<Value> = self.run_one(reserve_burst(self, batch, mode), true).await?;
+        if parts.len() != batch.len() {
+            return Err(bad(format!(
+                "{} worker parts, {} replies",
+                batch.len(),
+                parts.len()
+            )));
+        }
+        let results = batch.iter().zip(&parts).map(|(cr, a)| outcome(cr, get(a)?));
         results.map(|r| Ok(r?.0)).collect()
     }
 
@@ -381,49 +388,74 @@ impl RedisRepository {
     }
 }
 
-/// reserve.lua for one worker. Standalone, the script reads and writes the container index
-/// itself (its keys are declared); on a cluster it is told who holds each container
-/// (`cluster.0` has per reservation `""` when this call claimed it, else the claiming worker)
-/// and the fence epoch and token of the call (`cluster.1`).
+/// reserve.lua for a whole burst on one node: every worker part in one call, each judged on its
+/// own (the reply holds one part reply per element, in order). The script reads and writes the
+/// container index itself (its keys are declared).
+pub(crate) fn reserve_burst(repo: &RedisRepository, batch: &[Cr], mode: CommitMode) -> Op {
+    let mut keys = Vec::new();
+    let mut args = reserve_header(mode, None, batch.len());
+    for cr in batch {
+        reserve_part(repo, cr, None, &mut keys, &mut args);
+    }
+    Op::script(&scripts::RESERVE, keys, args)
+}
+
+/// reserve.lua for one worker. On a cluster it is told who holds each container (`cluster.0`
+/// has per reservation `""` when this call claimed it, else the claiming worker) and the fence
+/// epoch and token of the call (`cluster.1`), and replies with the part's reply; without
+/// `cluster` it is a one-part [`reserve_burst`] (a one-element array).
 pub(crate) fn reserve_script(
     repo: &RedisRepository,
     cr: &Cr,
     mode: CommitMode,
     cluster: Option<(&[String], (u64, &str))>,
 ) -> Op {
-    let holders = cluster.map(|c| c.0);
-    let (epoch, token) = cluster.map_or((String::new(), ""), |c| (c.1 .0.to_string(), c.1 .1));
-    let (k, wid) = (&repo.keys, &cr.worker_id);
-    let mut keys = k.fenced(wid);
-    keys.push(k.events(wid));
-    if holders.is_none() {
-        keys.extend(cr.reservations.iter().map(|r| k.index(&r.container_id)));
-    }
-    let version = cr.expected_version.map_or(String::new(), |v| v.to_string());
+    let (mut keys, mut args) = (Vec::new(), reserve_header(mode, cluster.map(|c| c.1), 1));
+    reserve_part(repo, cr, cluster.map(|c| c.0), &mut keys, &mut args);
+    Op::script(&scripts::RESERVE, keys, args)
+}
+
+/// reserve.lua's first ARGV: mode, topology, fence epoch and token (cluster), number of parts.
+fn reserve_header(mode: CommitMode, fence: Option<(u64, &str)>, parts: usize) -> Vec<String> {
     let all = if mode == CommitMode::AllOrNothing {
         "all"
     } else {
         "partial"
     };
-    let topology = if holders.is_some() { "c" } else { "s" };
-    let n = cr.reservations.len().to_string();
-    let mut args = vec![
-        wid.clone(),
-        version,
-        all.to_owned(),
-        topology.to_owned(),
-        n,
-        epoch,
-    ];
-    args.push(token.to_owned());
+    let topology = if fence.is_some() { "c" } else { "s" };
+    let (epoch, token) = fence.map_or((String::new(), ""), |(e, t)| (e.to_string(), t));
+    let head = [all, topology].map(str::to_owned);
+    (head.into_iter())
+        .chain([epoch, token.to_owned(), parts.to_string()])
+        .collect()
+}
+
+/// One worker part of reserve.lua: its keys (on one node with the index keys) and its ARGV,
+/// 6 per reservation (7 on a cluster: the holder last).
+fn reserve_part(
+    repo: &RedisRepository,
+    cr: &Cr,
+    holders: Option<&[String]>,
+    keys: &mut Vec<String>,
+    args: &mut Vec<String>,
+) {
+    let (k, wid) = (&repo.keys, &cr.worker_id);
+    keys.extend(k.fenced(wid));
+    keys.push(k.events(wid));
+    if holders.is_none() {
+        keys.extend(cr.reservations.iter().map(|r| k.index(&r.container_id)));
+    }
+    let version = cr.expected_version.map_or(String::new(), |v| v.to_string());
+    args.extend([wid.clone(), version, cr.reservations.len().to_string()]);
     for (i, r) in cr.reservations.iter().enumerate() {
         args.push(r.container_id.clone());
         args.extend(resource_args(&r.resources));
         args.push(r.gpu_type.clone().unwrap_or_default());
-        args.push(holders.and_then(|h| h.get(i)).cloned().unwrap_or_default());
         args.push(r.lease_ms.map_or(String::new(), |l| l.to_string()));
+        if let Some(h) = holders {
+            args.push(h.get(i).cloned().unwrap_or_default());
+        }
     }
-    Op::script(&scripts::RESERVE, keys, args)
 }
 
 /// reserve.lua's reply as the worker's result, with the 0-based indexes of the reservations
