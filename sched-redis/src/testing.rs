@@ -28,8 +28,8 @@ impl RedisRepository {
         self.run_one::<redis::Value>(op, true).await.map(|_| true)
     }
 
-    /// The commands `reserve_batch(batch, mode)` sends on a single node, in order, each as its
-    /// wire words (`EVALSHA sha numkeys keys... argv...`), for one pipelined round trip. The
+    /// The commands `reserve_batch(batch, mode)` sends on a single node (one script call for
+    /// the whole burst), each as its wire words (`EVALSHA sha numkeys keys... argv...`). The
     /// simulator sends them from a bare client to measure the commit's floor without the
     /// scheduler or this crate's encoding and decoding. Scripts must already be loaded (any
     /// earlier call of this repository loads them). `InvalidInput` for a bad batch; on a
@@ -45,16 +45,11 @@ impl RedisRepository {
                 operation: "reserve_wire on a cluster",
             });
         }
-        Ok(batch
-            .iter()
-            .map(|cr| {
-                let op = crate::ops::reserve_script(self, cr, mode, None);
-                std::iter::once(op.name)
-                    .chain(op.wire_args())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .collect())
+        let op = crate::ops::reserve_burst(self, batch, mode);
+        Ok(vec![std::iter::once(op.name)
+            .chain(op.wire_args())
+            .map(str::to_owned)
+            .collect()])
     }
 
     /// Deletes every key of this repository's prefix (`SCAN MATCH` + `UNLINK`), on every node,
