@@ -5,7 +5,7 @@
 use crate::client::{Op, Reply};
 use crate::codec::{bad, decode, get, Fields};
 use crate::fence::{holder_of, new_token, Fenced};
-use crate::ops::{outcome, reserve_script};
+use crate::reserve::{outcome, reserve_script};
 use crate::{scripts, RedisRepository};
 use redis::Value;
 use sched_core::{CapacityReservation, CommitMode, RepoError, WorkerResult};

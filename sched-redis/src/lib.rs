@@ -31,6 +31,7 @@ mod lifecycle;
 mod ops;
 mod pipeline;
 mod repo;
+mod reserve;
 mod scripts;
 #[cfg(feature = "testing")]
 mod testing;

@@ -4,13 +4,13 @@
 
 use crate::client::Op;
 use crate::cluster;
-use crate::codec::{bad, get, kind, record, rejection, resource_args, worker, Fields};
+use crate::codec::{bad, get, kind, record, resource_args, worker, Fields};
 use crate::fence::holder_of;
 use crate::lifecycle::Sweep;
+use crate::reserve::{burst_groups, outcome, reserve_burst};
 use crate::{scripts, RedisRepository};
 use async_trait::async_trait;
 use redis::Value;
-use sched_core::rules;
 use sched_core::validate::{validate_batch, validate_id, validate_release, validate_spec};
 use sched_core::watch::Wakeups;
 use sched_core::{
@@ -151,8 +151,14 @@ impl WorkerRepository for RedisRepository {
         if self.is_cluster() {
             return cluster::reserve(self, batch, mode).await;
         }
-        // One script for the whole burst: one reply per worker part, in order.
-        let parts: Vec<Value> = self.run_one(reserve_burst(self, batch, mode), true).await?;
+        // One script per group of whole worker parts (the whole burst up to
+        // BURST_SCRIPT_RESERVATIONS reservations), pipelined: one round trip, one reply per
+        // worker part, in order.
+        let ops = burst_groups(batch)
+            .map(|g| reserve_burst(self, g, mode))
+            .collect();
+        let groups: Vec<Vec<Value>> = self.run_as(ops, true).await?;
+        let parts: Vec<Value> = groups.into_iter().flatten().collect();
         if parts.len() != batch.len() {
             return Err(bad(format!(
                 "{} worker parts, {} replies",
@@ -336,10 +342,7 @@ impl RedisRepository {
     async fn read_all_workers(&self) -> Result<Vec<(u64, Hash)>, RepoError> {
         let k = &self.keys;
         if self.is_cluster() {
-            let op = Op::cmd("SMEMBERS", vec![k.workers()]);
-            let ids: Vec<String> = self.run_one(op, false).await?;
-            let ops = ids.iter().map(|id| self.read_worker(id));
-            return self.run_as(ops.collect(), false).await;
+            return self.read_workers_listed().await;
         }
         let mut ids = self.known_workers();
         for _ in 0..LIST_ATTEMPTS {
@@ -355,7 +358,22 @@ impl RedisRepository {
             let states: Vec<Hash> = get(&rest)?;
             return Ok(states.into_iter().map(|m| (now, m)).collect());
         }
-        Err(bad("the worker set kept changing during list_workers"))
+        // Registrations keep racing the one-step read: read the set, then each worker (each
+        // read atomic on its own, as on a cluster). Always ends.
+        tracing::debug!("the worker set kept changing during list_workers: two round trips");
+        self.read_workers_listed().await
+    }
+
+    /// The worker set, then every worker in it with the server's clock (`worker.lua` each, one
+    /// pipeline): two round trips, each worker read atomically on its own.
+    async fn read_workers_listed(&self) -> Result<Vec<(u64, Hash)>, RepoError> {
+        let op = Op::cmd("SMEMBERS", vec![self.keys.workers()]);
+        let ids: Vec<String> = self.run_one(op, false).await?;
+        if !self.is_cluster() {
+            self.set_known_workers(&ids);
+        }
+        let ops = ids.iter().map(|id| self.read_worker(id));
+        self.run_as(ops.collect(), false).await
     }
 
     /// One node: the worker ids `list_workers` declares (the set as last seen).
@@ -386,98 +404,4 @@ impl RedisRepository {
     fn read_worker(&self, id: &str) -> Op {
         Op::script(&scripts::WORKER, vec![self.keys.state(id)], Vec::new())
     }
-}
-
-/// reserve.lua for a whole burst on one node: every worker part in one call, each judged on its
-/// own (the reply holds one part reply per element, in order). The script reads and writes the
-/// container index itself (its keys are declared).
-pub(crate) fn reserve_burst(repo: &RedisRepository, batch: &[Cr], mode: CommitMode) -> Op {
-    let mut keys = Vec::new();
-    let mut args = reserve_header(mode, None, batch.len());
-    for cr in batch {
-        reserve_part(repo, cr, None, &mut keys, &mut args);
-    }
-    Op::script(&scripts::RESERVE, keys, args)
-}
-
-/// reserve.lua for one worker. On a cluster it is told who holds each container (`cluster.0`
-/// has per reservation `""` when this call claimed it, else the claiming worker) and the fence
-/// epoch and token of the call (`cluster.1`), and replies with the part's reply; without
-/// `cluster` it is a one-part [`reserve_burst`] (a one-element array).
-pub(crate) fn reserve_script(
-    repo: &RedisRepository,
-    cr: &Cr,
-    mode: CommitMode,
-    cluster: Option<(&[String], (u64, &str))>,
-) -> Op {
-    let (mut keys, mut args) = (Vec::new(), reserve_header(mode, cluster.map(|c| c.1), 1));
-    reserve_part(repo, cr, cluster.map(|c| c.0), &mut keys, &mut args);
-    Op::script(&scripts::RESERVE, keys, args)
-}
-
-/// reserve.lua's first ARGV: mode, topology, fence epoch and token (cluster), number of parts.
-fn reserve_header(mode: CommitMode, fence: Option<(u64, &str)>, parts: usize) -> Vec<String> {
-    let all = if mode == CommitMode::AllOrNothing {
-        "all"
-    } else {
-        "partial"
-    };
-    let topology = if fence.is_some() { "c" } else { "s" };
-    let (epoch, token) = fence.map_or((String::new(), ""), |(e, t)| (e.to_string(), t));
-    let head = [all, topology].map(str::to_owned);
-    (head.into_iter())
-        .chain([epoch, token.to_owned(), parts.to_string()])
-        .collect()
-}
-
-/// One worker part of reserve.lua: its keys (on one node with the index keys) and its ARGV,
-/// 6 per reservation (7 on a cluster: the holder last).
-fn reserve_part(
-    repo: &RedisRepository,
-    cr: &Cr,
-    holders: Option<&[String]>,
-    keys: &mut Vec<String>,
-    args: &mut Vec<String>,
-) {
-    let (k, wid) = (&repo.keys, &cr.worker_id);
-    keys.extend(k.fenced(wid));
-    keys.push(k.events(wid));
-    if holders.is_none() {
-        keys.extend(cr.reservations.iter().map(|r| k.index(&r.container_id)));
-    }
-    let version = cr.expected_version.map_or(String::new(), |v| v.to_string());
-    args.extend([wid.clone(), version, cr.reservations.len().to_string()]);
-    for (i, r) in cr.reservations.iter().enumerate() {
-        args.push(r.container_id.clone());
-        args.extend(resource_args(&r.resources));
-        args.push(r.gpu_type.clone().unwrap_or_default());
-        args.push(r.lease_ms.map_or(String::new(), |l| l.to_string()));
-        if let Some(h) = holders {
-            args.push(h.get(i).cloned().unwrap_or_default());
-        }
-    }
-}
-
-/// reserve.lua's reply as the worker's result, with the 0-based indexes of the reservations
-/// it charged.
-pub(crate) fn outcome(cr: &Cr, a: Vec<Value>) -> Result<(WorkerResult, Vec<usize>), RepoError> {
-    let worker_id = cr.worker_id.clone();
-    let (outcome, charged) = match a.field::<String>(0)?.as_str() {
-        "rej" => (Err(rejection(&a[1..])?), Vec::new()),
-        "ok" => {
-            let remainder = match a.get(8) {
-                Some(Value::Array(r)) => Some(rejection(r)?),
-                _ => None,
-            };
-            let (new_version, free, accepted) = (a.field(1)?, a.resources(2)?, a.field(5)?);
-            let charged: Vec<usize> = a.field(6)?;
-            let outcome = rules::committed(new_version, free, accepted, remainder);
-            (
-                Ok(outcome),
-                charged.into_iter().map(|i| i.saturating_sub(1)).collect(),
-            )
-        }
-        other => return Err(bad(format!("unknown reserve reply {other:?}"))),
-    };
-    Ok((WorkerResult { worker_id, outcome }, charged))
 }

@@ -28,8 +28,8 @@ impl RedisRepository {
         self.run_one::<redis::Value>(op, true).await.map(|_| true)
     }
 
-    /// The commands `reserve_batch(batch, mode)` sends on a single node (one script call for
-    /// the whole burst), each as its wire words (`EVALSHA sha numkeys keys... argv...`). The
+    /// The commands `reserve_batch(batch, mode)` sends on a single node (one script call per
+    /// ~1,000 reservations of whole worker parts, one for a usual burst), each as its wire words (`EVALSHA sha numkeys keys... argv...`). The
     /// simulator sends them from a bare client to measure the commit's floor without the
     /// scheduler or this crate's encoding and decoding. Scripts must already be loaded (any
     /// earlier call of this repository loads them). `InvalidInput` for a bad batch; on a
@@ -45,11 +45,15 @@ impl RedisRepository {
                 operation: "reserve_wire on a cluster",
             });
         }
-        let op = crate::ops::reserve_burst(self, batch, mode);
-        Ok(vec![std::iter::once(op.name)
-            .chain(op.wire_args())
-            .map(str::to_owned)
-            .collect()])
+        Ok(crate::reserve::burst_groups(batch)
+            .map(|g| {
+                let op = crate::reserve::reserve_burst(self, g, mode);
+                std::iter::once(op.name)
+                    .chain(op.wire_args())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .collect())
     }
 
     /// Deletes every key of this repository's prefix (`SCAN MATCH` + `UNLINK`), on every node,

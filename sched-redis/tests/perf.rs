@@ -240,3 +240,44 @@ async fn burst_server_time() {
         );
     }
 }
+
+/// A burst of more than ~1,000 reservations is cut between worker parts into several scripts
+/// (Redis runs nothing else while a script runs), still one pipeline, and every part commits.
+#[tokio::test]
+async fn a_huge_burst_is_cut_between_worker_parts() {
+    for kind in kinds() {
+        let Some(repo) = fresh(kind, Topology::Single, "huge_burst").await else {
+            return;
+        };
+        for w in 0..3 {
+            let spec = WorkerSpec::new(format!("w{w}"), Resources::cpu_mem(100_000, 100_000));
+            repo.register_worker(&spec).await.unwrap();
+        }
+        let batch = burst(3, 600, "h");
+        let wire = repo.reserve_wire(&batch, CommitMode::AllOrNothing).unwrap();
+        assert_eq!(
+            wire.len(),
+            3,
+            "600 + 600 would pass 1,000: one script per part"
+        );
+        assert_eq!(
+            repo.reserve_wire(&burst(20, 5, "s"), CommitMode::AllOrNothing)
+                .unwrap()
+                .len(),
+            1,
+            "a usual burst is one script"
+        );
+        let out = repo
+            .reserve_batch(&batch, CommitMode::AllOrNothing)
+            .await
+            .unwrap();
+        assert_eq!(out.len(), 3);
+        for (w, r) in out.iter().enumerate() {
+            let c = r.outcome.as_ref().expect("committed");
+            assert_eq!(c.accepted, 600, "w{w}");
+            let a = repo.audit(&format!("w{w}")).await.unwrap();
+            assert!(a.is_consistent(), "{a:?}");
+            assert_eq!(a.reservations, 600);
+        }
+    }
+}
