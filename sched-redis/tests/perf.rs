@@ -194,53 +194,6 @@ async fn a_failing_part_leaves_the_others_committed() {
     }
 }
 
-/// Not a check of speed (no timed assertion): prints the server time of a burst of 100
-/// containers onto 20 workers through `reserve_batch`, as `INFO commandstats` usec of `evalsha`
-/// around each burst (released after each, so the ledgers stay small), min and median of 200.
-/// Counters are server-wide: run it alone on a private server, e.g.
-/// `REDIS_URL=redis://127.0.0.1:6395 cargo test -p sched-redis --test perf -- --ignored --nocapture`.
-#[tokio::test]
-#[ignore = "a measurement: prints numbers, run on a private server"]
-async fn burst_server_time() {
-    for kind in kinds() {
-        let Some(repo) = fresh(kind, Topology::Single, "burst_server_time").await else {
-            return;
-        };
-        let spec =
-            |w: usize| WorkerSpec::new(format!("w{w}"), Resources::cpu_mem(1 << 30, 1 << 30));
-        for w in 0..20 {
-            repo.register_worker(&spec(w)).await.unwrap();
-        }
-        repo.reserve_batch(&burst(20, 1, "warm"), CommitMode::AllOrNothing)
-            .await
-            .unwrap();
-        let mut usec = Vec::new();
-        for round in 0..200 {
-            let batch = burst(20, 5, &format!("r{round}-"));
-            let before = repo.command_usec().await.unwrap();
-            let out = (repo.reserve_batch(&batch, CommitMode::AllOrNothing))
-                .await
-                .unwrap();
-            let after = repo.command_usec().await.unwrap();
-            assert!(out.iter().all(|r| r.outcome.is_ok()), "{out:?}");
-            let (a, b) = (after.get("evalsha"), before.get("evalsha"));
-            usec.push(a.map_or(0, |a| a.1) - b.map_or(0, |b| b.1));
-            let ids: Vec<String> = (batch.iter())
-                .flat_map(|cr| cr.reservations.iter().map(|r| r.container_id.clone()))
-                .collect();
-            let released = repo.release_batch(&ids).await.unwrap();
-            assert!(released.iter().all(|r| r.released.is_some()));
-        }
-        usec.sort_unstable();
-        println!(
-            "{kind:?}: evalsha usec per burst of 100 containers / 20 workers: min {} median {} p90 {}",
-            usec[0],
-            usec[usec.len() / 2],
-            usec[usec.len() * 9 / 10]
-        );
-    }
-}
-
 /// A burst of more than ~1,000 reservations is cut between worker parts into several scripts
 /// (Redis runs nothing else while a script runs), still one pipeline, and every part commits.
 #[tokio::test]
