@@ -12,6 +12,7 @@
 //!   `reserve_batch` call.
 //!
 //! Pick a backend by depending on its crate: `sched-memory`, `sched-redis` or `sched-postgres`.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod affinity;
 pub mod cache;

@@ -34,6 +34,7 @@
 //! repo.migrate().await?;
 //! # Ok(()) }
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod error;

@@ -15,6 +15,7 @@
 //! repo.register_worker(&WorkerSpec::new("w1", Resources::cpu_mem(4000, 8192))).await?;
 //! # Ok(()) }
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
 #[cfg(feature = "fred")]

@@ -66,6 +66,7 @@
 //!
 //! Each property is also callable on its own (see [`properties`]), so a backend can split them
 //! into separate tests too.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 // This crate *is* test code: its checks report contract violations by panicking, as `assert!`
 // does, so unwrap/expect/panic are the intended behaviour here.
