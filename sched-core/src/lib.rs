@@ -26,6 +26,7 @@ mod reservation;
 mod resources;
 pub mod rules;
 mod scheduler;
+pub mod telemetry;
 mod tiers;
 pub mod validate;
 pub mod watch;

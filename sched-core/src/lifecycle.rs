@@ -36,6 +36,9 @@ pub enum ExpiryReason {
 }
 
 impl ExpiryReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [ExpiryReason; 2] = [ExpiryReason::LeaseExpired, ExpiryReason::WorkerStale];
+
     /// Stable lower-case name.
     pub fn as_str(self) -> &'static str {
         match self {

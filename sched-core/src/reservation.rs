@@ -160,6 +160,19 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// Every value [`Rejection::kind`] returns (the `kind` label of `sched_conflicts_total`).
+    pub const KINDS: [&'static str; 9] = [
+        "insufficient_capacity",
+        "version_conflict",
+        "unknown_worker",
+        "worker_unavailable",
+        "heartbeat_expired",
+        "already_reserved",
+        "gpu_type_mismatch",
+        "contended",
+        "invalid_input",
+    ];
+
     /// Short machine-friendly name, for metrics and reports.
     pub fn kind(&self) -> &'static str {
         match self {

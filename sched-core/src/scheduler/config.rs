@@ -45,6 +45,9 @@ pub struct SchedulerConfig {
     pub backoff_base: Duration,
     /// Backoff cap.
     pub backoff_max: Duration,
+    /// Label `sched_placements_total` with the worker id. Off by default: one series per worker
+    /// is unbounded cardinality for a metrics store (METRICS.md).
+    pub per_worker_metrics: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -62,6 +65,7 @@ impl Default for SchedulerConfig {
             capacity_rechecks: 16,
             backoff_base: Duration::from_millis(2),
             backoff_max: Duration::from_millis(100),
+            per_worker_metrics: false,
         }
     }
 }

@@ -86,7 +86,7 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
                     cache: WorkerStateCache::new(CacheConfig {
                         ttl: config.cache_ttl,
                     }),
-                    counters: Counters::default(),
+                    counters: Counters::new(config.per_worker_metrics),
                 },
                 group: GroupCommit::new(),
             }),

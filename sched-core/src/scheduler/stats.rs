@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, Default)]
 pub(super) struct Counters {
+    /// Label `sched_placements_total` with the worker id (`SchedulerConfig::per_worker_metrics`).
+    per_worker: bool,
     batches: AtomicU64,
     requests: AtomicU64,
     reserve_calls: AtomicU64,
@@ -61,6 +63,12 @@ pub struct SchedulerStats {
 }
 
 impl Counters {
+    pub(super) fn new(per_worker: bool) -> Self {
+        Counters {
+            per_worker,
+            ..Counters::default()
+        }
+    }
     pub(super) fn batch(&self, n: usize) {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(n as u64, Ordering::Relaxed);
@@ -75,7 +83,12 @@ impl Counters {
     }
     pub(super) fn placed(&self, worker_id: &str) {
         self.placements.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("sched_placements_total", "worker" => worker_id.to_owned()).increment(1);
+        if self.per_worker {
+            metrics::counter!("sched_placements_total", "worker" => worker_id.to_owned())
+                .increment(1);
+        } else {
+            metrics::counter!("sched_placements_total").increment(1);
+        }
     }
     pub(super) fn conflict(&self, kind: &'static str) {
         self.conflicts.fetch_add(1, Ordering::Relaxed);
