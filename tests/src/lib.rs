@@ -66,6 +66,58 @@
 //!
 //! Each property is also callable on its own (see [`properties`]), so a backend can split them
 //! into separate tests too.
+//!
+//! ## Testing a backend of your own
+//!
+//! A backend written outside this workspace depends on `sched-core` and, as a dev-dependency, on
+//! `sched-tests`, and runs the same suites. Here the "backend" is a small wrapper that forwards
+//! to the in-memory store and counts its commits ([`RepositoryLayer`](sched_core::RepositoryLayer):
+//! override what you intercept, everything else forwards); yours would talk to its store.
+//!
+//! ```
+//! use sched_core::{CapacityReservation, CommitMode, RepoError, RepositoryLayer, WorkerResult};
+//! use sched_core::WorkerRepository;
+//! use sched_tests::properties::PropConfig;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use std::sync::Arc;
+//!
+//! /// A backend of your own (here: the in-memory store, with its commits counted).
+//! struct Audited {
+//!     inner: sched_memory::MemoryRepository,
+//!     commits: Arc<AtomicU64>,
+//! }
+//!
+//! #[async_trait::async_trait]
+//! impl RepositoryLayer for Audited {
+//!     type Inner = sched_memory::MemoryRepository;
+//!     fn inner(&self) -> &Self::Inner {
+//!         &self.inner
+//!     }
+//!     async fn reserve_batch(
+//!         &self,
+//!         batch: &[CapacityReservation],
+//!         mode: CommitMode,
+//!     ) -> Result<Vec<WorkerResult>, RepoError> {
+//!         self.commits.fetch_add(1, Ordering::Relaxed);
+//!         WorkerRepository::reserve_batch(&self.inner, batch, mode).await
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() {
+//! let commits = Arc::new(AtomicU64::new(0));
+//! let repo = Arc::new(Audited {
+//!     inner: sched_memory::MemoryRepository::new(),
+//!     commits: commits.clone(),
+//! });
+//! // Every rule of the trait contract; a broken backend panics naming the rule.
+//! sched_tests::conformance::run_all(&*repo).await;
+//! // The properties (concurrent callers and schedulers, a model-based sequence), few cases.
+//! let cfg = PropConfig { cases: 4, ..PropConfig::from_env() };
+//! sched_tests::properties::run_all_async(repo, cfg).await;
+//! assert!(commits.load(Ordering::Relaxed) > 0);
+//! # }
+//! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 // This crate *is* test code: its checks report contract violations by panicking, as `assert!`
