@@ -262,7 +262,7 @@ where
 
 /// A short random pause (`lo..hi` microseconds) for lock retries.
 pub(crate) async fn jitter_sleep(lo_us: u64, hi_us: u64) {
-    use rand::Rng;
+    use rand::RngExt;
     let us = rand::rng().random_range(lo_us..hi_us.max(lo_us + 1));
     tokio::time::sleep(Duration::from_micros(us)).await;
 }

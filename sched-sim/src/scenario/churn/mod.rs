@@ -34,7 +34,7 @@ use crate::progress::Progress;
 use crate::strategy::sched::Sched;
 use crate::SimError;
 use fleet::{Agent, Latencies, Shared, Tally};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use sched_core::{Placement, Resources, StalePolicy, WorkerSpec};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

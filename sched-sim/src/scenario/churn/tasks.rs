@@ -5,7 +5,7 @@ use super::fleet::{add, lock, Fate, Running, Shared};
 use crate::progress::Progress;
 use crate::SimError;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use sched_core::lifecycle::sweep_all;
 use sched_core::{ContainerRequest, ExpiryReason, RenewOutcome, WorkerStatus};
 use std::sync::atomic::Ordering;

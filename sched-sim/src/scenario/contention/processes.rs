@@ -283,7 +283,7 @@ async fn processes_rounds(
         }
         // Kill one instance somewhere in the round: before, during or after its commits.
         let victim = if faults.kill_one {
-            use rand::Rng;
+            use rand::RngExt;
             let delay = rand::rng().random_range(0..30u64);
             let wait = start_at.saturating_sub(unix_ms()) + delay;
             tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
