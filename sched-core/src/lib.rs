@@ -15,6 +15,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod affinity;
+pub mod backoff;
 pub mod cache;
 pub mod counters;
 mod error;

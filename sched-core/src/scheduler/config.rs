@@ -2,6 +2,7 @@
 
 use super::plan::PlanConfig;
 use crate::affinity::AffinityMode;
+use crate::backoff::Backoff;
 use crate::cache::CacheConfig;
 use crate::CommitMode;
 use std::time::Duration;
@@ -81,18 +82,8 @@ impl SchedulerConfig {
     }
 
     /// The pause before `attempt` (2 or more): `backoff_base` doubled per attempt, capped at
-    /// `backoff_max`, with jitter in [50%, 100%).
+    /// `backoff_max`, with jitter in [50%, 100%] ([`Backoff`]).
     pub(super) fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .backoff_base
-            .saturating_mul(1u32 << attempt.saturating_sub(2).min(16));
-        let capped = exp.min(self.backoff_max);
-        // Jitter in [50%, 100%) from the clock's low bits: enough to de-synchronise schedulers.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let frac = 0.5 + f64::from(nanos % 1000) / 2000.0;
-        capped.mul_f64(frac)
+        Backoff::new(self.backoff_base, self.backoff_max).delay(attempt.saturating_sub(1))
     }
 }
