@@ -1,20 +1,14 @@
 //! Key names (ARCHITECTURE.md, "Key layout"): ids are percent-encoded, so they never break the
 //! layout or the hash tags.
 
-use std::fmt::Write;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-/// Percent-encodes every byte outside `[A-Za-z0-9._-]`.
+/// Every byte outside `[A-Za-z0-9._-]` is percent-encoded in a key.
+const ID: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+
+/// Percent-encodes every byte outside `[A-Za-z0-9._-]` (upper-case hex).
 pub(crate) fn encode(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
-            out.push(char::from(b));
-        } else {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(id, ID).to_string()
 }
 
 /// All key names of one deployment (one prefix).

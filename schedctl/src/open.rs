@@ -4,6 +4,7 @@
 use crate::cli::{BackendKind, StoreArgs};
 use crate::demo_state;
 use crate::error::{CtlError, Endpoint, ErrorContext};
+use percent_encoding::percent_decode_str;
 use sched_core::{RepoError, WorkerRepository};
 use sched_memory::{ManualClock, MemoryRepository};
 use sched_postgres::{PostgresConfig, PostgresRepository};
@@ -258,34 +259,11 @@ pub fn secrets(args: &StoreArgs) -> Vec<String> {
         .filter_map(|u| u.password().map(str::to_owned))
         .flat_map(|p| {
             // Both as written in the URL and percent-decoded.
-            let decoded = percent_decode(&p);
+            let decoded = percent_decode_str(&p).decode_utf8_lossy().into_owned();
             [p, decoded]
         })
         .filter(|p| !p.is_empty())
         .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -304,7 +282,20 @@ mod tests {
     }
 
     #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%40b%2"), "a@b%2");
+    fn secrets_are_redacted_as_written_and_decoded() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            store: StoreArgs,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from([
+            "x",
+            "--backend",
+            "redis",
+            "--redis-url",
+            "redis://u:p%40ss@h:1",
+        ])
+        .unwrap();
+        assert_eq!(secrets(&cli.store), ["p%40ss", "p@ss"]);
     }
 }

@@ -9,13 +9,13 @@
 
 use super::{LockToken, WorkerLocks};
 use async_trait::async_trait;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, IntoConnectionInfo, RedisError, ServerErrorKind};
 use sched_core::validate::validate_id;
 use sched_core::{BackendCounters, RepoError};
 use sched_redis::RedisConfig;
 use std::fmt;
-use std::fmt::Write;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -30,18 +30,12 @@ return 0
 static CAD_SHA: LazyLock<String> =
     LazyLock::new(|| redis::Script::new(COMPARE_AND_DELETE).get_hash().to_owned());
 
-/// Percent-encodes every byte outside `[A-Za-z0-9._-]`, as sched-redis does in its key names.
+/// The bytes sched-redis leaves unencoded in its key names: `[A-Za-z0-9._-]`.
+const ID: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+
+/// Percent-encodes an id as sched-redis does in its key names.
 fn encode(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
-            out.push(char::from(b));
-        } else {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(id, ID).to_string()
 }
 
 /// `{P:w:W}:lock` for the encoded prefix `P` and worker `W`: in the worker's hash tag, like
