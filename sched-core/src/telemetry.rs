@@ -4,8 +4,8 @@
 //!
 //! Names follow Prometheus conventions: `snake_case`, prefixed `sched_`, counters end in `_total`,
 //! durations are in seconds and end in `_seconds`. Labels are bounded: `kind` takes one value per
-//! [`Rejection`](crate::Rejection) kind, `reason` one per
-//! [`ExpiryReason`](crate::lifecycle::ExpiryReason), `backend` one per backend. The one unbounded
+//! [`Rejection`] kind, `reason` one per
+//! [`ExpiryReason`], `backend` one per backend. The one unbounded
 //! label, `worker` on `sched_placements_total`, is off unless
 //! [`SchedulerConfig::per_worker_metrics`](crate::SchedulerConfig::per_worker_metrics) is set.
 //!
