@@ -9,6 +9,7 @@ use crate::reserve::{outcome, reserve_script};
 use crate::{scripts, RedisRepository};
 use redis::Value;
 use sched_core::{CapacityReservation, CommitMode, RepoError, WorkerResult};
+use std::sync::Arc;
 
 mod contested;
 
@@ -389,6 +390,7 @@ impl<'a> Call<'a> {
             }
         }
         let mut results = Vec::new();
+        let mut held = Vec::new();
         let mut lost_parts = false;
         for p in 0..self.parts.len() {
             let State::Done(mut r, charged) =
@@ -399,13 +401,16 @@ impl<'a> Call<'a> {
             };
             charged_any |= !charged.is_empty();
             for it in self.items.iter().filter(|it| it.part == p && it.own) {
-                if !charged.contains(&it.pos) {
+                if charged.contains(&it.pos) {
+                    held.push((it.container.to_owned(), Arc::from(it.value.as_str())));
+                } else {
                     drop.push((it.container.to_owned(), it.value.clone()));
                 }
             }
             self.settle_contested(p, &mut r, &held_stale);
             results.push(r);
         }
+        self.repo.hint_holders(held);
         self.repo
             .drop_dead_claims(&drop, "drop the unused claims of reserve_batch")
             .await;

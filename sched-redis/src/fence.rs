@@ -93,17 +93,35 @@ impl RedisRepository {
     /// Compare-and-deletes claims `(container, exact value)` whose tokens can no longer charge;
     /// a failure is a clean-up failure (logged and counted), never an error of the call.
     pub(crate) async fn drop_dead_claims(&self, claims: &[(String, String)], what: &str) {
+        self.unclaim_all(claims, what).await;
+    }
+
+    /// [`drop_dead_claims`](Self::drop_dead_claims), telling per claim whether it was deleted
+    /// (`Some(false)`: the key held another value or none; `None`: unknown, the failure is
+    /// counted).
+    pub(crate) async fn unclaim_all(
+        &self,
+        claims: &[(String, String)],
+        what: &str,
+    ) -> Vec<Option<bool>> {
         let ops = claims
             .iter()
             .map(|(c, v)| unclaim(&self.keys, c, v))
             .collect();
         match self.run(ops, true).await {
             Ok(replies) => {
+                let deleted: Vec<Option<bool>> = (replies.iter())
+                    .map(|r| decode::<i64>(r).ok().map(|n| n == 1))
+                    .collect();
                 if let Some(Err(e)) = replies.into_iter().find(Result::is_err) {
                     self.cleanup_failed(what, &bad(format!("redis error: {e}")));
                 }
+                deleted
             }
-            Err(e) => self.cleanup_failed(what, &e),
+            Err(e) => {
+                self.cleanup_failed(what, &e);
+                vec![None; claims.len()]
+            }
         }
     }
 

@@ -15,10 +15,13 @@ use sched_core::validate::{validate_batch, validate_id, validate_release, valida
 use sched_core::watch::Wakeups;
 use sched_core::{
     AuditMode, AuditReport, CapacityReservation as Cr, CommitMode, Heartbeat, LeaseRenewal,
-    LeaseSweep, ReleaseOutcome, Released, RepoError, ReservationRecord, Resources, Worker,
-    WorkerRelease, WorkerRepository, WorkerResult, WorkerSpec, WorkerStatus,
+    LeaseSweep, ReleaseOutcome, RepoError, ReservationRecord, Resources, Worker, WorkerRelease,
+    WorkerRepository, WorkerResult, WorkerSpec, WorkerStatus,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+mod release;
 
 /// A hash read with `HGETALL`.
 pub(crate) type Hash = HashMap<String, String>;
@@ -166,69 +169,26 @@ impl WorkerRepository for RedisRepository {
                 parts.len()
             )));
         }
-        let results = batch.iter().zip(&parts).map(|(cr, a)| outcome(cr, get(a)?));
-        results.map(|r| Ok(r?.0)).collect()
+        let mut held = Vec::new();
+        let mut results = Vec::with_capacity(batch.len());
+        for (cr, a) in batch.iter().zip(&parts) {
+            let (r, charged) = outcome(cr, get(a)?)?;
+            if !charged.is_empty() {
+                let w: Arc<str> = Arc::from(cr.worker_id.as_str());
+                let ids = charged.iter().filter_map(|&i| cr.reservations.get(i));
+                held.extend(ids.map(|r| (r.container_id.clone(), Arc::clone(&w))));
+            }
+            results.push(r);
+        }
+        self.hint_holders(held);
+        Ok(results)
     }
 
-    /// Two round trips: where each container is held, one release script per holding worker;
-    /// on a cluster, then the clean-up of the claims (ARCHITECTURE.md).
+    /// One round trip on one node (two for containers this repository never saw placed);
+    /// on a cluster the release scripts, then the clean-up of the claims (`ops/release.rs`).
     async fn release_batch(&self, ids: &[String]) -> Result<Vec<ReleaseOutcome>, RepoError> {
         validate_release(ids)?;
-        let (k, cluster) = (&self.keys, self.is_cluster());
-        let index = self.index(ids).await?;
-        // Group by worker, keeping the input order inside each group.
-        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, v) in index.iter().enumerate() {
-            if let Some(v) = v {
-                groups.entry(holder_of(v)).or_default().push(i);
-            }
-        }
-        let ops = groups.iter().map(|(w, idx)| {
-            let mut keys = k.worker(w);
-            if !cluster {
-                keys.extend(idx.iter().map(|&i| k.index(&ids[i])));
-            }
-            let args = idx.iter().map(|&i| ids[i].clone());
-            let args = [w.to_string(), self.mode()].into_iter().chain(args);
-            Op::script(&scripts::RELEASE, keys, args.collect())
-        });
-        let replies: Vec<Vec<Value>> = self.run_as(ops.collect(), true).await?;
-        let none = |c: &String| ReleaseOutcome {
-            container_id: c.clone(),
-            released: None,
-        };
-        let mut out: Vec<ReleaseOutcome> = ids.iter().map(none).collect();
-        let (mut released_claims, mut orphans) = (Vec::new(), Vec::new());
-        for ((w, idx), reply) in groups.iter().zip(replies) {
-            for (&i, entry) in idx.iter().zip(reply) {
-                let released = match entry {
-                    Value::Array(e) => Some(Released {
-                        worker_id: w.to_string(),
-                        resources: e.resources(0)?,
-                        new_version: e.field(3)?,
-                    }),
-                    _ => None,
-                };
-                // Cluster: drop the claim we released; fence, then drop, one with nothing in
-                // the ledger behind it.
-                if let (true, Some(v)) = (cluster, &index[i]) {
-                    let claim = (ids[i].clone(), v.clone());
-                    match released {
-                        Some(_) => released_claims.push(claim),
-                        None => orphans.push(claim),
-                    }
-                }
-                out[i].released = released;
-            }
-        }
-        self.drop_dead_claims(&released_claims, "release_batch: drop released claims")
-            .await;
-        self.fence_and_drop(
-            &orphans,
-            "release_batch: resolve claims with nothing behind them",
-        )
-        .await;
-        Ok(out)
+        self.release(ids).await
     }
 
     /// Two round trips: every index key, then every ledger entry found.

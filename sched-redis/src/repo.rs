@@ -26,6 +26,10 @@ pub struct RedisRepository {
     pub(crate) suspects: Arc<Mutex<HashMap<String, String>>>,
     /// One node: the worker set as last seen (`list_workers` declares their state keys).
     pub(crate) worker_ids: Arc<Mutex<Vec<String>>>,
+    /// Where this repository last saw each container held, container → index value (a worker
+    /// id; on a cluster the claim `<worker>\n<token>`): lets `release_batch` go straight to the
+    /// holder. A hint only, never trusted for an answer (`ops/release.rs`).
+    pub(crate) holders: Arc<Mutex<HashMap<String, Arc<str>>>>,
     /// Armed faults (feature `testing`).
     #[cfg(feature = "testing")]
     pub(crate) faults: Arc<crate::inject::Faults>,
@@ -71,6 +75,7 @@ impl RedisRepository {
             cleanup_failures: Arc::default(),
             suspects: Arc::default(),
             worker_ids: Arc::default(),
+            holders: Arc::default(),
             #[cfg(feature = "testing")]
             faults: Arc::default(),
             name,
