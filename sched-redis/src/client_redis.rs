@@ -106,7 +106,10 @@ fn build(ops: &[Op]) -> redis::Pipeline {
     let mut p = redis::pipe();
     p.ignore_errors();
     for op in ops {
-        p.cmd(op.name).arg(op.wire_args().collect::<Vec<_>>());
+        let c = p.cmd(op.name);
+        for a in op.wire_args() {
+            c.arg(a);
+        }
     }
     p
 }

@@ -26,6 +26,12 @@ pub(crate) fn decode<T: FromRedisValue>(reply: &Reply) -> Result<T, RepoError> {
         .map_err(|e| bad(format!("redis error: {e}")))?)
 }
 
+/// An owned reply as `T`, without copying it; a server error reply is [`RepoError::Backend`].
+pub(crate) fn decode_owned<T: FromRedisValue>(reply: Reply) -> Result<T, RepoError> {
+    let v = reply.map_err(|e| bad(format!("redis error: {e}")))?;
+    redis::from_redis_value(v).map_err(|e| bad(format!("unexpected reply: {e}")))
+}
+
 /// Positional access to a script's reply array.
 pub(crate) trait Fields {
     fn field<T: FromRedisValue>(&self, i: usize) -> Result<T, RepoError>;

@@ -2,7 +2,7 @@
 //! one place, reads retried on a transient failure.
 
 use crate::client::{Op, Reply};
-use crate::codec::{bad, decode};
+use crate::codec::{bad, decode_owned};
 use crate::RedisRepository;
 use redis::FromRedisValue;
 use sched_core::RepoError;
@@ -79,7 +79,8 @@ impl RedisRepository {
         ops: Vec<Op>,
         write: bool,
     ) -> Result<Vec<T>, RepoError> {
-        self.run(ops, write).await?.iter().map(decode).collect()
+        let replies = self.run(ops, write).await?;
+        replies.into_iter().map(decode_owned).collect()
     }
 
     /// [`run`](Self::run) of one op, its reply decoded as `T`.

@@ -40,8 +40,10 @@ pub(crate) fn burst_groups(batch: &[Cr]) -> impl Iterator<Item = &[Cr]> {
 /// own (the reply holds one part reply per element, in order). The script reads and writes the
 /// container index itself (its keys are declared).
 pub(crate) fn reserve_burst(repo: &RedisRepository, batch: &[Cr], mode: CommitMode) -> Op {
-    let mut keys = Vec::new();
+    let n: usize = batch.iter().map(|cr| cr.reservations.len()).sum();
+    let mut keys = Vec::with_capacity(4 * batch.len() + n);
     let mut args = reserve_header(mode, None, batch.len());
+    args.reserve(3 * batch.len() + 6 * n);
     for cr in batch {
         reserve_part(repo, cr, None, &mut keys, &mut args);
     }
@@ -99,7 +101,7 @@ fn reserve_part(
         args.push(r.container_id.clone());
         args.extend(resource_args(&r.resources));
         args.push(r.gpu_type.clone().unwrap_or_default());
-        args.push(r.lease_ms.map_or(String::new(), |l| l.to_string()));
+        args.push(r.lease_ms.map_or_else(String::new, |l| l.to_string()));
         if let Some(h) = holders {
             args.push(h.get(i).cloned().unwrap_or_default());
         }

@@ -2,9 +2,15 @@
 //! whole queue as one batch and runs it in its own task, which answers every caller through its
 //! oneshot channel.
 //!
-//! The caller's receiver is its drop guard: a caller that is cancelled (its future dropped, a
-//! timeout) closes it, so the batch sees `is_closed()` and can skip the item, and a send that
-//! fails tells the batch nobody received the answer.
+//! A caller is registered when its item is queued ([`GroupCommit::enqueue`]), which happens
+//! when the call is made, before its future is first polled: callers created together (a burst
+//! of tasks, each with its call) are all in the queue before any of them takes the commit turn,
+//! so they form one commit whatever order the runtime polls them in. [`GroupCommit::wait`] then
+//! waits for the answer, taking the commit turn when it comes.
+//!
+//! The caller's [`Ticket`] (its receiver) is its drop guard: a caller that is cancelled (its
+//! future dropped, a timeout) closes it, so the batch sees `is_closed()` and can skip the item,
+//! and a send that fails tells the batch nobody received the answer.
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -21,6 +27,9 @@ const MAX_YIELDS: usize = 512;
 
 /// One queued item and the channel its answer goes to.
 pub(super) type Queued<T, A> = (T, oneshot::Sender<A>);
+
+/// A queued item's claim on its answer (see [`GroupCommit::enqueue`]).
+pub(super) struct Ticket<A>(oneshot::Receiver<A>);
 
 /// A queue of items waiting for the commit turn, each with the channel its answer goes to.
 pub(super) struct GroupCommit<T, A> {
@@ -72,22 +81,35 @@ impl<T: Send + 'static, A: Send + 'static> GroupCommit<T, A> {
         std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Queues `item` and waits for its answer. While one batch commits, later callers queue;
-    /// the next caller to get the commit turn waits `window` (zero: yields to runnable tasks
-    /// while the queue keeps growing, see [`Self::gather`]), takes the whole queue and `run`s it as one batch in a spawned
-    /// task. `run` must answer every item whose caller is still there through its sender (and
-    /// may skip items whose sender `is_closed()`). `None` when the batch carrying `item` ended
-    /// without answering.
-    pub(super) async fn submit<F, Fut>(&self, item: T, window: Duration, run: F) -> Option<A>
-    where
-        F: Fn(Vec<Queued<T, A>>) -> Fut,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let (tx, mut rx) = oneshot::channel();
+    /// Queues `item` now (the caller is registered: the next batch to close carries it) and
+    /// returns the ticket to [`wait`](Self::wait) on. Dropping the ticket withdraws the item if
+    /// its batch has not started.
+    pub(super) fn enqueue(&self, item: T) -> Ticket<A> {
+        let (tx, rx) = oneshot::channel();
         self.queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((item, tx));
+        Ticket(rx)
+    }
+
+    /// Waits for the answer to a queued item. While one batch commits, later callers queue;
+    /// the next caller to get the commit turn waits `window` (zero: yields to runnable tasks
+    /// while the queue keeps growing, see [`Self::gather`]), takes the whole queue and `run`s
+    /// it as one batch in a spawned task. `run` must answer every item whose caller is still
+    /// there through its sender (and may skip items whose sender `is_closed()`). `None` when the
+    /// batch carrying the item ended without answering.
+    pub(super) async fn wait<F, Fut>(
+        &self,
+        ticket: Ticket<A>,
+        window: Duration,
+        run: F,
+    ) -> Option<A>
+    where
+        F: Fn(Vec<Queued<T, A>>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Ticket(mut rx) = ticket;
         loop {
             // Either our answer arrives (someone else's batch carried it), or we get the commit
             // turn. Waiting on both means finished callers never queue on the lock just to

@@ -124,28 +124,44 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
     /// requests share one answer; with different requests, the later one meets the first one's
     /// outcome (`HeldDifferently` if it was placed).
     ///
+    /// With batching on, the request is queued when `schedule` is called, before the returned
+    /// future is first polled: calls made together (say, a burst of tasks each created with its
+    /// call) join one commit however late the runtime gets to poll some of them. The future
+    /// owns what it needs (it borrows nothing), so it can be created first and spawned after.
+    ///
     /// Cancel-safe: the burst runs in a spawned task. A call dropped before its batch starts is
     /// skipped; one dropped while its batch commits has what was placed for it released (see
     /// [`SchedulerStats::cancelled_released`]).
-    pub async fn schedule(&self, request: ContainerRequest) -> Result<Placement, ScheduleError> {
+    pub fn schedule(
+        &self,
+        request: ContainerRequest,
+    ) -> impl std::future::Future<Output = Result<Placement, ScheduleError>> + Send + 'static {
+        let inner = Arc::clone(&self.inner);
         let id = request.id.clone();
-        let cfg = &self.inner.core.config;
-        let answer = if cfg.batching {
-            let run = |batch: Vec<group_commit::Queued<ContainerRequest, Answer>>| {
-                let inner = Arc::clone(&self.inner);
-                let span = tracing::info_span!("group_commit", containers = batch.len());
-                async move { orphans::run_group(&inner.core, batch).await }.instrument(span)
-            };
-            self.inner
-                .group
-                .submit(request, cfg.group_commit_window, run)
-                .await
+        let cfg = inner.core.config;
+        let start = if cfg.batching {
+            Ok(inner.group.enqueue(request))
         } else {
-            self.spawn_burst(vec![request])
-                .await
-                .and_then(|mut v| v.pop())
+            Err(request)
         };
-        answer.unwrap_or_else(|| Err(abandoned(id)))
+        async move {
+            let answer = match start {
+                Ok(ticket) => {
+                    let run = |batch: Vec<group_commit::Queued<ContainerRequest, Answer>>| {
+                        let inner = Arc::clone(&inner);
+                        let span = tracing::info_span!("group_commit", containers = batch.len());
+                        async move { orphans::run_group(&inner.core, batch).await }.instrument(span)
+                    };
+                    (inner.group)
+                        .wait(ticket, cfg.group_commit_window, run)
+                        .await
+                }
+                Err(request) => spawn_burst(&inner, vec![request])
+                    .await
+                    .and_then(|mut v| v.pop()),
+            };
+            answer.unwrap_or_else(|| Err(abandoned(id)))
+        }
     }
 
     /// Places a burst: validates, plans against one snapshot, commits with one `reserve_batch`
@@ -161,22 +177,10 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
         requests: Vec<ContainerRequest>,
     ) -> Vec<Result<Placement, ScheduleError>> {
         let ids: Vec<String> = requests.iter().map(|r| r.id.clone()).collect();
-        match self.spawn_burst(requests).await {
+        match spawn_burst(&self.inner, requests).await {
             Some(answers) if answers.len() == ids.len() => answers,
             _ => ids.into_iter().map(|id| Err(abandoned(id))).collect(),
         }
-    }
-
-    /// Runs one burst in a spawned task and waits for its answers (`None` if the task ended
-    /// without answering).
-    async fn spawn_burst(&self, requests: Vec<ContainerRequest>) -> Option<Vec<Answer>> {
-        let span = tracing::info_span!("schedule_batch", containers = requests.len());
-        let inner = Arc::clone(&self.inner);
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(
-            async move { orphans::run_for(&inner.core, requests, tx).await }.instrument(span),
-        );
-        rx.await.ok()
     }
 
     /// Releases containers (in chunks of [`MAX_BATCH`]) and writes the returned capacity
@@ -215,6 +219,19 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
         }
         Ok(out)
     }
+}
+
+/// Runs one burst in a spawned task and waits for its answers (`None` if the task ended without
+/// answering).
+async fn spawn_burst<R: WorkerRepository + 'static>(
+    inner: &Arc<Inner<R>>,
+    requests: Vec<ContainerRequest>,
+) -> Option<Vec<Answer>> {
+    let span = tracing::info_span!("schedule_batch", containers = requests.len());
+    let inner = Arc::clone(inner);
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move { orphans::run_for(&inner.core, requests, tx).await }.instrument(span));
+    rx.await.ok()
 }
 
 /// The answer for a container whose burst ended without answering.

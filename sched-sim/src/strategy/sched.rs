@@ -41,9 +41,24 @@ impl Strategy for Sched {
         requests: Vec<ContainerRequest>,
         concurrency: usize,
     ) -> Vec<PlaceResult> {
+        // When every caller runs at once, each call is made when its task is created (the
+        // scheduler registers it then) and awaited in the task once the burst is released: the
+        // callers arrive together. With fewer concurrent callers, a call is made only once its
+        // task holds a caller slot.
+        let together = concurrency == 0 || concurrency >= requests.len();
         run_each(requests, concurrency, |r| {
-            let s = self.sched.clone();
-            async move { s.schedule(r).await.map_err(|e| e.to_string()) }
+            let call = if together {
+                Ok(self.sched.schedule(r))
+            } else {
+                Err((self.sched.clone(), r))
+            };
+            async move {
+                match call {
+                    Ok(call) => call.await,
+                    Err((s, r)) => s.schedule(r).await,
+                }
+                .map_err(|e| e.to_string())
+            }
         })
         .await
     }
