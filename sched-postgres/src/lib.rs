@@ -35,6 +35,7 @@
 //! # Ok(()) }
 //! ```
 
+mod burst;
 mod config;
 mod error;
 mod exec;
