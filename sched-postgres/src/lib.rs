@@ -36,6 +36,7 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod burst;
 mod config;
 mod error;
 mod exec;

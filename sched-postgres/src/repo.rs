@@ -253,10 +253,8 @@ impl WorkerRepository for PostgresRepository {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let partial = mode == CommitMode::Partial;
-        let sql = "SELECT sched_reserve_batch($1, $2)";
-        let out = self.call(false, sql, |q| q.bind(Json(batch)).bind(partial));
-        same_len(out.await?, batch.len(), "reserve_batch")
+        // The burst as typed arrays (src/burst.rs, `sched_reserve_burst`).
+        self.reserve_burst(batch, mode).await
     }
 
     async fn release_batch(&self, ids: &[String]) -> Result<Vec<ReleaseOutcome>, RepoError> {

@@ -165,3 +165,82 @@ async fn function_usec_reports_tracked_calls() {
     assert_eq!(calls, 1, "{after:?}");
     assert!(ms > 0.0, "{after:?}");
 }
+
+/// `sched_reserve_burst` (0005), what `reserve_batch` sends: a repeated container in a direct call
+/// keeps the worker-by-worker semantics too, and arrays of different lengths are refused.
+#[tokio::test]
+async fn the_array_burst_falls_back_and_checks_lengths() {
+    let Some(db) = common::setup("the_array_burst_falls_back_and_checks_lengths").await else {
+        return;
+    };
+    register(&db, &["w1", "w2"], 1000).await;
+    let sql = "SELECT sched_reserve_burst($1, $2::text[]::numeric[], $3, $4, $5, $6, $7, $8, \
+               $9, $10, false)";
+    let call = |rw: Vec<i32>| {
+        sqlx::query_scalar::<_, JsonValue>(sql)
+            .bind(vec!["w2", "w1"])
+            .bind(vec![None::<String>, None])
+            .bind(rw)
+            .bind(vec![1i32, 1])
+            .bind(vec!["c", "c"])
+            .bind(vec![10i64, 10])
+            .bind(vec![10i64, 10])
+            .bind(vec![0i64, 0])
+            .bind(vec![None::<String>, None])
+            .bind(vec![None::<i64>, None])
+    };
+    let out = call(vec![1, 2]).fetch_one(db.repo.pool()).await.unwrap();
+    // As sched_reserve_batch: w1 comes first in id order and takes c.
+    assert!(out[1]["outcome"]["Ok"].is_object(), "{out}");
+    assert_eq!(out[0]["outcome"]["Err"]["worker_id"], "w1", "{out}");
+    let e = call(vec![1]).fetch_one(db.repo.pool()).await.unwrap_err();
+    match e {
+        sqlx::Error::Database(d) => assert_eq!(d.code().as_deref(), Some("22023")),
+        other => panic!("{other}"),
+    }
+}
+
+/// 0006: the ledger still needs its worker (checked once per statement instead of by a foreign
+/// key): moving an entry to an unknown worker and renaming a referenced worker are refused with
+/// 23503, removing a worker takes its ledger with it, and a worker with no ledger can be renamed.
+#[tokio::test]
+async fn the_ledger_keeps_needing_its_worker() {
+    let Some(db) = common::setup("the_ledger_keeps_needing_its_worker").await else {
+        return;
+    };
+    register(&db, &["a", "b"], 100).await;
+    db.reserve_batch(
+        &[CapacityReservation::new(
+            "a",
+            vec![rr("x", 10), rr("y", 10)],
+        )],
+        CommitMode::AllOrNothing,
+    )
+    .await
+    .unwrap();
+    let mut raw = db.raw().await;
+    let code = |e: sqlx::Error| match e {
+        sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()).unwrap_or_default(),
+        other => panic!("not a database error: {other}"),
+    };
+    for sql in [
+        "UPDATE reservations SET worker_id = 'nobody' WHERE container_id = 'x'",
+        "UPDATE workers SET id = 'renamed' WHERE id = 'a'",
+        "INSERT INTO reservations (container_id, worker_id, cpu, mem, gpu) \
+         VALUES ('p', 'b', 1, 1, 0), ('q', 'nobody', 1, 1, 0)",
+    ] {
+        let e = sqlx::query(sql).execute(&mut raw).await.expect_err(sql);
+        assert_eq!(code(e), "23503", "{sql}");
+    }
+    assert!(db.find_reservation("p").await.unwrap().is_none());
+    sqlx::query("UPDATE workers SET id = 'b2' WHERE id = 'b'")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    assert!(db.remove_worker("a").await.unwrap());
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}
