@@ -4,6 +4,9 @@
 //! ```text
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo run --release -p sched-postgres --example pg_burst
 //! ```
+//!
+//! With `track_functions = 'pl'` set for the database, it also prints the server time per call
+//! of the burst and release functions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use sched_core::{
@@ -123,6 +126,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(&reserve, 0.5).as_secs_f64() / pct(&select1, 0.5).as_secs_f64(),
         d.round_trips as f64 / ROUNDS as f64
     );
+    // Server time inside the burst and release functions, when the server tracks PL functions
+    // (`ALTER DATABASE <db> SET track_functions = 'pl'` before the run; stats of a backend are
+    // published when it goes idle, within about a second).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for (name, (calls, ms)) in repo.function_usec().await? {
+        if calls > 0 && (name.contains("reserve") || name.contains("release")) {
+            println!(
+                "server time {name:<28} {calls:>5} calls, {:>8.1} µs per call",
+                ms * 1000.0 / calls as f64
+            );
+        }
+    }
     repo.drop_schema().await?;
     Ok(())
 }
