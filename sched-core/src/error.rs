@@ -6,7 +6,18 @@ use crate::ResourceKind;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A whole call failed. Per-worker rejections are not errors: see [`Rejection`](crate::Rejection).
+///
+/// What a service does with each (README, "Troubleshooting"):
+///
+/// | variant | transient | typical answer |
+/// |---|---|---|
+/// | [`Unreachable`](Self::Unreachable), [`Unavailable`](Self::Unavailable) | yes | retry later; 503 |
+/// | [`Ambiguous`](Self::Ambiguous) | yes | look the container up before placing it elsewhere |
+/// | [`Unauthorized`](Self::Unauthorized), [`Misconfigured`](Self::Misconfigured) | no | fix the configuration; alert |
+/// | [`NotMigrated`](Self::NotMigrated) | no | run `migrate()` (or `schedctl migrate`) |
+/// | [`InvalidInput`](Self::InvalidInput), [`UnknownWorker`](Self::UnknownWorker), [`TotalBelowReserved`](Self::TotalBelowReserved) | no | the caller's mistake; 4xx |
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RepoError {
     /// The input is malformed; nothing was changed.
     #[error("invalid input: {0}")]
@@ -27,6 +38,42 @@ pub enum RepoError {
     /// The request certainly did not reach the store (connect failure, pool exhausted).
     #[error("backend unavailable: {0}")]
     Unavailable(#[source] BoxError),
+    /// Connecting failed: the connection was refused, the host did not resolve or answer, or
+    /// the connection timed out. Nothing was sent. Transient: the store may come back.
+    #[error("cannot reach the store at {endpoint}: {source}")]
+    Unreachable {
+        /// `host:port` (never credentials).
+        endpoint: String,
+        /// The client library's error.
+        source: BoxError,
+    },
+    /// The store refused the credentials: a wrong password, an unknown or disabled user. Not
+    /// transient: retrying with the same settings fails the same way.
+    #[error("the store at {endpoint} refused the credentials of user {user:?}: {source}")]
+    Unauthorized {
+        /// `host:port` (never credentials).
+        endpoint: String,
+        /// The user name (never the password).
+        user: String,
+        /// The server's answer.
+        source: BoxError,
+    },
+    /// The settings cannot work: a malformed URL, a wrong scheme, an unknown database. Not
+    /// transient.
+    #[error("misconfigured store {endpoint}: {reason}")]
+    Misconfigured {
+        /// `host:port`, or the setting at fault (never credentials).
+        endpoint: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store's schema is missing or older than this crate (a function or table is not
+    /// there). Not transient: run the backend's `migrate()` (or `schedctl migrate`) first.
+    #[error("the store's schema is not migrated (call migrate() first): {detail}")]
+    NotMigrated {
+        /// The server's message.
+        detail: String,
+    },
     /// The request may or may not have been applied (timeout, lost reply, dropped connection).
     /// Callers must resolve the doubt (e.g. with `find_reservation`) before retrying elsewhere.
     #[error("outcome unknown: {0}")]
@@ -54,9 +101,26 @@ impl RepoError {
         matches!(self, RepoError::Ambiguous(_))
     }
 
-    /// True when retrying the same call later may succeed.
+    /// True when retrying the same call later may succeed: [`Unavailable`](Self::Unavailable),
+    /// [`Unreachable`](Self::Unreachable) and [`Ambiguous`](Self::Ambiguous) (after resolving
+    /// it). Wrong credentials, settings or schema are not.
     pub fn is_transient(&self) -> bool {
-        matches!(self, RepoError::Unavailable(_) | RepoError::Ambiguous(_))
+        matches!(
+            self,
+            RepoError::Unavailable(_) | RepoError::Unreachable { .. } | RepoError::Ambiguous(_)
+        )
+    }
+
+    /// True when nothing about the store works until its configuration (URL, credentials,
+    /// database) or schema is fixed: [`Unauthorized`](Self::Unauthorized),
+    /// [`Misconfigured`](Self::Misconfigured), [`NotMigrated`](Self::NotMigrated).
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
+            RepoError::Unauthorized { .. }
+                | RepoError::Misconfigured { .. }
+                | RepoError::NotMigrated { .. }
+        )
     }
 }
 

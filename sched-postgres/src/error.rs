@@ -16,6 +16,39 @@ pub(crate) fn acquire_error(e: sqlx::Error) -> RepoError {
     RepoError::Unavailable(Box::new(e))
 }
 
+/// Classifies a failed attempt to open a connection to `endpoint` as `user`: refused,
+/// unresolvable or timed out is `Unreachable`; refused credentials `Unauthorized`; an unknown
+/// database or impossible settings `Misconfigured`; anything else `Unavailable` (nothing was
+/// sent in every case).
+pub(crate) fn connect_error(e: sqlx::Error, endpoint: &str, user: &str) -> RepoError {
+    use sqlx::Error::{Configuration, Io, PoolTimedOut, Tls};
+    let code = sqlstate(&e).unwrap_or_default();
+    let endpoint = endpoint.to_owned();
+    match (&e, code.as_str()) {
+        // invalid_password, invalid_authorization_specification (unknown role, pg_hba refusal).
+        (_, "28P01" | "28000") => RepoError::Unauthorized {
+            endpoint,
+            user: user.to_owned(),
+            source: Box::new(e),
+        },
+        // invalid_catalog_name: the database does not exist.
+        (_, "3D000") | (Configuration(_) | Tls(_), _) => RepoError::Misconfigured {
+            endpoint,
+            reason: e.to_string(),
+        },
+        // cannot_connect_now (starting up), too_many_connections, connection exceptions.
+        (Io(_) | PoolTimedOut, _) | (_, "57P03" | "53300") => RepoError::Unreachable {
+            endpoint,
+            source: Box::new(e),
+        },
+        (_, c) if c.starts_with("08") => RepoError::Unreachable {
+            endpoint,
+            source: Box::new(e),
+        },
+        _ => RepoError::Unavailable(Box::new(e)),
+    }
+}
+
 /// SQLSTATE of a database error, if it is one.
 pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<String> {
     match e {
@@ -31,6 +64,12 @@ pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<String> {
 pub(crate) fn statement_error(e: sqlx::Error) -> Failure {
     use sqlx::Error::{Io, PoolClosed, PoolTimedOut, Protocol, Tls, WorkerCrashed};
     let code = sqlstate(&e).unwrap_or_default();
+    // undefined_function, undefined_table, invalid_schema_name: the schema lacks what this
+    // crate calls (migrate() never ran, or ran from an older version).
+    if matches!(code.as_str(), "42883" | "42P01" | "3F000") {
+        let detail = e.to_string();
+        return Failure::Fail(RepoError::NotMigrated { detail });
+    }
     let wrap: fn(BoxError) -> RepoError = match (&e, code.as_str()) {
         // serialization_failure, deadlock_detected: the statement was rolled back.
         (_, "40001" | "40P01") => return Failure::Retry(e),

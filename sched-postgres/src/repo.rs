@@ -72,8 +72,10 @@ struct Audited {
 }
 
 impl PostgresRepository {
-    /// Opens a pool and checks that the server answers (one connection is made now).
-    /// Fails with [`RepoError::Unavailable`] when the server cannot be reached in time.
+    /// Opens a pool and checks that the server answers. Fails at once, naming `host:port`, with
+    /// [`RepoError::Unreachable`] (refused, unresolvable, no answer within the acquire timeout),
+    /// [`RepoError::Unauthorized`] (refused credentials: names the user, never the password) or
+    /// [`RepoError::Misconfigured`] (an unknown database, impossible TLS settings).
     ///
     /// Two connections are opened (one if the pool holds one): sqlx hands a finished
     /// connection back to the pool in a background task (it pings it first), so a caller making
@@ -81,6 +83,23 @@ impl PostgresRepository {
     /// one to be opened — a delay that distorts the server-clock gaps leases and heartbeats
     /// are judged by.
     pub async fn connect(config: PostgresConfig) -> Result<Self, RepoError> {
+        // One direct connection first, so that a refused connection, refused credentials or an
+        // unknown database fail at once with their own error (a pool only times out).
+        let options = config.connect_options();
+        let endpoint = format!("{}:{}", config.host(), config.port());
+        let user = options.get_username().to_owned();
+        let probe = PgConnection::connect_with(&options);
+        match tokio::time::timeout(config.acquire_timeout, probe).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+            }
+            Ok(Err(e)) => return Err(crate::error::connect_error(e, &endpoint, &user)),
+            Err(_) => {
+                let t = config.acquire_timeout;
+                let source = format!("no connection within {t:?}").into();
+                return Err(RepoError::Unreachable { endpoint, source });
+            }
+        }
         let repo = Self::connect_lazy(config);
         let first = repo.acquire().await?;
         if repo.config.max_connections > 1 {

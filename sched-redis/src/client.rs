@@ -1,9 +1,10 @@
 //! The small interface over the two Redis clients (redis-rs and fred): one pipelined round trip
 //! of plain commands. All semantics live above it, written once.
 
+use crate::config::RedisConfig;
 use crate::scripts::Script;
 use async_trait::async_trait;
-use sched_core::RepoError;
+use sched_core::{BoxError, RepoError};
 
 /// One command's reply: a value, or the server's error reply to that one command.
 pub(crate) type Reply = Result<redis::Value, String>;
@@ -54,6 +55,41 @@ impl Op {
             Some(_) => self.args.get(1).map(String::as_str),
             None => self.args.first().map(String::as_str),
         }
+    }
+}
+
+/// What a failed connection attempt was, as each client tells from its own errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnectFault {
+    /// Refused, unresolvable, timed out: transient.
+    Unreachable,
+    /// The server refused the credentials.
+    Unauthorized,
+    /// The settings cannot work (a malformed URL, a wrong scheme).
+    Misconfigured,
+    /// Anything else (nothing was sent).
+    Other,
+}
+
+/// The typed error of a failed connection to the store of `cfg`: names the endpoint (and the
+/// user, for refused credentials), never a password.
+pub(crate) fn connect_error(cfg: &RedisConfig, fault: ConnectFault, e: BoxError) -> RepoError {
+    let endpoint = cfg.endpoint();
+    match fault {
+        ConnectFault::Unreachable => RepoError::Unreachable {
+            endpoint,
+            source: e,
+        },
+        ConnectFault::Unauthorized => RepoError::Unauthorized {
+            endpoint,
+            user: cfg.user(),
+            source: e,
+        },
+        ConnectFault::Misconfigured => RepoError::Misconfigured {
+            endpoint,
+            reason: e.to_string(),
+        },
+        ConnectFault::Other => RepoError::Unavailable(e),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The fred client (feature `fred`): same ops, same scripts, same semantics as redis-rs.
 
-use crate::client::{Client, Dedicated, Op, Reply};
+use crate::client::{Client, ConnectFault, Dedicated, Op, Reply};
 use crate::config::RedisConfig;
 use async_trait::async_trait;
 use fred::prelude::{ClientLike, Config, Error, ErrorKind, ReconnectPolicy, ServerConfig, Value};
@@ -43,9 +43,18 @@ fn parse_config(cfg: &RedisConfig) -> Result<Config, Error> {
 }
 
 impl FredClient {
-    /// Connects; every failure is `Unavailable` (nothing was sent).
+    /// Connects. Nothing was sent on failure: `Unreachable`, `Unauthorized` or `Misconfigured`
+    /// (naming the endpoint), else `Unavailable`.
     pub(crate) async fn connect(cfg: &RedisConfig) -> Result<Self, RepoError> {
-        let not_sent = |e: Error| RepoError::Unavailable(Box::new(e));
+        let not_sent = |e: Error| {
+            let fault = match e.kind() {
+                ErrorKind::Auth => ConnectFault::Unauthorized,
+                ErrorKind::Config | ErrorKind::Url => ConnectFault::Misconfigured,
+                ErrorKind::IO | ErrorKind::Timeout => ConnectFault::Unreachable,
+                _ => ConnectFault::Other,
+            };
+            crate::client::connect_error(cfg, fault, Box::new(e))
+        };
         let retries = u32::try_from(cfg.reconnect_retries).unwrap_or(u32::MAX);
         let client = fred::types::Builder::from_config(parse_config(cfg).map_err(not_sent)?)
             .with_connection_config(|c| {
@@ -66,7 +75,11 @@ impl FredClient {
         let err = match tokio::time::timeout(deadline, client.init()).await {
             Ok(Ok(_)) => return Ok(FredClient(client)),
             Ok(Err(e)) => not_sent(e),
-            Err(_) => RepoError::Unavailable("timed out connecting to redis".into()),
+            Err(_) => crate::client::connect_error(
+                cfg,
+                ConnectFault::Unreachable,
+                format!("no connection within {deadline:?}").into(),
+            ),
         };
         let _ = client.quit().await;
         Err(err)

@@ -1,6 +1,7 @@
 //! The redis-rs client: `ConnectionManager` (standalone, reconnecting) or the async cluster
 //! connection.
 
+use crate::client::ConnectFault;
 use crate::client::{Client, Dedicated, Op, Reply};
 use crate::config::RedisConfig;
 use async_trait::async_trait;
@@ -25,11 +26,13 @@ fn classify(e: RedisError, write: bool) -> RepoError {
 }
 
 impl RedisRsClient {
-    /// Connects; every failure is `Unavailable` (nothing was sent).
+    /// Connects. Nothing was sent on failure: `Unreachable`, `Unauthorized` or `Misconfigured`
+    /// (naming the endpoint), else `Unavailable`.
     pub(crate) async fn connect(cfg: &RedisConfig) -> Result<Self, RepoError> {
-        Self::open(cfg)
-            .await
-            .map_err(|e| RepoError::Unavailable(Box::new(e)))
+        Self::open(cfg).await.map_err(|e| {
+            let fault = connect_fault(&e);
+            crate::client::connect_error(cfg, fault, Box::new(e))
+        })
     }
 
     async fn open(cfg: &RedisConfig) -> Result<Self, RedisError> {
@@ -52,6 +55,19 @@ impl RedisRsClient {
             .set_number_of_retries(cfg.reconnect_retries);
         let manager = ConnectionManager::new_with_config(client, mcfg).await?;
         Ok(Self::Single(manager))
+    }
+}
+
+/// What a connection attempt's error was.
+fn connect_fault(e: &RedisError) -> ConnectFault {
+    match e.kind() {
+        redis::ErrorKind::AuthenticationFailed => ConnectFault::Unauthorized,
+        redis::ErrorKind::InvalidClientConfig => ConnectFault::Misconfigured,
+        _ if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() => {
+            ConnectFault::Unreachable
+        }
+        _ if e.code() == Some("NOPERM") => ConnectFault::Unauthorized,
+        _ => ConnectFault::Other,
     }
 }
 

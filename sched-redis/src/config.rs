@@ -94,6 +94,41 @@ impl RedisConfig {
     }
 }
 
+impl RedisConfig {
+    /// Where this configuration connects, for messages: `host:port` of each URL (a cluster's
+    /// seeds joined by `,`), never credentials; an unparsable URL shows as `<unparsable URL>`.
+    pub fn endpoint(&self) -> String {
+        let one = |u: &String| match url::Url::parse(u) {
+            Ok(u) => format!(
+                "{}:{}",
+                u.host_str().unwrap_or("localhost"),
+                u.port().unwrap_or(6379)
+            ),
+            Err(_) => "<unparsable URL>".to_owned(),
+        };
+        let all: Vec<String> = self.urls.iter().map(one).collect();
+        if all.is_empty() {
+            "<no URL>".to_owned()
+        } else {
+            all.join(",")
+        }
+    }
+
+    /// The ACL user that connects: the configured one, else the first URL's, else `default`.
+    pub fn user(&self) -> String {
+        let from_url = self
+            .urls
+            .first()
+            .and_then(|u| url::Url::parse(u).ok())
+            .map(|u| u.username().to_owned())
+            .filter(|u| !u.is_empty());
+        self.username
+            .clone()
+            .or(from_url)
+            .unwrap_or_else(|| "default".to_owned())
+    }
+}
+
 /// `scheme://user:password@host` → `scheme://user:***@host`.
 pub(crate) fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
@@ -140,5 +175,18 @@ mod tests {
         let s = format!("{:?}", RedisConfig::from_url("redis://:pw@h:1"));
         assert!(!s.contains("pw@"), "{s}");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
+    }
+
+    #[test]
+    fn endpoints_and_users_never_show_secrets() {
+        let cfg = RedisConfig::from_url("rediss://alice:hunter2@example.invalid:6380/0");
+        assert_eq!(cfg.endpoint(), "example.invalid:6380");
+        assert_eq!(cfg.user(), "alice");
+        let cfg = cfg.with_credentials("bob", "pw");
+        assert_eq!(cfg.user(), "bob");
+        let cluster = RedisConfig::cluster(["redis://a:7001", "redis://b"]);
+        assert_eq!(cluster.endpoint(), "a:7001,b:6379");
+        assert_eq!(cluster.user(), "default");
+        assert_eq!(RedisConfig::from_url("not a url").endpoint(), "<unparsable URL>");
     }
 }

@@ -112,6 +112,23 @@ impl CtlError {
                 },
                 None => CtlError::Store(format!("backend unavailable: {}", chain(&*src))),
             },
+            RepoError::Unreachable { endpoint, source } => CtlError::Unreachable {
+                endpoint: match &ctx.endpoint {
+                    Some(e) => e.clone(),
+                    None => Endpoint {
+                        what: ctx.backend,
+                        addr: endpoint,
+                    },
+                },
+                cause: chain(&*source),
+            },
+            RepoError::NotMigrated { detail } => match &ctx.schema {
+                Some(schema) => CtlError::NotMigrated {
+                    schema: schema.clone(),
+                    cause: detail,
+                },
+                None => CtlError::Store(format!("the schema is not migrated: {detail}")),
+            },
             RepoError::Ambiguous(src) => CtlError::Ambiguous(chain(&*src)),
             RepoError::Backend(src) => match (&ctx.schema, undefined_object(&*src)) {
                 (Some(schema), true) => CtlError::NotMigrated {

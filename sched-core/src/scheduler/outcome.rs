@@ -29,7 +29,12 @@ pub struct Placement {
 /// Every error but [`Ambiguous`](Self::Ambiguous) means this call left the container unheld:
 /// before answering with an error, the scheduler looks the container up once more, and answers
 /// `Ok` (or `HeldDifferently`) if it is held after all.
+///
+/// For a service: [`is_store_unavailable`](Self::is_store_unavailable) (503: the store is down
+/// or misconfigured), [`is_contention`](Self::is_contention) (409 or retry: other schedulers
+/// took what this one planned on), `NoCapacity` (no room anywhere), `Ambiguous` (look it up).
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ScheduleError {
     /// The request is malformed (found by the scheduler, the backend, or the worker's part).
     #[error("invalid request {container_id:?}: {cause}")]
@@ -98,12 +103,50 @@ impl ScheduleError {
     pub fn may_be_held(&self) -> bool {
         matches!(self, ScheduleError::Ambiguous { .. })
     }
+
+    /// The store error behind the answer: the failed lookup of an `Ambiguous`, or the last
+    /// attempt's read, commit or lookup failure of a `RetriesExhausted`. `None` when the store
+    /// answered (a rejection, no capacity, a bad request).
+    pub fn store_error(&self) -> Option<&RepoError> {
+        match self {
+            ScheduleError::Ambiguous { cause, .. } => Some(cause),
+            ScheduleError::RetriesExhausted { last, .. } => match last {
+                AttemptError::ReadWorkers(e)
+                | AttemptError::Commit(e)
+                | AttemptError::Resolve(e) => Some(e),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// True when the store failed rather than answered: it could not be reached, timed out,
+    /// refused the credentials, or lacks its schema (a service answers 503). See
+    /// [`RepoError::needs_operator`] to tell an outage from a configuration to fix.
+    pub fn is_store_unavailable(&self) -> bool {
+        self.store_error()
+            .is_some_and(|e| e.is_transient() || e.needs_operator())
+    }
+
+    /// True when every attempt was turned away by other schedulers' work: the last attempt was
+    /// rejected (capacity taken since the plan, a version or a container race). A service
+    /// answers 409 or retries the request.
+    pub fn is_contention(&self) -> bool {
+        matches!(
+            self,
+            ScheduleError::RetriesExhausted {
+                last: AttemptError::Rejected(_),
+                ..
+            }
+        )
+    }
 }
 
 /// Why an attempt to place a container did not place it: the `last` of
 /// [`ScheduleError::RetriesExhausted`]. Store errors are shared (`Arc`) by every container of
 /// the call that failed.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum AttemptError {
     /// The worker rejected the container's part (capacity, version, availability, contention).
     #[error("{0}")]
@@ -131,4 +174,75 @@ pub enum AttemptError {
     /// of results and the lookup found the container held nowhere).
     #[error("no error recorded")]
     Unknown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exhausted(last: AttemptError) -> ScheduleError {
+        ScheduleError::RetriesExhausted {
+            container_id: "c".into(),
+            attempts: 5,
+            last,
+        }
+    }
+
+    /// A service tells an outage (503) from contention (409) from the typed cause.
+    #[test]
+    fn outage_contention_and_capacity_are_told_apart() {
+        let down = RepoError::Unreachable {
+            endpoint: "db:6379".into(),
+            source: "refused".into(),
+        };
+        let outage = exhausted(AttemptError::ReadWorkers(Arc::new(down)));
+        assert!(outage.is_store_unavailable() && !outage.is_contention());
+        assert!(outage.store_error().is_some_and(RepoError::is_transient));
+
+        let creds = RepoError::Unauthorized {
+            endpoint: "db:6379".into(),
+            user: "app".into(),
+            source: "WRONGPASS".into(),
+        };
+        let misconfigured = exhausted(AttemptError::Commit(Arc::new(creds)));
+        assert!(misconfigured.is_store_unavailable());
+        assert!(misconfigured.store_error().is_some_and(RepoError::needs_operator));
+
+        let raced = exhausted(AttemptError::Rejected(Rejection::VersionConflict {
+            expected: 1,
+            current: 2,
+        }));
+        assert!(raced.is_contention() && !raced.is_store_unavailable());
+        assert!(raced.store_error().is_none());
+
+        let full = ScheduleError::NoCapacity {
+            container_id: "c".into(),
+            cause: Unplaceable::NoCapacity,
+        };
+        assert!(!full.is_contention() && !full.is_store_unavailable());
+
+        let lookup = RepoError::Unavailable("lookup failed".into());
+        let ambiguous = ScheduleError::Ambiguous {
+            container_id: "c".into(),
+            cause: Arc::new(lookup),
+        };
+        assert!(ambiguous.may_be_held() && ambiguous.is_store_unavailable());
+    }
+
+    #[test]
+    fn only_configuration_and_schema_need_an_operator() {
+        let not_migrated = RepoError::NotMigrated {
+            detail: "function sched_register_worker does not exist".into(),
+        };
+        assert!(not_migrated.needs_operator() && !not_migrated.is_transient());
+        assert!(not_migrated.to_string().contains("migrate()"));
+        let misconfigured = RepoError::Misconfigured {
+            endpoint: "db:5432".into(),
+            reason: "database \"x\" does not exist".into(),
+        };
+        assert!(misconfigured.needs_operator() && !misconfigured.is_transient());
+        assert!(misconfigured.to_string().contains("db:5432"));
+        let ambiguous = RepoError::Ambiguous("lost reply".into());
+        assert!(ambiguous.is_transient() && !ambiguous.needs_operator());
+    }
 }
