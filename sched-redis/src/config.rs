@@ -114,6 +114,30 @@ impl RedisConfig {
         }
     }
 
+    /// Refuses what no client could connect with: no URL, an unparsable one, or a scheme other
+    /// than `redis`, `rediss`, `redis+unix` or `unix` (fred would read `http://h:6379` as
+    /// Redis). Nothing is sent.
+    pub(crate) fn check(&self) -> Result<(), sched_core::RepoError> {
+        let bad = |reason: String| sched_core::RepoError::Misconfigured {
+            endpoint: self.endpoint(),
+            reason,
+        };
+        if self.urls.is_empty() {
+            return Err(bad("no Redis URL".to_owned()));
+        }
+        for u in &self.urls {
+            let parsed = url::Url::parse(u)
+                .map_err(|e| bad(format!("not a URL ({e}): expected redis://host:port")))?;
+            if !matches!(parsed.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
+                return Err(bad(format!(
+                    "unsupported scheme {:?}: expected redis:// or rediss://",
+                    parsed.scheme()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The ACL user that connects: the configured one, else the first URL's, else `default`.
     pub fn user(&self) -> String {
         let from_url = self
@@ -187,6 +211,9 @@ mod tests {
         let cluster = RedisConfig::cluster(["redis://a:7001", "redis://b"]);
         assert_eq!(cluster.endpoint(), "a:7001,b:6379");
         assert_eq!(cluster.user(), "default");
-        assert_eq!(RedisConfig::from_url("not a url").endpoint(), "<unparsable URL>");
+        assert_eq!(
+            RedisConfig::from_url("not a url").endpoint(),
+            "<unparsable URL>"
+        );
     }
 }

@@ -52,9 +52,12 @@ impl std::fmt::Debug for RedisRepository {
 
 impl RedisRepository {
     /// Connects with redis-rs (`ConnectionManager`, or the async cluster client when
-    /// [`RedisConfig::cluster`] is set). A server that cannot be reached gives
-    /// [`RepoError::Unavailable`].
+    /// [`RedisConfig::cluster`] is set). Fails, naming the endpoint, with
+    /// [`RepoError::Misconfigured`] (no URL, an unparsable one, a scheme other than `redis`,
+    /// `rediss`, `redis+unix` or `unix`), [`RepoError::Unreachable`] or
+    /// [`RepoError::Unauthorized`] (the user, never the password).
     pub async fn connect(config: &RedisConfig) -> Result<Self, RepoError> {
+        config.check()?;
         let client = crate::client_redis::RedisRsClient::connect(config).await?;
         Ok(Self::with_client(Arc::new(client), "redis", config))
     }
@@ -62,6 +65,7 @@ impl RedisRepository {
     /// Connects with fred (same behaviour as [`connect`](Self::connect)).
     #[cfg(feature = "fred")]
     pub async fn connect_fred(config: &RedisConfig) -> Result<Self, RepoError> {
+        config.check()?;
         let client = crate::client_fred::FredClient::connect(config).await?;
         Ok(Self::with_client(Arc::new(client), "redis-fred", config))
     }

@@ -30,14 +30,20 @@ async fn failures(cfg: &RedisConfig) -> Vec<(&'static str, RepoError)> {
 
 fn no_secret(client: &str, e: &RepoError) {
     let shown = format!("{e} / {e:?}");
-    assert!(!shown.contains(SECRET), "{client}: the password leaked: {shown}");
+    assert!(
+        !shown.contains(SECRET),
+        "{client}: the password leaked: {shown}"
+    );
 }
 
 #[tokio::test]
 async fn a_refused_connection_is_unreachable_and_names_host_and_port() {
     let url = format!("redis://user:{SECRET}@127.0.0.1:1");
     for (client, e) in failures(&quick(RedisConfig::from_url(url))).await {
-        assert!(matches!(e, RepoError::Unreachable { .. }), "{client}: {e:?}");
+        assert!(
+            matches!(e, RepoError::Unreachable { .. }),
+            "{client}: {e:?}"
+        );
         assert!(e.is_transient(), "{client}");
         assert!(!e.needs_operator(), "{client}");
         assert!(e.to_string().contains("127.0.0.1:1"), "{client}: {e}");
@@ -49,7 +55,10 @@ async fn a_refused_connection_is_unreachable_and_names_host_and_port() {
 async fn a_url_of_another_scheme_is_misconfigured() {
     let url = format!("http://user:{SECRET}@127.0.0.1:6379");
     for (client, e) in failures(&quick(RedisConfig::from_url(url))).await {
-        assert!(matches!(e, RepoError::Misconfigured { .. }), "{client}: {e:?}");
+        assert!(
+            matches!(e, RepoError::Misconfigured { .. }),
+            "{client}: {e:?}"
+        );
         assert!(!e.is_transient(), "{client}");
         assert!(e.needs_operator(), "{client}");
         assert!(e.to_string().contains("127.0.0.1:6379"), "{client}: {e}");
@@ -68,13 +77,12 @@ async fn refused_credentials_are_unauthorized_and_name_host_and_user() {
     let mut url = url::Url::parse(&base).unwrap();
     url.set_username("sched-no-such-user").unwrap();
     url.set_password(Some(SECRET)).unwrap();
-    let endpoint = format!(
-        "{}:{}",
-        url.host_str().unwrap(),
-        url.port().unwrap_or(6379)
-    );
+    let endpoint = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(6379));
     for (client, e) in failures(&quick(RedisConfig::from_url(url.as_str()))).await {
-        assert!(matches!(e, RepoError::Unauthorized { .. }), "{client}: {e:?}");
+        assert!(
+            matches!(e, RepoError::Unauthorized { .. }),
+            "{client}: {e:?}"
+        );
         assert!(!e.is_transient(), "{client}");
         let msg = e.to_string();
         assert!(msg.contains(&endpoint), "{client}: {msg}");

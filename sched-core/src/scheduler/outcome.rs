@@ -110,12 +110,11 @@ impl ScheduleError {
     pub fn store_error(&self) -> Option<&RepoError> {
         match self {
             ScheduleError::Ambiguous { cause, .. } => Some(cause),
-            ScheduleError::RetriesExhausted { last, .. } => match last {
-                AttemptError::ReadWorkers(e)
-                | AttemptError::Commit(e)
-                | AttemptError::Resolve(e) => Some(e),
-                _ => None,
-            },
+            ScheduleError::RetriesExhausted {
+                last:
+                    AttemptError::ReadWorkers(e) | AttemptError::Commit(e) | AttemptError::Resolve(e),
+                ..
+            } => Some(e),
             _ => None,
         }
     }
@@ -206,7 +205,9 @@ mod tests {
         };
         let misconfigured = exhausted(AttemptError::Commit(Arc::new(creds)));
         assert!(misconfigured.is_store_unavailable());
-        assert!(misconfigured.store_error().is_some_and(RepoError::needs_operator));
+        assert!(misconfigured
+            .store_error()
+            .is_some_and(RepoError::needs_operator));
 
         let raced = exhausted(AttemptError::Rejected(Rejection::VersionConflict {
             expected: 1,
