@@ -90,3 +90,17 @@ async fn refused_credentials_are_unauthorized_and_name_host_and_user() {
         no_secret(client, &e);
     }
 }
+
+/// Cluster seeds with different passwords cannot work (redis-rs refuses them): a configuration
+/// to fix, naming every seed, not an outage.
+#[tokio::test]
+async fn cluster_seeds_with_different_passwords_are_misconfigured() {
+    let cfg = quick(RedisConfig::cluster([
+        format!("redis://:{SECRET}@127.0.0.1:1"),
+        "redis://:other@127.0.0.1:2".to_owned(),
+    ]));
+    let e = RedisRepository::connect(&cfg).await.err().unwrap();
+    assert!(matches!(e, RepoError::Misconfigured { .. }), "{e:?}");
+    assert!(e.to_string().contains("127.0.0.1:1,127.0.0.1:2"), "{e}");
+    no_secret("redis-rs", &e);
+}

@@ -38,7 +38,7 @@ fn redis_cluster_names_every_seed() {
             "--backend",
             "redis",
             "--redis-cluster-urls",
-            "redis://:hunter2@127.0.0.1:1,redis://127.0.0.1:2",
+            "redis://:hunter2@127.0.0.1:1,redis://:hunter2@127.0.0.1:2",
             "workers",
         ],
         "schedctl: error: cannot reach Redis Cluster at 127.0.0.1:1,127.0.0.1:2: ",
