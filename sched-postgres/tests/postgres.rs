@@ -467,8 +467,8 @@ async fn debug_never_shows_the_password() {
     assert!(!format!("{repo:?}").contains(&pw), "{repo:?}");
 }
 
-/// Nothing listens: connect fails fast with a typed Unavailable error, and so does a call on a
-/// lazy pool. No call is ever Ambiguous when nothing was sent.
+/// Nothing listens: connect fails fast with a typed Unreachable error naming host and port, and a
+/// call on a lazy pool with Unavailable. No call is ever Ambiguous when nothing was sent.
 #[tokio::test]
 async fn unreachable_server_is_unavailable() {
     let port = {
@@ -482,8 +482,12 @@ async fn unreachable_server_is_unavailable() {
     let err = PostgresRepository::connect(config.clone())
         .await
         .unwrap_err();
-    assert!(matches!(err, RepoError::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, RepoError::Unreachable { .. }), "{err:?}");
     assert!(err.is_transient() && !err.is_ambiguous());
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
     assert!(start.elapsed() < Duration::from_secs(10));
     assert!(!err.to_string().contains("pw@"), "{err}");
     let lazy = PostgresRepository::connect_lazy(config);

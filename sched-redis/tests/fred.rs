@@ -20,6 +20,11 @@ async fn unreachable_server_is_unavailable() {
         .with_reconnect_retries(0);
     let started = std::time::Instant::now();
     let err = common::connect(common::Kind::Fred, &cfg).await.unwrap_err();
-    assert!(matches!(err, RepoError::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, RepoError::Unreachable { .. }), "{err:?}");
+    assert!(err.is_transient());
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
 }

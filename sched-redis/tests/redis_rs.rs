@@ -21,6 +21,11 @@ async fn unreachable_server_is_unavailable() {
     let err = common::connect(common::Kind::RedisRs, &cfg)
         .await
         .unwrap_err();
-    assert!(matches!(err, RepoError::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, RepoError::Unreachable { .. }), "{err:?}");
+    assert!(err.is_transient());
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
