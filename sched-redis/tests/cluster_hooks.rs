@@ -357,7 +357,7 @@ async fn round_trips_cold_and_warm() {
         let Some(repo) = setup(kind, "round_trips_cold_and_warm", &["w1", "w2"]).await else {
             return;
         };
-        let _cache = common::SCRIPT_CACHE.read().await;
+        let _cache = common::scripts_loaded(Topology::Cluster).await;
         let cold = common::connect(kind, repo.config()).await.unwrap();
         let batch = |c: &str| {
             [
@@ -389,7 +389,7 @@ async fn stale_epoch_is_refused_then_run_again() {
         let Some(repo) = setup(kind, "stale_epoch_is_refused_then_run_again", &["w"]).await else {
             return;
         };
-        let _cache = common::SCRIPT_CACHE.read().await;
+        let _cache = common::scripts_loaded(Topology::Cluster).await;
         let stale = common::connect(kind, repo.config()).await.unwrap();
         stale.get_worker("w").await.unwrap(); // learns the epoch
         assert!(repo.remove_worker("w").await.unwrap());

@@ -6,7 +6,7 @@
 #[allow(unused_macros)]
 mod common;
 
-use common::{fresh, kinds, rr, Topology, SCRIPT_CACHE};
+use common::{fresh, kinds, rr, Topology};
 use sched_core::{CapacityReservation, CommitMode, Resources, WorkerRepository, WorkerSpec};
 
 fn burst(workers: usize, per: usize, tag: &str) -> Vec<CapacityReservation> {
@@ -35,7 +35,7 @@ async fn reserve_wire_reserves_when_sent_raw() {
         let Some(repo) = fresh(kind, Topology::Single, "reserve_wire").await else {
             return;
         };
-        let _cache = SCRIPT_CACHE.read().await;
+        let _cache = common::scripts_loaded(Topology::Single).await;
         register(&repo, 4).await;
         // Loads reserve.lua (NOSCRIPT -> EVAL) if the server did not have it.
         let warm = burst(4, 1, "warm");
@@ -83,7 +83,7 @@ async fn list_workers_is_one_round_trip() {
         let Some(repo) = fresh(kind, Topology::Single, "list_workers_rt").await else {
             return;
         };
-        let _cache = SCRIPT_CACHE.read().await;
+        let _cache = common::scripts_loaded(Topology::Single).await;
         register(&repo, 5).await;
         repo.list_workers(None).await.unwrap(); // workers.lua into the script cache
         let rt = |r: &sched_redis::RedisRepository| r.counters().snapshot();
@@ -123,7 +123,7 @@ async fn command_usec_sees_a_burst() {
         let Some(repo) = fresh(kind, Topology::Single, "command_usec").await else {
             return;
         };
-        let _cache = SCRIPT_CACHE.read().await;
+        let _cache = common::scripts_loaded(Topology::Single).await;
         register(&repo, 20).await;
         // Loads reserve.lua (NOSCRIPT -> EVAL) if the server did not have it.
         let warm = burst(20, 1, "warm");
@@ -162,7 +162,7 @@ async fn a_failing_part_leaves_the_others_committed() {
         let Some(repo) = fresh(kind, Topology::Single, "failing_part").await else {
             return;
         };
-        let _cache = SCRIPT_CACHE.read().await;
+        let _cache = common::scripts_loaded(Topology::Single).await;
         register(&repo, 3).await;
         let pattern = repo.key_pattern();
         let prefix = &pattern[1..pattern.len() - 2];

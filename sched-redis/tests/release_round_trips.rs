@@ -8,7 +8,7 @@
 #[allow(unused_macros)]
 mod common;
 
-use common::{fresh, kinds, rr, Topology, SCRIPT_CACHE};
+use common::{fresh, kinds, rr, Topology};
 use sched_core::{
     CapacityReservation, CommitMode, ReleaseOutcome, Resources, WorkerRepository, WorkerSpec,
 };
@@ -77,7 +77,7 @@ async fn placed_here(topology: Topology) {
         let Some(repo) = fresh(kind, topology, "release_placed_here").await else {
             return;
         };
-        let _cache = SCRIPT_CACHE.read().await;
+        let _cache = common::scripts_loaded(topology).await;
         register(&repo, 4).await;
         // Warm every script on every node.
         let (warm, warm_ids) = burst(4, 1, "warm");
@@ -129,7 +129,7 @@ async fn not_placed_here(topology: Topology) {
         let Some(repo) = fresh(kind, topology, "release_not_placed_here").await else {
             return;
         };
-        let _cache = SCRIPT_CACHE.read().await;
+        let _cache = common::scripts_loaded(topology).await;
         register(&repo, 4).await;
         let (warm, warm_ids) = burst(4, 1, "warm");
         reserve(&repo, &warm).await;
@@ -208,7 +208,7 @@ async fn old_token_hint_leaves_no_claim_cluster() {
         let Some(repo) = fresh(kind, Topology::Cluster, "release_old_token").await else {
             return;
         };
-        let _cache = SCRIPT_CACHE.read().await;
+        let _cache = common::scripts_loaded(Topology::Cluster).await;
         register(&repo, 2).await;
         let other = common::connect(kind, repo.config()).await.unwrap();
         let (batch, ids) = burst(2, 2, "c");

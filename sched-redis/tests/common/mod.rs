@@ -143,6 +143,32 @@ pub async fn raw_nodes(topology: Topology) -> Vec<redis::aio::MultiplexedConnect
 /// this for reading, the test that flushes holds it for writing.
 pub static SCRIPT_CACHE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
+/// Holds [`SCRIPT_CACHE`] for reading and loads every `lua/*.lua` script on every node of
+/// `topology` first, so a round-trip count never includes a `NOSCRIPT` retry (on a fresh
+/// cluster a node may not yet have seen a script, whatever ran before in this process).
+pub async fn scripts_loaded(topology: Topology) -> tokio::sync::RwLockReadGuard<'static, ()> {
+    let guard = SCRIPT_CACHE.read().await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/lua");
+    let bodies: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "lua"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(bodies.len() > 10, "lua scripts not found in {dir}");
+    for mut node in raw_nodes(topology).await {
+        for body in &bodies {
+            let _: String = redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(body)
+                .query_async(&mut node)
+                .await
+                .unwrap();
+        }
+    }
+    guard
+}
+
 /// A repository (fresh prefix) that talks to `REDIS_URL` through a [`FaultProxy`].
 pub async fn through_proxy(
     kind: Kind,
