@@ -65,7 +65,10 @@ fn bump(counter: &AtomicU64, name: &'static str, backend: &str, n: u64) {
 impl BackendCounters {
     /// Counts `n` physical round trips (also `sched_backend_round_trips_total`). The one figure a
     /// backend counts itself.
+    /// They also go to the call's span when it runs under the [`Traced`](crate::layers::Traced)
+    /// layer.
     pub fn round_trips(&self, backend: &str, n: u64) {
+        crate::layers::count_round_trips(n);
         bump(
             &self.round_trips,
             "sched_backend_round_trips_total",

@@ -111,6 +111,24 @@ impl RepoError {
         )
     }
 
+    /// A short, stable name of the variant (`"unavailable"`, `"ambiguous"`, ...), for span
+    /// fields and metric labels; never carries the message.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RepoError::InvalidInput(_) => "invalid_input",
+            RepoError::TotalBelowReserved { .. } => "total_below_reserved",
+            RepoError::UnknownWorker(_) => "unknown_worker",
+            RepoError::Unavailable(_) => "unavailable",
+            RepoError::Unreachable { .. } => "unreachable",
+            RepoError::Unauthorized { .. } => "unauthorized",
+            RepoError::Misconfigured { .. } => "misconfigured",
+            RepoError::NotMigrated { .. } => "not_migrated",
+            RepoError::Ambiguous(_) => "ambiguous",
+            RepoError::Backend(_) => "backend",
+            RepoError::Unsupported { .. } => "unsupported",
+        }
+    }
+
     /// True when nothing about the store works until its configuration (URL, credentials,
     /// database) or schema is fixed: [`Unauthorized`](Self::Unauthorized),
     /// [`Misconfigured`](Self::Misconfigured), [`NotMigrated`](Self::NotMigrated).

@@ -5,11 +5,16 @@
 //!   backend.
 //! * [`Faulty`]: injected failures, lost replies, forced conflicts and latency, for tests of
 //!   retry paths on any backend.
+//! * [`Traced`]: one `tracing` span per call with the backend, the workers, the containers and
+//!   the round trips it took.
 
 mod counted;
 mod fault_plan;
 mod faulty;
+mod traced;
 
 pub use counted::Counted;
 pub use fault_plan::{Args, Call, Fault, FaultPlan, Op, Select};
 pub use faulty::Faulty;
+pub(crate) use traced::count_round_trips;
+pub use traced::Traced;

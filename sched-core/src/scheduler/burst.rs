@@ -32,7 +32,8 @@ use settle::HeldCheck;
 
 /// What a burst works with: everything a scheduler holds but its group-commit queue.
 pub(super) struct Core<R> {
-    pub(super) repo: R,
+    /// Every call the scheduler makes is traced (one span per call).
+    pub(super) repo: crate::layers::Traced<R>,
     pub(super) config: SchedulerConfig,
     pub(super) cache: WorkerStateCache,
     pub(super) counters: Counters,

@@ -81,7 +81,7 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
         Scheduler {
             inner: Arc::new(Inner {
                 core: Core {
-                    repo,
+                    repo: crate::layers::Traced::new(repo),
                     config,
                     cache: WorkerStateCache::new(CacheConfig {
                         ttl: config.cache_ttl,
@@ -95,7 +95,7 @@ impl<R: WorkerRepository + 'static> Scheduler<R> {
 
     /// The repository.
     pub fn repo(&self) -> &R {
-        &self.inner.core.repo
+        self.inner.core.repo.get_ref()
     }
 
     /// The settings.
