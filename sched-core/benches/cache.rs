@@ -120,10 +120,9 @@ impl Drop for Contention {
 fn bench(c: &mut Criterion) {
     // Leaked so that readers (which borrow the cache) can live on background threads.
     let repo: &'static ListOnly = Box::leak(Box::new(ListOnly(workers())));
-    let cache: &'static WorkerStateCache =
-        Box::leak(Box::new(WorkerStateCache::new(CacheConfig {
-            ttl: Duration::from_secs(3600),
-        })));
+    let cache: &'static WorkerStateCache = Box::leak(Box::new(WorkerStateCache::new(
+        CacheConfig::with_ttl(Duration::from_secs(3600)),
+    )));
     futures::executor::block_on(cache.snapshot(repo)).expect("fill the cache");
     let map: Arc<RwLock<HashMap<String, Worker>>> = Arc::new(RwLock::new(
         workers().into_iter().map(|w| (w.id.clone(), w)).collect(),

@@ -31,11 +31,19 @@ use counter::ShardedCounter;
 pub use reader::CacheReader;
 pub use stats::CacheStats;
 
-/// Cache settings.
+/// Cache settings: [`default`](Self::default) or [`with_ttl`](Self::with_ttl).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CacheConfig {
     /// How long a snapshot is served without refresh. Zero disables the cache (read-through).
     pub ttl: Duration,
+}
+
+impl CacheConfig {
+    /// The default settings with this TTL.
+    pub fn with_ttl(ttl: Duration) -> Self {
+        CacheConfig { ttl }
+    }
 }
 
 impl Default for CacheConfig {

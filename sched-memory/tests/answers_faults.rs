@@ -205,13 +205,7 @@ async fn cancelled_while_queued_is_never_committed() {
 async fn cancelled_while_committing_is_released() {
     for (k, batching) in [(0, true), (1, false), (2, false)] {
         let repo = repo(2, WORKER).await;
-        let sched = Scheduler::new(
-            repo.clone(),
-            SchedulerConfig {
-                batching,
-                ..quick()
-            },
-        );
+        let sched = Scheduler::new(repo.clone(), quick().with_batching(batching));
         sched.schedule(req("warm", SMALL)).await.unwrap();
         repo.faults().on(
             Select::nth(Op::Reserve, 1),

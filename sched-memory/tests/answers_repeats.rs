@@ -59,13 +59,7 @@ async fn same_id_twice_in_one_burst() {
 async fn same_id_in_concurrent_calls_gets_one_answer() {
     for batching in [true, false] {
         let repo = repo(3, WORKER).await;
-        let sched = Scheduler::new(
-            repo.clone(),
-            SchedulerConfig {
-                batching,
-                ..quick()
-            },
-        );
+        let sched = Scheduler::new(repo.clone(), quick().with_batching(batching));
         let (a, b) = tokio::join!(
             sched.schedule(req("dup", SMALL)),
             sched.schedule(req("dup", SMALL))
@@ -156,13 +150,7 @@ async fn repeated_request_with_other_resources_is_held_differently() {
     let sched = Scheduler::new(repo.clone(), SchedulerConfig::default());
     let first = sched.schedule(req("r", SMALL)).await.unwrap();
     for batching in [true, false] {
-        let s = Scheduler::new(
-            repo.clone(),
-            SchedulerConfig {
-                batching,
-                ..quick()
-            },
-        );
+        let s = Scheduler::new(repo.clone(), quick().with_batching(batching));
         let again = s.schedule(req("r", LARGE)).await;
         match &again {
             Err(ScheduleError::HeldDifferently { container_id, held }) => {
@@ -273,11 +261,9 @@ async fn attempts_that_find_containers_held_do_not_count() {
     };
     let sched = Scheduler::new(
         racer,
-        SchedulerConfig {
-            max_attempts: 1,
-            commit_mode: sched_core::CommitMode::AllOrNothing,
-            ..quick()
-        },
+        quick()
+            .with_max_attempts(1)
+            .with_commit_mode(sched_core::CommitMode::AllOrNothing),
     );
     let reqs: Vec<_> = (0..12).map(|i| req(&format!("p{i}"), SMALL)).collect();
     let out = sched.schedule_batch(reqs.clone()).await;

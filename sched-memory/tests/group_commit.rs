@@ -110,10 +110,7 @@ async fn a_call_dropped_before_its_batch_is_withdrawn() {
 #[tokio::test]
 async fn without_batching_each_call_commits_on_its_own() {
     let repo = repo(5).await;
-    let cfg = SchedulerConfig {
-        batching: false,
-        ..SchedulerConfig::default()
-    };
+    let cfg = SchedulerConfig::default().with_batching(false);
     let sched = Scheduler::new(repo.clone(), cfg);
     let calls: Vec<_> = burst("b", 4)
         .into_iter()

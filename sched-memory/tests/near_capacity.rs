@@ -8,8 +8,7 @@ mod common;
 use common::{assert_agrees, assert_no_drift, quick, repo};
 use sched_core::affinity::AffinityMode;
 use sched_core::{
-    ContainerRequest, Placement, Resources, ScheduleError, Scheduler, SchedulerConfig,
-    WorkerRepository,
+    ContainerRequest, Placement, Resources, ScheduleError, Scheduler, WorkerRepository,
 };
 use sched_memory::MemoryRepository;
 use std::collections::HashMap;
@@ -50,23 +49,14 @@ async fn race(
     Vec<(ContainerRequest, Result<Placement, ScheduleError>)>,
 ) {
     let repo = repo(WORKERS, WORKER).await;
-    let cfg = SchedulerConfig {
-        affinity,
-        ..quick()
-    };
+    let cfg = quick().with_affinity(affinity);
     let scheds: Vec<Scheduler<MemoryRepository>> = (0..schedulers)
         .map(|_| Scheduler::new(repo.clone(), cfg))
         .collect();
     for s in &scheds {
         s.cache().snapshot(s.repo()).await.unwrap();
     }
-    let filler = Scheduler::new(
-        repo.clone(),
-        SchedulerConfig {
-            affinity: AffinityMode::Off,
-            ..quick()
-        },
-    );
+    let filler = Scheduler::new(repo.clone(), quick().with_affinity(AffinityMode::Off));
     for r in filler.schedule_batch(reqs("fill", prefill)).await {
         r.unwrap();
     }

@@ -88,10 +88,7 @@ async fn burst_of_100_onto_20_workers_in_one_commit() {
 async fn affinity_off_piles_up_and_rendezvous_spreads() {
     for (mode, min_workers) in [(AffinityMode::Off, 1), (AffinityMode::Rendezvous, 15)] {
         let repo = repo(20).await;
-        let cfg = SchedulerConfig {
-            affinity: mode,
-            ..SchedulerConfig::default()
-        };
+        let cfg = SchedulerConfig::default().with_affinity(mode);
         let sched = Scheduler::new(repo.clone(), cfg);
         let results = sched.schedule_batch(burst("c", 100, SMALL)).await;
         let used: std::collections::HashSet<_> = results
@@ -172,10 +169,7 @@ async fn staggered_callers_form_one_commit() {
 #[tokio::test]
 async fn batching_off_costs_one_call_per_container() {
     let repo = repo(5).await;
-    let cfg = SchedulerConfig {
-        batching: false,
-        ..SchedulerConfig::default()
-    };
+    let cfg = SchedulerConfig::default().with_batching(false);
     let sched = Scheduler::new(repo.clone(), cfg);
     for r in burst("s", 10, SMALL) {
         sched.schedule(r).await.unwrap();
@@ -225,11 +219,9 @@ async fn failures_and_conflicts_are_retried() {
 async fn retries_are_bounded() {
     let repo = repo(2).await;
     repo.faults().push(Fault::Fail, 100);
-    let cfg = SchedulerConfig {
-        max_attempts: 3,
-        backoff_base: Duration::from_millis(1),
-        ..SchedulerConfig::default()
-    };
+    let cfg = SchedulerConfig::default()
+        .with_max_attempts(3)
+        .with_backoff_base(Duration::from_millis(1));
     let sched = Scheduler::new(repo.clone(), cfg);
     let results = sched.schedule_batch(burst("x", 3, SMALL)).await;
     for r in &results {

@@ -217,12 +217,10 @@ where
 {
     let ns = Ns::new(tag);
     let workers = seed_workers(&*repo, &ns, 10, Resources::cpu_mem(64_000, 262_144)).await;
-    let cfg = SchedulerConfig {
-        max_attempts: 10,
-        backoff_base: Duration::from_millis(5),
-        backoff_max: Duration::from_millis(200),
-        ..SchedulerConfig::default()
-    };
+    let cfg = SchedulerConfig::default()
+        .with_max_attempts(10)
+        .with_backoff_base(Duration::from_millis(5))
+        .with_backoff_max(Duration::from_millis(200));
     let sched = Scheduler::new(Arc::clone(&repo), cfg);
     let mut run = FaultRun::default();
     let mut held: Vec<(String, String)> = Vec::new();

@@ -23,11 +23,9 @@ pub fn req(id: &str, r: Resources) -> ContainerRequest {
 }
 
 pub fn quick() -> SchedulerConfig {
-    SchedulerConfig {
-        backoff_base: Duration::from_millis(1),
-        backoff_max: Duration::from_millis(4),
-        ..SchedulerConfig::default()
-    }
+    SchedulerConfig::default()
+        .with_backoff_base(Duration::from_millis(1))
+        .with_backoff_max(Duration::from_millis(4))
 }
 
 /// Every worker free of drift.

@@ -14,11 +14,9 @@ pub struct Sched {
 impl Sched {
     /// A scheduler over `repo` with the defaults, `opts.affinity` and `opts.cache_ttl`.
     pub fn new(repo: Arc<dyn WorkerRepository>, opts: StrategyOptions) -> Self {
-        let config = SchedulerConfig {
-            affinity: opts.affinity,
-            cache_ttl: opts.cache_ttl,
-            ..SchedulerConfig::default()
-        };
+        let config = SchedulerConfig::default()
+            .with_affinity(opts.affinity)
+            .with_cache_ttl(opts.cache_ttl);
         Sched {
             sched: Scheduler::new(repo, config),
         }

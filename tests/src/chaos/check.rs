@@ -367,10 +367,7 @@ async fn blocked(case: &Case<'_>, report: &mut ChaosReport) {
     if reqs.is_empty() {
         return;
     }
-    let cfg = SchedulerConfig {
-        cache_ttl: Duration::ZERO,
-        ..SchedulerConfig::default()
-    };
+    let cfg = SchedulerConfig::default().with_cache_ttl(Duration::ZERO);
     let sched = Scheduler::new(Arc::clone(repo), cfg);
     let ids: Vec<String> = reqs.iter().map(|r| r.id.clone()).collect();
     let out = sched.schedule_batch(reqs).await;

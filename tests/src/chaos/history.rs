@@ -62,12 +62,10 @@ impl GenScheduler {
 
     /// The [`SchedulerConfig`] of this variant (short backoffs, so faults cost little time).
     pub fn config(self) -> SchedulerConfig {
-        let mut c = SchedulerConfig {
-            max_attempts: 5,
-            backoff_base: Duration::from_millis(1),
-            backoff_max: Duration::from_millis(10),
-            ..SchedulerConfig::default()
-        };
+        let mut c = SchedulerConfig::default()
+            .with_max_attempts(5)
+            .with_backoff_base(Duration::from_millis(1))
+            .with_backoff_max(Duration::from_millis(10));
         match self.0 % Self::VARIANTS {
             0 => {}
             1 => c.batching = false,

@@ -187,12 +187,10 @@ pub fn scheduler_answers(handle: &Handle, repo: Arc<dyn WorkerRepository>, cfg: 
                 let plan = faulty.plan();
                 let sched = Scheduler::new(
                     faulty,
-                    SchedulerConfig {
-                        batching,
-                        backoff_base: Duration::from_millis(1),
-                        backoff_max: Duration::from_millis(4),
-                        ..SchedulerConfig::default()
-                    },
+                    SchedulerConfig::default()
+                        .with_batching(batching)
+                        .with_backoff_base(Duration::from_millis(1))
+                        .with_backoff_max(Duration::from_millis(4)),
                 );
                 let mut faulted = false;
                 for step in steps {
