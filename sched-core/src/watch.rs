@@ -68,13 +68,21 @@ pub enum ReservationEvent {
     Removed(ReservationRecord),
 }
 
-/// How a watch re-reads the ledger.
+/// How a watch re-reads the ledger: [`default`](Self::default) or [`new`](Self::new).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WatchConfig {
     /// Re-read at least this often even without a wake-up (bounds the delay of a lost one).
     pub resync: Duration,
     /// After a failed read or subscription, retry after this long.
     pub retry: Duration,
+}
+
+impl WatchConfig {
+    /// Re-read at least every `resync`; retry a failed read or subscription after `retry`.
+    pub const fn new(resync: Duration, retry: Duration) -> Self {
+        WatchConfig { resync, retry }
+    }
 }
 
 impl Default for WatchConfig {

@@ -160,10 +160,7 @@ async fn the_watch_is_woken_by_commits_not_by_its_resync_period() {
     repo.reserve_batch(&[part("w", "before")], CommitMode::AllOrNothing)
         .await
         .unwrap();
-    let config = WatchConfig {
-        resync: Duration::from_secs(3600),
-        retry: Duration::from_secs(3600),
-    };
+    let config = WatchConfig::new(Duration::from_secs(3600), Duration::from_secs(3600));
     let mut watch = watch_reservations(Arc::clone(&repo), "w", config);
     let first = watch.next().await.unwrap().unwrap();
     assert!(matches!(first, ReservationEvent::Added(r) if r.container_id == "before"));

@@ -109,10 +109,7 @@ async fn a_reserve_wakes_its_worker_and_the_watch_sees_it() {
 
     // The watch: with a 60 s re-read, only a wake-up can bring the new reservation quickly.
     let repo = Arc::new(db.repo.clone());
-    let config = WatchConfig {
-        resync: Duration::from_secs(60),
-        retry: Duration::from_millis(200),
-    };
+    let config = WatchConfig::new(Duration::from_secs(60), Duration::from_millis(200));
     let mut watch = watch_reservations(repo, "a", config);
     match tokio::time::timeout(ARRIVES, watch.next()).await {
         Ok(Some(Ok(ReservationEvent::Added(r)))) => assert_eq!(r.container_id, "a1"),

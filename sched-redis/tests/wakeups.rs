@@ -97,10 +97,7 @@ async fn wakeups_follow_commits_and_feed_the_watch() {
 
         // The generic watch on top: what is held first, then each new reservation.
         let shared = Arc::new(common::connect(kind, repo.config()).await.unwrap());
-        let config = WatchConfig {
-            resync: Duration::from_secs(60),
-            retry: Duration::from_millis(200),
-        };
+        let config = WatchConfig::new(Duration::from_secs(60), Duration::from_millis(200));
         let mut watch = watch_reservations(Arc::clone(&shared), "w", config);
         let mut first = Vec::new();
         for _ in 0..2 {

@@ -24,10 +24,8 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A watch that never re-reads on its own within a check: every event after the first read
 /// must come from a wake-up.
-const WAKE_ONLY: WatchConfig = WatchConfig {
-    resync: Duration::from_secs(3600),
-    retry: Duration::from_millis(200),
-};
+const WAKE_ONLY: WatchConfig =
+    WatchConfig::new(Duration::from_secs(3600), Duration::from_millis(200));
 
 async fn next_event(watch: &mut ReservationWatch<'_>, ctx: &str) -> ReservationEvent {
     match tokio::time::timeout(PATIENCE, watch.next()).await {
