@@ -19,6 +19,8 @@
 //!   and a loopback TCP proxy that injects network faults in front of a real server.
 //! * [`kill`]: the kill-connections-mid-stream scenario ([`kill::run_kill_mid_stream`]) that the
 //!   Redis and Postgres suites run with their own server-side kill.
+//! * [`spans`]: a subscriber layer that records the `sched.repo` spans of the
+//!   [`Traced`](sched_core::layers::Traced) layer, to assert what a backend reports per call.
 //! * [`env`](mod@env): select the server from an environment variable (skip locally, fail under CI).
 //!
 //! ## Wiring a backend
@@ -131,3 +133,4 @@ pub mod kill;
 pub mod ns;
 pub mod properties;
 pub mod proxy;
+pub mod spans;
