@@ -93,6 +93,25 @@ pub(crate) fn connect_error(cfg: &RedisConfig, fault: ConnectFault, e: BoxError)
     }
 }
 
+/// True for a server's `NOPERM` reply: the ACL user may not run that command or touch that key.
+/// Redis checks this before running the command, so nothing of that command was applied (a
+/// script refused a command *inside* it answers `ERR ... can't run this command` instead, after
+/// whatever it wrote before: that one stays `Backend`).
+pub(crate) fn is_noperm(reply: &str) -> bool {
+    reply.starts_with("NOPERM")
+}
+
+/// A `NOPERM` reply of the store of `cfg` as [`RepoError::Unauthorized`] (not transient: the
+/// same call fails the same way until the ACL is fixed), naming the endpoint and the user,
+/// never the password (the server's message names neither).
+pub(crate) fn noperm_error(cfg: &RedisConfig, reply: &str) -> RepoError {
+    RepoError::Unauthorized {
+        endpoint: cfg.endpoint(),
+        user: cfg.user(),
+        source: reply.to_owned().into(),
+    }
+}
+
 /// A failed request as [`RepoError`], for both clients: certainly not sent (`refused`) is
 /// `Unavailable`; a lost reply is `Ambiguous` for a write and `Unavailable` for a read; anything
 /// else is `Backend`.

@@ -52,6 +52,9 @@ struct Call<'a> {
     batch: &'a [CapacityReservation],
     parts: Vec<Part>,
     items: Vec<Item<'a>>,
+    /// The scripts were refused by the ACL (`Unauthorized`): the error of a call that charged
+    /// nothing.
+    refused: Option<RepoError>,
 }
 
 /// One cluster `reserve_batch` call.
@@ -121,6 +124,7 @@ impl<'a> Call<'a> {
             batch,
             parts,
             items,
+            refused: None,
         };
         for i in 0..call.items.len() {
             call.items[i].value = call.own_value(call.items[i].part);
@@ -159,16 +163,21 @@ impl<'a> Call<'a> {
     }
 
     /// Phase 1: claims every container (set-if-absent). A lost or failed claim is resolved by
-    /// reading the key; one that stays unknown fails the call with `Unavailable` after this
-    /// call's claims are dropped (no script was sent: nothing can charge).
+    /// reading the key; one that stays unknown fails the call with `Unavailable` (`Unauthorized`
+    /// when the ACL refused a claim or its read) after this call's claims are dropped (no script
+    /// was sent: nothing can charge).
     async fn claim(&mut self) -> Result<(), RepoError> {
         let ops = (self.items.iter())
             .map(|it| claim_op(self.repo, it.container, &it.value, None))
             .collect();
+        // Refused by the ACL (`Unauthorized`): the error the call fails with, once the claims
+        // that did run are read back and dropped.
+        let mut refused = None;
         let replies: Vec<Option<Reply>> = match self.repo.run(ops, true).await {
             Ok(r) => r.into_iter().map(Some).collect(),
             Err(e) => {
                 tracing::debug!(error = %e, "claim round trip failed; reading the claims back");
+                refused = Some(e).filter(RepoError::needs_operator);
                 self.items.iter().map(|_| None).collect()
             }
         };
@@ -211,7 +220,11 @@ impl<'a> Call<'a> {
         self.repo
             .drop_dead_claims(&own, "drop the claims of a call whose claims failed")
             .await;
-        Err(RepoError::Unavailable(Box::new(e)))
+        Err(match refused {
+            Some(refused) => refused,
+            None if e.needs_operator() => e,
+            None => RepoError::Unavailable(Box::new(e)),
+        })
     }
 
     /// Moves the claims of the parts refused for their epoch to a new token (claim.lua
@@ -299,6 +312,9 @@ impl<'a> Call<'a> {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(error = %e, "script round trip failed; fencing its parts");
+                if e.needs_operator() {
+                    self.refused = Some(e);
+                }
                 run.iter().for_each(|&p| self.parts[p].state = State::Lost);
                 return;
             }
@@ -418,6 +434,9 @@ impl<'a> Call<'a> {
             return Ok(results);
         }
         if !unresolved && !charged_any {
+            if let Some(refused) = self.refused.take() {
+                return Err(refused);
+            }
             return Err(RepoError::Unavailable(
                 "a worker script failed; its claims are revoked and nothing was charged".into(),
             ));

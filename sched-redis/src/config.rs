@@ -1,11 +1,20 @@
 //! [`RedisConfig`]: where and how to connect.
 
+#[cfg(feature = "serde")]
+mod de;
+mod env;
+
 use std::fmt;
 use std::time::Duration;
 
 /// Connection settings for a [`RedisRepository`](crate::RedisRepository).
 ///
 /// `Debug` never shows the password, neither the field nor one embedded in a URL.
+///
+/// Build one with [`from_url`](Self::from_url), [`cluster`](Self::cluster),
+/// [`from_env`](Self::from_env) (or, feature `serde`, by deserializing it) and the `with_*`
+/// methods; the fields stay public for reading and changing. The struct is `#[non_exhaustive]`,
+/// so new settings can be added without breaking callers.
 ///
 /// ```
 /// use sched_redis::RedisConfig;
@@ -15,6 +24,7 @@ use std::time::Duration;
 /// assert!(!format!("{cfg:?}").contains("s3cret"));
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct RedisConfig {
     /// Server URL(s): `redis://host:port[/db]` or `rediss://` for TLS. Standalone uses the first;
     /// cluster mode uses them all as seed nodes.
@@ -74,6 +84,19 @@ impl RedisConfig {
         self
     }
 
+    /// Sets the ACL user (overrides one in the URL), keeping the password.
+    pub fn with_username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
+    /// Sets the password (overrides one in the URL), keeping the user: without one, the
+    /// password is the `default` user's (`AUTH <password>`).
+    pub fn with_password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
     /// Sets the key prefix.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.key_prefix = prefix.into();
@@ -84,6 +107,18 @@ impl RedisConfig {
     pub fn with_timeouts(mut self, connect: Duration, response: Duration) -> Self {
         self.connect_timeout = connect;
         self.response_timeout = response;
+        self
+    }
+
+    /// Sets the timeout of one connection attempt.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the timeout of one request (a whole pipeline).
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
         self
     }
 

@@ -6,6 +6,11 @@
 //! ([`RedisRepository::connect`]) and fred (`connect_fred`, feature `fred`). Feature `testing`
 //! adds test hooks. The design is in `sched-redis/ARCHITECTURE.md`.
 //!
+//! Configure with [`RedisConfig::from_url`] / [`RedisConfig::cluster`] and the `with_*`
+//! methods, from the environment ([`RedisConfig::from_env`]: `REDIS_URL` or
+//! `REDIS_CLUSTER_URLS`, `SCHED_REDIS_*`), or by deserializing a `RedisConfig` (feature
+//! `serde`). `examples/quickstart.rs` runs a service end to end on either topology.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), sched_core::RepoError> {
 //! use sched_core::{Resources, WorkerRepository, WorkerSpec};

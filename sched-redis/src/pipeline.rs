@@ -1,7 +1,7 @@
 //! Every request goes through here: one counted round trip per pipeline, `NOSCRIPT` handled in
-//! one place, reads retried on a transient failure.
+//! one place, `NOPERM` made `Unauthorized`, reads retried on a transient failure.
 
-use crate::client::{Op, Reply};
+use crate::client::{is_noperm, noperm_error, Op, Reply};
 use crate::codec::{bad, decode_owned};
 use crate::RedisRepository;
 use redis::FromRedisValue;
@@ -29,6 +29,12 @@ impl RedisRepository {
                 ops.len(),
                 replies.len()
             )));
+        }
+        // A command the ACL user may not run was refused before it ran (ARCHITECTURE.md, "The
+        // pipeline"): the call fails as `Unauthorized`, not transient.
+        let mut errors = replies.iter().filter_map(|r| r.as_ref().err());
+        if let Some(e) = errors.find(|e| is_noperm(e)) {
+            return Err(noperm_error(&self.config, e));
         }
         Ok(replies)
     }

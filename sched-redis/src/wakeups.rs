@@ -4,7 +4,7 @@
 //! `XREAD BLOCK` on a connection of its own, never the shared multiplexed one
 //! (ARCHITECTURE.md, "Wake-ups").
 
-use crate::client::Dedicated;
+use crate::client::{is_noperm, noperm_error, Dedicated};
 use crate::codec::bad;
 use crate::RedisRepository;
 use futures::StreamExt;
@@ -48,6 +48,7 @@ impl RedisRepository {
                 }
                 Err(e) => match moved(&e) {
                     Some(addr) => url = redirect(&url, addr)?,
+                    None if is_noperm(&e) => return Err(noperm_error(&self.config, &e)),
                     None => return Err(bad(format!("redis error: {e}"))),
                 },
             }
