@@ -33,7 +33,17 @@ fn check(ok: bool, msg: impl FnOnce() -> String) -> Result<()> {
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> std::process::ExitCode {
+    match quickstart().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("quickstart failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn quickstart() -> Result<()> {
     let schema = format!("quickstart_{}", std::process::id());
     let config = PostgresConfig::from_env()?.with_schema(&schema)?;
     println!(
