@@ -8,8 +8,9 @@ use std::time::Duration;
 /// Schema used when none is configured.
 pub const DEFAULT_SCHEMA: &str = "sched";
 
-/// A configuration value is not acceptable.
+/// A configuration value is not acceptable. No variant ever holds a password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The connection URL could not be parsed. The URL itself is not repeated (it may hold a
     /// password).
@@ -22,6 +23,21 @@ pub enum ConfigError {
         name: String,
         /// Why.
         reason: &'static str,
+    },
+    /// A required environment variable is not set (or is empty).
+    #[error("environment variable {var} is not set")]
+    MissingVar {
+        /// The variable.
+        var: &'static str,
+    },
+    /// A setting has an unacceptable value: `name` is the environment variable, the
+    /// deserialised field or the builder's setting. A URL is never repeated.
+    #[error("invalid {name}: {reason}")]
+    InvalidSetting {
+        /// The environment variable, field or setting.
+        name: String,
+        /// Why (the value is shown only when it cannot be a secret).
+        reason: String,
     },
 }
 
@@ -41,6 +57,7 @@ pub enum ConfigError {
 /// assert_eq!(c.schema(), "sched_prod");
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct PostgresConfig {
     connect: PgConnectOptions,
     /// What `Debug` shows for the password.
@@ -93,6 +110,65 @@ impl PostgresConfig {
         validate_schema(schema)?;
         self.schema = schema.to_owned();
         Ok(self)
+    }
+
+    /// Sets the user to log in as (overrides the URL's).
+    pub fn with_user(mut self, user: &str) -> Self {
+        self.connect = self.connect.username(user);
+        self
+    }
+
+    /// Sets the password (overrides the URL's). Never shown: `Debug` prints `<redacted>`.
+    pub fn with_password(mut self, password: &str) -> Self {
+        self.connect = self.connect.password(password);
+        self.password = "<redacted>";
+        self
+    }
+
+    /// Sets the database to connect to (overrides the URL's).
+    pub fn with_database(mut self, database: &str) -> Self {
+        self.connect = self.connect.database(database);
+        self
+    }
+
+    /// Sets the TLS mode by its libpq name: `disable`, `allow`, `prefer`, `require`,
+    /// `verify-ca` or `verify-full` (case-insensitive; overrides the URL's `sslmode`).
+    pub fn with_ssl_mode(mut self, mode: &str) -> Result<Self, ConfigError> {
+        let parsed = PgSslMode::from_str(mode).map_err(|_| ConfigError::InvalidSetting {
+            name: "sslmode".to_owned(),
+            reason: format!(
+                "{mode:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+            ),
+        })?;
+        self.connect = self.connect.ssl_mode(parsed);
+        Ok(self)
+    }
+
+    /// The user connections log in as.
+    pub fn user(&self) -> &str {
+        self.connect.get_username()
+    }
+
+    /// The database, if one is set (else the server uses the user's name).
+    pub fn database(&self) -> Option<&str> {
+        self.connect.get_database()
+    }
+
+    /// The TLS mode, by its libpq name (`prefer` unless set).
+    pub fn ssl_mode(&self) -> &'static str {
+        match self.connect.get_ssl_mode() {
+            PgSslMode::Disable => "disable",
+            PgSslMode::Allow => "allow",
+            PgSslMode::Prefer => "prefer",
+            PgSslMode::Require => "require",
+            PgSslMode::VerifyCa => "verify-ca",
+            PgSslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// `host:port`, for error messages (never credentials).
+    pub(crate) fn endpoint(&self) -> String {
+        format!("{}:{}", self.host(), self.port())
     }
 
     /// Overrides the server host (e.g. to go through a proxy).
@@ -289,14 +365,7 @@ impl PostgresConfig {
 
 impl fmt::Debug for PostgresConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ssl = match self.connect.get_ssl_mode() {
-            PgSslMode::Disable => "disable",
-            PgSslMode::Allow => "allow",
-            PgSslMode::Prefer => "prefer",
-            PgSslMode::Require => "require",
-            PgSslMode::VerifyCa => "verify-ca",
-            PgSslMode::VerifyFull => "verify-full",
-        };
+        let ssl = self.ssl_mode();
         f.debug_struct("PostgresConfig")
             .field("host", &self.connect.get_host())
             .field("port", &self.connect.get_port())
@@ -348,109 +417,8 @@ pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+#[cfg(feature = "serde")]
+mod de;
+mod env;
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::*;
-
-    #[test]
-    fn debug_redacts_password() {
-        let c =
-            PostgresConfig::from_url("postgres://alice:hunter2@localhost:5433/db?sslmode=require")
-                .unwrap();
-        let d = format!("{c:?}");
-        assert!(!d.contains("hunter2"), "{d}");
-        assert!(d.contains("<redacted>"), "{d}");
-        assert!(
-            d.contains("alice") && d.contains("5433") && d.contains("require"),
-            "{d}"
-        );
-        let c = PostgresConfig::from_url("postgres://bob@localhost/db").unwrap();
-        assert!(format!("{c:?}").contains("<none in url>"));
-    }
-
-    #[test]
-    fn bad_url_does_not_echo_it() {
-        let e = PostgresConfig::from_url("postgres://alice:hunter2@localhost:notaport/db")
-            .expect_err("invalid port");
-        assert!(!e.to_string().contains("hunter2"), "{e}");
-    }
-
-    #[test]
-    fn schema_names() {
-        for ok in ["sched", "_x", "sched_test_0123", &"a".repeat(63)] {
-            assert!(validate_schema(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "Sched",
-            "1abc",
-            "pg_catalog",
-            "a-b",
-            "a\"b",
-            "x; DROP SCHEMA public",
-            "é",
-            &"a".repeat(64),
-        ] {
-            assert!(validate_schema(bad).is_err(), "{bad}");
-        }
-        assert_eq!(quote_ident("sched"), "\"sched\"");
-    }
-
-    #[test]
-    fn options_carry_schema_and_timeout() {
-        let c = PostgresConfig::from_url("postgres://u@h/db")
-            .unwrap()
-            .with_schema("abc")
-            .unwrap()
-            .with_statement_timeout(Some(Duration::from_millis(1500)));
-        let o = c.connect_options();
-        let s = o.get_options().unwrap_or_default().to_owned();
-        assert!(s.contains("search_path=abc"), "{s}");
-        assert!(s.contains("statement_timeout=1500"), "{s}");
-    }
-
-    #[test]
-    fn session_settings_are_pinned_after_the_urls() {
-        let url = "postgres://u@h/db?options=-c%20lock_timeout%3D5%20-c%20\
-                   default_transaction_isolation%3Dserializable";
-        let c = PostgresConfig::from_url(url)
-            .unwrap()
-            .with_lock_timeout(Some(Duration::from_millis(250)))
-            .with_idle_in_transaction_timeout(None)
-            .with_client_connection_check_interval(Some(Duration::from_secs(2)))
-            .with_statement_timeout(None);
-        let o = c.connect_options();
-        let s = o.get_options().unwrap_or_default().to_owned();
-        let ours = s.find("lock_timeout=250").expect("pinned lock_timeout");
-        assert!(
-            s.find("lock_timeout=5").is_some_and(|url| url < ours),
-            "{s}"
-        );
-        let ours = s
-            .find("default_transaction_isolation=read\\ committed")
-            .expect("pinned isolation");
-        assert!(s.find("=serializable").is_some_and(|url| url < ours), "{s}");
-        assert!(s.contains("idle_in_transaction_session_timeout=0"), "{s}");
-        assert!(s.contains("client_connection_check_interval=2000"), "{s}");
-        assert!(!s.contains("statement_timeout="), "{s}");
-        let c = c.with_client_connection_check_interval(None);
-        let s = c
-            .connect_options()
-            .get_options()
-            .unwrap_or_default()
-            .to_owned();
-        assert!(!s.contains("client_connection_check_interval"), "{s}");
-        assert_eq!(c.lock_timeout(), Some(Duration::from_millis(250)));
-        assert_eq!(c.call_timeout(), Some(Duration::from_secs(40)));
-    }
-
-    #[test]
-    fn application_name_is_set() {
-        let c = PostgresConfig::from_url("postgres://u@h/db?application_name=url").unwrap();
-        assert_eq!(c.application_name(), Some("url"));
-        let c = c.with_application_name("sched-x");
-        assert_eq!(c.application_name(), Some("sched-x"));
-        assert_eq!(c.connect_options().get_application_name(), Some("sched-x"));
-    }
-}
+mod tests;

@@ -1,5 +1,6 @@
 //! Mapping sqlx errors to [`RepoError`].
 
+use crate::config::PostgresConfig;
 use sched_core::{BoxError, RepoError};
 
 /// What to do with a failed statement.
@@ -11,9 +12,14 @@ pub(crate) enum Failure {
     Fail(RepoError),
 }
 
-/// Error while getting a connection: the request was never sent.
-pub(crate) fn acquire_error(e: sqlx::Error) -> RepoError {
-    RepoError::Unavailable(Box::new(e))
+/// Error while getting a connection: the request was never sent. Refused credentials or an
+/// unknown database (the pool opening a new connection) are typed as by [`connect_error`];
+/// anything else is `Unavailable`.
+pub(crate) fn acquire_error(e: sqlx::Error, config: &PostgresConfig) -> RepoError {
+    match sqlstate(&e).as_deref() {
+        Some("28P01" | "28000" | "3D000") => connect_error(e, &config.endpoint(), config.user()),
+        _ => RepoError::Unavailable(Box::new(e)),
+    }
 }
 
 /// Classifies a failed attempt to open a connection to `endpoint` as `user`: refused,
@@ -61,7 +67,9 @@ pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<String> {
 ///
 /// `Unavailable` only where the server said the statement did not (or will not) apply; a
 /// connection that failed once the statement may have reached the server is `Ambiguous`.
-pub(crate) fn statement_error(e: sqlx::Error) -> Failure {
+/// A refusal for lack of privileges (or of credentials) is `Unauthorized`, naming
+/// `config`'s endpoint and user: the statement failed as a whole, so nothing was applied.
+pub(crate) fn statement_error(e: sqlx::Error, config: &PostgresConfig) -> Failure {
     use sqlx::Error::{Io, PoolClosed, PoolTimedOut, Protocol, Tls, WorkerCrashed};
     let code = sqlstate(&e).unwrap_or_default();
     // undefined_function, undefined_table, invalid_schema_name: the schema lacks what this
@@ -69,6 +77,16 @@ pub(crate) fn statement_error(e: sqlx::Error) -> Failure {
     if matches!(code.as_str(), "42883" | "42P01" | "3F000") {
         let detail = e.to_string();
         return Failure::Fail(RepoError::NotMigrated { detail });
+    }
+    // insufficient_privilege (a table, function or schema the role may not use),
+    // invalid_authorization_specification, invalid_password. Raised by the statement, which
+    // the server then rolled back whole: nothing applied, and retrying fails the same way.
+    if matches!(code.as_str(), "42501" | "28000" | "28P01") {
+        return Failure::Fail(RepoError::Unauthorized {
+            endpoint: config.endpoint(),
+            user: config.user().to_owned(),
+            source: Box::new(e),
+        });
     }
     let wrap: fn(BoxError) -> RepoError = match (&e, code.as_str()) {
         // serialization_failure, deadlock_detected: the statement was rolled back.

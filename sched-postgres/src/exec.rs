@@ -25,7 +25,10 @@ pub(crate) type JsonQuery<'q, T> = QueryScalar<'q, Postgres, Json<T>, PgArgument
 
 impl PostgresRepository {
     pub(crate) async fn acquire(&self) -> Result<PoolConnection<Postgres>, RepoError> {
-        self.pool.acquire().await.map_err(acquire_error)
+        self.pool
+            .acquire()
+            .await
+            .map_err(|e| acquire_error(e, &self.config))
     }
 
     /// Runs one statement without parameters.
@@ -122,7 +125,7 @@ impl PostgresRepository {
                 }
             };
             let lost = is_connection_lost(&error);
-            match statement_error(error) {
+            match statement_error(error, config) {
                 Failure::Retry(e) if attempt < config.max_retries => {
                     attempt += 1;
                     tracing::debug!(attempt, error = %e, "retrying after rollback");

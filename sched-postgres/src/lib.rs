@@ -20,6 +20,12 @@
 //!   under the worker's row lock, judged by the server's clock (`clock_timestamp()`), never the
 //!   client's; **wake-ups** over `LISTEN/NOTIFY` on a channel derived from the schema, on a
 //!   dedicated connection per subscription.
+//! * **Configuration** from a URL and builders, from the environment
+//!   ([`PostgresConfig::from_env`]: `DATABASE_URL` and `SCHED_PG_*`), or, with the `serde`
+//!   feature, deserialised (`url` plus the same settings), all through the same checks.
+//! * **Typed errors**: refused connections, credentials or privileges
+//!   ([`RepoError::Unauthorized`](sched_core::RepoError::Unauthorized), also at request time),
+//!   unknown databases and unmigrated schemas are told apart from transient failures.
 //! * **Test hooks** (`drop_schema`, `corrupt_free`, `pool`, `MIGRATOR`, `function_usec`) need the
 //!   `testing` feature.
 //!

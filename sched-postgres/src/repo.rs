@@ -86,7 +86,7 @@ impl PostgresRepository {
         // One direct connection first, so that a refused connection, refused credentials or an
         // unknown database fail at once with their own error (a pool only times out).
         let options = config.connect_options();
-        let endpoint = format!("{}:{}", config.host(), config.port());
+        let endpoint = config.endpoint();
         let user = options.get_username().to_owned();
         let probe = PgConnection::connect_with(&options);
         match tokio::time::timeout(config.acquire_timeout, probe).await {
@@ -140,7 +140,7 @@ impl PostgresRepository {
                 let t = self.config.acquire_timeout;
                 RepoError::Unavailable(format!("no connection within {t:?}").into())
             })?
-            .map_err(acquire_error)?;
+            .map_err(|e| acquire_error(e, &self.config))?;
         let unlimited = sqlx::query("SET lock_timeout = 0").execute(&mut conn).await;
         let ran = match unlimited {
             Ok(_) => MIGRATOR.run(&mut conn).await,
@@ -148,7 +148,7 @@ impl PostgresRepository {
         };
         drop(conn);
         ran.map_err(|e| match e {
-            MigrateError::Execute(e) => match statement_error(e) {
+            MigrateError::Execute(e) => match statement_error(e, &self.config) {
                 Failure::Retry(e) => RepoError::Unavailable(Box::new(e)),
                 Failure::Fail(e) => e,
             },

@@ -9,6 +9,7 @@
 //! is lost or fails; sched-core's watch then subscribes again and re-reads the ledger, so
 //! nothing is lost. Dropping the stream closes the connection.
 
+use crate::config::PostgresConfig;
 use crate::error::{acquire_error, statement_error, Failure};
 use crate::repo::{PostgresRepository, BACKEND};
 use futures::StreamExt;
@@ -34,8 +35,8 @@ impl Drop for Subscription {
 }
 
 /// A failed subscription statement: nothing was changed, so never `Ambiguous`.
-fn read_error(e: sqlx::Error) -> RepoError {
-    match statement_error(e) {
+fn read_error(e: sqlx::Error, config: &PostgresConfig) -> RepoError {
+    match statement_error(e, config) {
         Failure::Retry(e) => RepoError::Unavailable(Box::new(e)),
         Failure::Fail(RepoError::Ambiguous(e)) => RepoError::Unavailable(e),
         Failure::Fail(e) => e,
@@ -60,7 +61,7 @@ pub(crate) async fn subscribe(
             .connect_lazy_with(config.connect_options());
         let mut listener = PgListener::connect_with(&pool)
             .await
-            .map_err(acquire_error)?;
+            .map_err(|e| acquire_error(e, config))?;
         // A lost connection ends the stream (the watch re-subscribes and re-reads) instead of
         // reconnecting silently behind a gap in which notifications were lost.
         listener.eager_reconnect(false);
@@ -69,8 +70,11 @@ pub(crate) async fn subscribe(
         let channel: String = sqlx::query_scalar("SELECT sched_wake_channel()")
             .fetch_one(&mut sub.listener)
             .await
-            .map_err(read_error)?;
-        sub.listener.listen(&channel).await.map_err(read_error)?;
+            .map_err(|e| read_error(e, config))?;
+        sub.listener
+            .listen(&channel)
+            .await
+            .map_err(|e| read_error(e, config))?;
         Ok::<_, RepoError>(sub)
     };
     let sub = match config.call_timeout {

@@ -160,23 +160,9 @@ impl Store {
             }),
             schema: Some(args.schema.clone()),
         };
-        // sqlx reports a refused connection only as a pool timeout: a plain TCP connect first
-        // says why the server is out of reach, at once.
-        if let Some(endpoint) = ctx.endpoint.clone().filter(|e| !e.addr.starts_with('/')) {
-            let probe = tokio::time::timeout(
-                CONNECT_TIMEOUT,
-                tokio::net::TcpStream::connect(endpoint.addr.clone()),
-            )
-            .await;
-            let cause = match probe {
-                Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some(format!("no answer within {CONNECT_TIMEOUT:?}")),
-            };
-            if let Some(cause) = cause {
-                return Err(CtlError::Unreachable { endpoint, cause });
-            }
-        }
+        // `connect` opens one direct connection first: a refused or silent server is
+        // `Unreachable` naming host:port at once (within the acquire timeout), refused
+        // credentials `Unauthorized`, an unknown database `Misconfigured`.
         let repo = PostgresRepository::connect(config)
             .await
             .map_err(|e| CtlError::from_repo(e, &ctx))?;
