@@ -6,8 +6,8 @@ use super::support::{
     assert_consistent, assert_invalid, committed, cr, get, ledger, rejected, res, reserve1, rr,
 };
 use sched_core::{
-    CommitMode, ExpiryReason, Rejection, RenewOutcome, RepoError, StalePolicy, WorkerRepository,
-    WorkerStatus,
+    CapacityReservation, CommitMode, ExpiryReason, Rejection, RenewOutcome, RepoError, StalePolicy,
+    WorkerRepository, WorkerStatus,
 };
 use std::time::Duration;
 
@@ -29,6 +29,25 @@ macro_rules! __conformance_checks_liveness {
 const TIMEOUT: Duration = Duration::from_millis(1000);
 /// Comfortably past [`TIMEOUT`], even on a loaded machine.
 const PAST_TIMEOUT: Duration = Duration::from_millis(2500);
+
+/// Reserves `c` on its stale-policy worker while it is fresh: a heartbeat right before the
+/// reserve, again after a `HeartbeatExpired` refusal (a loaded machine can take longer than
+/// [`TIMEOUT`] between two calls), at most 5 times.
+async fn reserve_while_fresh(repo: &dyn WorkerRepository, c: CapacityReservation) {
+    for _ in 0..5 {
+        heartbeat(repo, &c.worker_id).await;
+        match reserve1(repo, c.clone(), CommitMode::AllOrNothing).await {
+            Err(Rejection::HeartbeatExpired { .. }) => continue,
+            other => {
+                committed(other, "reserve while fresh");
+                return;
+            }
+        }
+    }
+    panic!(
+        "reserve while fresh: refused HeartbeatExpired 5 times in a row, right after heartbeats"
+    );
+}
 
 async fn heartbeat(repo: &dyn WorkerRepository, w: &str) -> sched_core::Heartbeat {
     repo.heartbeat(w)
@@ -112,15 +131,7 @@ pub async fn check_stale_worker_is_refused_and_kept(repo: &dyn WorkerRepository)
         .with_heartbeat_timeout(TIMEOUT);
     fx.register(&spec).await;
     let held = ns.container("held");
-    committed(
-        reserve1(
-            repo,
-            cr(&w, vec![rr(&held, res(100, 100, 0))]),
-            CommitMode::AllOrNothing,
-        )
-        .await,
-        "reserve while fresh",
-    );
+    reserve_while_fresh(repo, cr(&w, vec![rr(&held, res(100, 100, 0))])).await;
     tokio::time::sleep(PAST_TIMEOUT).await;
     let stale = get(repo, &w).await;
     assert!(
@@ -206,21 +217,14 @@ pub async fn check_stale_worker_is_released_by_policy(repo: &dyn WorkerRepositor
         .with_stale_policy(StalePolicy::Release);
     fx.register(&spec).await;
     let (a, b) = (ns.container("a"), ns.container("b"));
-    committed(
-        reserve1(
-            repo,
-            cr(
-                &w,
-                vec![
-                    rr(&a, res(100, 100, 0)).with_lease(Duration::from_secs(60)),
-                    rr(&b, res(200, 200, 0)),
-                ],
-            ),
-            CommitMode::AllOrNothing,
-        )
-        .await,
-        "reserve while fresh",
+    let part = cr(
+        &w,
+        vec![
+            rr(&a, res(100, 100, 0)).with_lease(Duration::from_secs(60)),
+            rr(&b, res(200, 200, 0)),
+        ],
     );
+    reserve_while_fresh(repo, part).await;
     tokio::time::sleep(PAST_TIMEOUT).await;
     let r = renew(repo, &w, std::slice::from_ref(&a), 60_000).await;
     assert_eq!(
