@@ -44,7 +44,11 @@ pub enum ConfigError {
 /// How to reach PostgreSQL and how to use it.
 ///
 /// Built from a `postgres://user:password@host:port/db?sslmode=...` URL. The password is kept
-/// for connecting but never shown: `Debug` prints it as `<redacted>`.
+/// for connecting but never shown: `Debug` prints it as `<redacted>`. TLS: `sslmode`,
+/// `sslrootcert`, `sslcert` and `sslkey` in the URL, or [`with_ssl_mode`](Self::with_ssl_mode),
+/// [`with_ssl_root_cert`](Self::with_ssl_root_cert) and
+/// [`with_ssl_client_cert`](Self::with_ssl_client_cert) (or their `_from_pem` forms); `Debug`
+/// shows the files' paths, never PEM content.
 ///
 /// ```
 /// use sched_postgres::PostgresConfig;
