@@ -44,7 +44,11 @@ pub enum ConfigError {
 /// How to reach PostgreSQL and how to use it.
 ///
 /// Built from a `postgres://user:password@host:port/db?sslmode=...` URL. The password is kept
-/// for connecting but never shown: `Debug` prints it as `<redacted>`.
+/// for connecting but never shown: `Debug` prints it as `<redacted>`. TLS: `sslmode`,
+/// `sslrootcert`, `sslcert` and `sslkey` in the URL, or [`with_ssl_mode`](Self::with_ssl_mode),
+/// [`with_ssl_root_cert`](Self::with_ssl_root_cert) and
+/// [`with_ssl_client_cert`](Self::with_ssl_client_cert) (or their `_from_pem` forms); `Debug`
+/// shows the files' paths, never PEM content.
 ///
 /// ```
 /// use sched_postgres::PostgresConfig;
@@ -62,6 +66,8 @@ pub struct PostgresConfig {
     connect: PgConnectOptions,
     /// What `Debug` shows for the password.
     password: &'static str,
+    /// Where the TLS inputs come from (paths, never PEM content).
+    tls: tls::TlsInputs,
     schema: String,
     pub(crate) max_connections: u32,
     pub(crate) acquire_timeout: Duration,
@@ -84,13 +90,19 @@ impl PostgresConfig {
         })?;
         // Whether the URL itself carries a password (the options also read PGPASSWORD/.pgpass,
         // which we cannot observe through the public API).
-        let password = match url::Url::parse(url).is_ok_and(|u| u.password().is_some()) {
+        let parsed = url::Url::parse(url).ok();
+        let password = match parsed.as_ref().is_some_and(|u| u.password().is_some()) {
             true => "<redacted>",
             false => "<none in url>",
         };
+        // What sqlx took from the URL and the PGSSL* variables (it read the same ones).
+        let tls = parsed
+            .map(|u| tls::TlsInputs::of_url(&u, |v| std::env::var(v).ok()))
+            .unwrap_or_default();
         Ok(PostgresConfig {
             connect,
             password,
+            tls,
             schema: DEFAULT_SCHEMA.to_owned(),
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
@@ -373,6 +385,9 @@ impl fmt::Debug for PostgresConfig {
             .field("password", &self.password)
             .field("database", &self.connect.get_database())
             .field("sslmode", &ssl)
+            .field("ssl_root_cert", &self.tls.root_cert)
+            .field("ssl_client_cert", &self.tls.client_cert)
+            .field("ssl_client_key", &self.tls.client_key)
             .field("schema", &self.schema)
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
@@ -422,3 +437,6 @@ mod de;
 mod env;
 #[cfg(test)]
 mod tests;
+mod tls;
+#[cfg(test)]
+mod tls_tests;

@@ -3,6 +3,8 @@
 use crate::config::PostgresConfig;
 use sched_core::{BoxError, RepoError};
 
+mod tls;
+
 /// What to do with a failed statement.
 #[derive(Debug)]
 pub(crate) enum Failure {
@@ -12,29 +14,36 @@ pub(crate) enum Failure {
     Fail(RepoError),
 }
 
-/// Error while getting a connection: the request was never sent. Refused credentials or an
-/// unknown database (the pool opening a new connection) are typed as by [`connect_error`];
-/// anything else is `Unavailable`.
+/// Error while getting a connection: the request was never sent. Refused credentials, an
+/// unknown database, a failed TLS handshake or an unreadable TLS file (the pool opening a new
+/// connection) are typed as by [`connect_error`]; anything else is `Unavailable`.
 pub(crate) fn acquire_error(e: sqlx::Error, config: &PostgresConfig) -> RepoError {
-    match sqlstate(&e).as_deref() {
-        Some("28P01" | "28000" | "3D000") => connect_error(e, &config.endpoint(), config.user()),
-        _ => RepoError::Unavailable(Box::new(e)),
+    if matches!(sqlstate(&e).as_deref(), Some("28P01" | "28000" | "3D000")) {
+        return connect_error(e, config);
+    }
+    match tls::classify(&e, config) {
+        Some(typed) => typed,
+        None => RepoError::Unavailable(Box::new(e)),
     }
 }
 
-/// Classifies a failed attempt to open a connection to `endpoint` as `user`: refused,
-/// unresolvable or timed out is `Unreachable`; refused credentials `Unauthorized`; an unknown
-/// database or impossible settings `Misconfigured`; anything else `Unavailable` (nothing was
-/// sent in every case).
-pub(crate) fn connect_error(e: sqlx::Error, endpoint: &str, user: &str) -> RepoError {
+/// Classifies a failed attempt to open a connection with `config`: refused, unresolvable or
+/// timed out is `Unreachable`; refused credentials (a password, or a client certificate the
+/// server's TLS layer rejected) `Unauthorized`; an unknown database, a server certificate we
+/// refused, an unreadable TLS file or impossible settings `Misconfigured`; anything else
+/// `Unavailable` (nothing was sent in every case).
+pub(crate) fn connect_error(e: sqlx::Error, config: &PostgresConfig) -> RepoError {
     use sqlx::Error::{Configuration, Io, PoolTimedOut, Tls};
+    if let Some(typed) = tls::classify(&e, config) {
+        return typed;
+    }
     let code = sqlstate(&e).unwrap_or_default();
-    let endpoint = endpoint.to_owned();
+    let endpoint = config.endpoint();
     match (&e, code.as_str()) {
         // invalid_password, invalid_authorization_specification (unknown role, pg_hba refusal).
         (_, "28P01" | "28000") => RepoError::Unauthorized {
             endpoint,
-            user: user.to_owned(),
+            user: config.user().to_owned(),
             source: Box::new(e),
         },
         // invalid_catalog_name: the database does not exist.

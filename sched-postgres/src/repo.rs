@@ -87,13 +87,16 @@ impl PostgresRepository {
         // unknown database fail at once with their own error (a pool only times out).
         let options = config.connect_options();
         let endpoint = config.endpoint();
-        let user = options.get_username().to_owned();
+        // A TLS file sqlx could not read would fail mid-connect without naming it.
+        if let Err(reason) = config.check_tls_files() {
+            return Err(RepoError::Misconfigured { endpoint, reason });
+        }
         let probe = PgConnection::connect_with(&options);
         match tokio::time::timeout(config.acquire_timeout, probe).await {
             Ok(Ok(conn)) => {
                 let _ = conn.close().await;
             }
-            Ok(Err(e)) => return Err(crate::error::connect_error(e, &endpoint, &user)),
+            Ok(Err(e)) => return Err(crate::error::connect_error(e, &config)),
             Err(_) => {
                 let t = config.acquire_timeout;
                 let source = format!("no connection within {t:?}").into();

@@ -9,157 +9,11 @@
 //! are); skips when they are unset, unless `CI` is set.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod tls_common;
+
 use sched_core::{RepoError, Resources, WorkerRepository, WorkerSpec};
-use sched_postgres::{PostgresConfig, PostgresRepository};
 use sched_tests::conformance;
-use sqlx::{Connection, PgConnection};
-use std::path::PathBuf;
-
-const VAR: &str = "DATABASE_TLS_URL";
-
-/// The TLS server and the certificates `.ci/tls/start.sh` made for it.
-struct Tls {
-    url: url::Url,
-    dir: PathBuf,
-}
-
-fn server(test: &str) -> Option<Tls> {
-    let url = sched_tests::env::require_url(VAR, test)?;
-    let dir = std::env::var("SCHED_TLS_DIR")
-        .unwrap_or_else(|_| panic!("{test}: {VAR} is set but SCHED_TLS_DIR is not"));
-    let mut url = url::Url::parse(&url).unwrap();
-    url.set_query(None);
-    Some(Tls {
-        url,
-        dir: dir.into(),
-    })
-}
-
-impl Tls {
-    /// A file of `SCHED_TLS_DIR`, as a path string.
-    fn file(&self, name: &str) -> String {
-        let p = self.dir.join(name);
-        assert!(
-            p.exists(),
-            "{} is missing (run .ci/tls/start.sh)",
-            p.display()
-        );
-        p.to_string_lossy().into_owned()
-    }
-
-    /// The password of `sched_pw`.
-    fn password(&self) -> String {
-        std::fs::read_to_string(self.file("sched_pw.password"))
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    /// The server URL as `user` (with `password`), at `host`, with the query `params`.
-    fn url(
-        &self,
-        user: &str,
-        password: Option<&str>,
-        host: &str,
-        params: &[(&str, &str)],
-    ) -> String {
-        let mut u = self.url.clone();
-        u.set_username(user).unwrap();
-        u.set_password(password).unwrap();
-        u.set_host(Some(host)).unwrap();
-        for (k, v) in params {
-            u.query_pairs_mut().append_pair(k, v);
-        }
-        u.into()
-    }
-
-    /// `sslmode=verify-full` trusting the test CA.
-    fn verify_full(&self, user: &str, password: Option<&str>, extra: &[(&str, &str)]) -> String {
-        let ca = self.file("ca.pem");
-        let mut params = vec![("sslmode", "verify-full"), ("sslrootcert", ca.as_str())];
-        params.extend_from_slice(extra);
-        self.url(user, password, "127.0.0.1", &params)
-    }
-
-    /// `host:port` as errors show it.
-    fn endpoint(&self, host: &str) -> String {
-        format!("{host}:{}", self.url.port().unwrap_or(5432))
-    }
-}
-
-/// A migrated repository in a fresh schema, dropped (with a connection of its own, even when the
-/// test panics) at the end.
-struct TlsDb {
-    repo: PostgresRepository,
-    url: String,
-    schema: String,
-}
-
-async fn fresh(url: &str) -> TlsDb {
-    let schema = format!("sched_tls_{}", sched_tests::ns::random_hex());
-    let cfg = PostgresConfig::from_url(url)
-        .unwrap()
-        .with_schema(&schema)
-        .unwrap()
-        .with_max_connections(12);
-    let repo = PostgresRepository::connect(cfg).await.unwrap();
-    repo.migrate().await.unwrap();
-    TlsDb {
-        repo,
-        url: url.to_owned(),
-        schema,
-    }
-}
-
-impl Drop for TlsDb {
-    fn drop(&mut self) {
-        let (url, schema) = (self.url.clone(), self.schema.clone());
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let mut c = PgConnection::connect(&url).await?;
-                let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut c)
-                    .await?;
-                c.close().await
-            })
-        })
-        .join();
-        if !matches!(done, Ok(Ok(()))) {
-            eprintln!("warning: could not drop schema {}: {done:?}", self.schema);
-        }
-    }
-}
-
-/// `(ssl, current_user)` of one of the repository's own pooled connections.
-async fn session(repo: &PostgresRepository) -> (bool, String) {
-    sqlx::query_as("SELECT ssl, current_user::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-        .fetch_one(repo.pool())
-        .await
-        .unwrap()
-}
-
-async fn connect_err(url: &str) -> RepoError {
-    let cfg = PostgresConfig::from_url(url).unwrap();
-    match PostgresRepository::connect(cfg).await {
-        Ok(_) => panic!("connected, but the connection should have been refused"),
-        Err(e) => e,
-    }
-}
-
-/// Every connect error: names `host:port`, never `secret`.
-fn names_host_not_secret(e: &RepoError, endpoint: &str, secret: &str) {
-    let shown = format!("{e} / {e:?}");
-    assert!(
-        shown.contains(endpoint),
-        "does not name {endpoint}: {shown}"
-    );
-    assert!(!shown.contains(secret), "the secret leaked: {shown}");
-}
+use tls_common::{connect_err, fresh, names_host_not_secret, server, session};
 
 /// The whole suite, one check after another (the concurrent run is left to the plain-TCP
 /// tests: on a loaded 2-core runner its 1 s heartbeat windows are too tight to be worth the risk).
@@ -238,8 +92,8 @@ async fn a_password_user_logs_in_with_its_password() {
     assert!(!format!("{:?}", db.repo.config()).contains(&pw));
 }
 
-/// Today's behaviour for every failure: an error that names the host and not the password
-/// (the type is asserted by the tests below; those the library gets wrong are ignored).
+/// Every failure: an error that names the host and not the password (the type is asserted by
+/// the tests below).
 #[tokio::test]
 async fn every_tls_failure_names_the_host_and_not_the_secret() {
     let Some(tls) = server("every_tls_failure_names_the_host_and_not_the_secret") else {
@@ -316,8 +170,6 @@ async fn every_tls_failure_names_the_host_and_not_the_secret() {
 /// A server certificate from a CA the client does not trust: the configuration is wrong, and
 /// retrying will not help.
 #[tokio::test]
-#[ignore = "needs library change: sqlx reports TLS handshake failures as Error::Io (rustls \
-            error inside io::ErrorKind::InvalidData), which connect_error maps to Unreachable"]
 async fn an_unknown_ca_is_misconfigured() {
     let Some(tls) = server("an_unknown_ca_is_misconfigured") else {
         return;
@@ -338,8 +190,6 @@ async fn an_unknown_ca_is_misconfigured() {
 
 /// `verify-full` to a name the server certificate does not cover.
 #[tokio::test]
-#[ignore = "needs library change: sqlx reports TLS handshake failures as Error::Io (rustls \
-            error inside io::ErrorKind::InvalidData), which connect_error maps to Unreachable"]
 async fn a_wrong_host_name_is_misconfigured() {
     let Some(tls) = server("a_wrong_host_name_is_misconfigured") else {
         return;
@@ -388,8 +238,6 @@ async fn a_wrong_password_is_unauthorized_and_not_shown() {
 /// A client certificate the server does not trust (signed by another CA): the server refuses the
 /// credential with a TLS alert.
 #[tokio::test]
-#[ignore = "needs library change: the server's TLS alert (rustls AlertReceived(UnknownCA) inside \
-            an io::Error) is mapped to Unreachable"]
 async fn an_untrusted_client_certificate_is_unauthorized() {
     let Some(tls) = server("an_untrusted_client_certificate_is_unauthorized") else {
         return;
@@ -406,8 +254,6 @@ async fn an_untrusted_client_certificate_is_unauthorized() {
 
 /// `sslrootcert` naming a file that does not exist: a configuration error naming the file.
 #[tokio::test]
-#[ignore = "needs library change: sqlx's io::Error NotFound reading sslrootcert is mapped to \
-            Unreachable, and the message does not name the file"]
 async fn a_missing_ca_file_is_misconfigured_and_named() {
     let Some(tls) = server("a_missing_ca_file_is_misconfigured_and_named") else {
         return;

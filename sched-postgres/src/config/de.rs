@@ -5,7 +5,7 @@ use super::PostgresConfig;
 use serde::{Deserialize, Deserializer};
 
 /// Reads a map with a required `url` and the optional fields `schema`, `application_name`,
-/// `max_connections`, `acquire_timeout_ms`, `statement_timeout_ms`, `lock_timeout_ms`,
+/// `ssl_mode`, `ssl_root_cert`, `ssl_cert`, `ssl_key` (paths, or PEM text), `max_connections`, `acquire_timeout_ms`, `statement_timeout_ms`, `lock_timeout_ms`,
 /// `idle_in_transaction_timeout_ms`, `client_connection_check_interval_ms`,
 /// `call_timeout_ms`, `test_before_acquire` and `max_retries`: the same settings, meanings and
 /// checks as [`PostgresConfig::from_env_vars`] (0 ms turns an optional timeout off). An unknown

@@ -10,7 +10,8 @@ const URL_VAR: &str = "DATABASE_URL";
 /// Every setting beyond the URL, each optional, named as fields (`schema`, ...); the
 /// environment variable is `SCHED_PG_` + the field's name in upper case. Durations are whole
 /// milliseconds; for the optional timeouts 0 means "none" (see each builder).
-#[derive(Debug, Default)]
+// No `Debug`: the URL may hold a password and `ssl_key` a private key.
+#[derive(Default)]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Deserialize),
@@ -21,6 +22,10 @@ pub(super) struct Settings {
     pub(super) url: String,
     schema: Option<String>,
     application_name: Option<String>,
+    ssl_mode: Option<String>,
+    ssl_root_cert: Option<String>,
+    ssl_cert: Option<String>,
+    ssl_key: Option<String>,
     max_connections: Option<u32>,
     acquire_timeout_ms: Option<u64>,
     statement_timeout_ms: Option<u64>,
@@ -30,6 +35,13 @@ pub(super) struct Settings {
     call_timeout_ms: Option<u64>,
     test_before_acquire: Option<bool>,
     max_retries: Option<u32>,
+}
+
+/// PEM text (as sqlx reads `PGSSL*`: it starts with `-----BEGIN` and ends with `-----`), not a
+/// path.
+fn is_pem(value: &str) -> bool {
+    let t = value.trim();
+    t.starts_with("-----BEGIN") && t.ends_with("-----")
 }
 
 /// `Some(d)`, or `None` for 0 ms.
@@ -65,6 +77,42 @@ impl Settings {
         }
         if let Some(app) = self.application_name {
             c = c.with_application_name(&app);
+        }
+        if let Some(mode) = self.ssl_mode {
+            c = c
+                .with_ssl_mode(&mode)
+                .map_err(|e| invalid("ssl_mode", e.to_string()))?;
+        }
+        match self.ssl_root_cert {
+            Some(pem) if is_pem(&pem) => c = c.with_ssl_root_cert_from_pem(pem),
+            Some(path) => c = c.with_ssl_root_cert(path),
+            None => {}
+        }
+        // The values are paths or PEM (a key): never repeated in an error.
+        match (self.ssl_cert, self.ssl_key) {
+            (Some(cert), Some(key)) if is_pem(&cert) && is_pem(&key) => {
+                c = c.with_ssl_client_cert_from_pem(cert, key)
+            }
+            (Some(cert), Some(key)) if !is_pem(&cert) && !is_pem(&key) => {
+                c = c.with_ssl_client_cert(cert, key)
+            }
+            (Some(_), Some(_)) => {
+                let reason = format!(
+                    "give both {} and {} as file paths, or both as PEM text",
+                    name("ssl_cert"),
+                    name("ssl_key")
+                );
+                return Err(invalid("ssl_key", reason));
+            }
+            (Some(_), None) => {
+                let reason = format!("the client certificate needs {} too", name("ssl_key"));
+                return Err(invalid("ssl_cert", reason));
+            }
+            (None, Some(_)) => {
+                let reason = format!("the key needs {} too", name("ssl_cert"));
+                return Err(invalid("ssl_key", reason));
+            }
+            (None, None) => {}
         }
         match self.max_connections {
             Some(0) => return Err(invalid("max_connections", "must be at least 1".into())),
@@ -121,6 +169,9 @@ impl PostgresConfig {
     /// | `DATABASE_URL` (required) | [`from_url`](Self::from_url) | [`ConfigError::MissingVar`] |
     /// | `SCHED_PG_SCHEMA` | [`with_schema`](Self::with_schema) | `sched` |
     /// | `SCHED_PG_APPLICATION_NAME` | [`with_application_name`](Self::with_application_name) | the URL's |
+    /// | `SCHED_PG_SSL_MODE` (`disable` … `verify-full`) | [`with_ssl_mode`](Self::with_ssl_mode) | the URL's `sslmode`, else `prefer` |
+    /// | `SCHED_PG_SSL_ROOT_CERT` (a path, or PEM text) | [`with_ssl_root_cert`](Self::with_ssl_root_cert) / [`…_from_pem`](Self::with_ssl_root_cert_from_pem) | the URL's `sslrootcert`, else `PGSSLROOTCERT` |
+    /// | `SCHED_PG_SSL_CERT` and `SCHED_PG_SSL_KEY` (both paths, or both PEM text) | [`with_ssl_client_cert`](Self::with_ssl_client_cert) / [`…_from_pem`](Self::with_ssl_client_cert_from_pem) | the URL's `sslcert`/`sslkey`, else `PGSSLCERT`/`PGSSLKEY` |
     /// | `SCHED_PG_MAX_CONNECTIONS` (at least 1) | [`with_max_connections`](Self::with_max_connections) | 10 |
     /// | `SCHED_PG_ACQUIRE_TIMEOUT_MS` (at least 1) | [`with_acquire_timeout`](Self::with_acquire_timeout) | 5000 |
     /// | `SCHED_PG_STATEMENT_TIMEOUT_MS` (0: the server's) | [`with_statement_timeout`](Self::with_statement_timeout) | 30000 |
@@ -188,6 +239,10 @@ impl PostgresConfig {
             url,
             schema: get("schema"),
             application_name: get("application_name"),
+            ssl_mode: get("ssl_mode"),
+            ssl_root_cert: get("ssl_root_cert"),
+            ssl_cert: get("ssl_cert"),
+            ssl_key: get("ssl_key"),
             max_connections: small("max_connections")?,
             acquire_timeout_ms: number("acquire_timeout_ms")?,
             statement_timeout_ms: number("statement_timeout_ms")?,
