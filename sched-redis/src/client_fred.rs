@@ -42,21 +42,51 @@ fn parse_config(cfg: &RedisConfig) -> Result<Config, Error> {
     Ok(config)
 }
 
+/// Sets the TLS settings of `cfg` (read before anything is sent) on `config`.
+fn set_tls(cfg: &RedisConfig, config: &mut Config) -> Result<(), RepoError> {
+    #[cfg(feature = "tls")]
+    if let Some(t) = &cfg.tls {
+        let loaded = t.load(&cfg.endpoint())?;
+        if loaded.insecure {
+            crate::tls::warn_insecure(&cfg.endpoint());
+        }
+        let rustls = crate::tls::rustls_config(&loaded).map_err(|reason| {
+            let endpoint = cfg.endpoint();
+            RepoError::Misconfigured { endpoint, reason }
+        })?;
+        config.tls = Some(fred::types::config::TlsConnector::from(rustls).into());
+    }
+    let _ = (cfg, config);
+    Ok(())
+}
+
+/// What a failed connection attempt was: a TLS refusal (either side), else by fred's kind.
+fn connect_fault(e: Error) -> (ConnectFault, sched_core::BoxError) {
+    #[cfg(feature = "tls")]
+    if let Some((fault, reason)) = crate::tls::tls_fault(&e) {
+        return (fault, reason.into());
+    }
+    let fault = match e.kind() {
+        ErrorKind::Auth => ConnectFault::Unauthorized,
+        ErrorKind::Config | ErrorKind::Url => ConnectFault::Misconfigured,
+        ErrorKind::IO | ErrorKind::Timeout => ConnectFault::Unreachable,
+        _ => ConnectFault::Other,
+    };
+    (fault, Box::new(e))
+}
+
 impl FredClient {
     /// Connects. Nothing was sent on failure: `Unreachable`, `Unauthorized` or `Misconfigured`
     /// (naming the endpoint), else `Unavailable`.
     pub(crate) async fn connect(cfg: &RedisConfig) -> Result<Self, RepoError> {
         let not_sent = |e: Error| {
-            let fault = match e.kind() {
-                ErrorKind::Auth => ConnectFault::Unauthorized,
-                ErrorKind::Config | ErrorKind::Url => ConnectFault::Misconfigured,
-                ErrorKind::IO | ErrorKind::Timeout => ConnectFault::Unreachable,
-                _ => ConnectFault::Other,
-            };
-            crate::client::connect_error(cfg, fault, Box::new(e))
+            let (fault, e) = connect_fault(e);
+            crate::client::connect_error(cfg, fault, e)
         };
         let retries = u32::try_from(cfg.reconnect_retries).unwrap_or(u32::MAX);
-        let client = fred::types::Builder::from_config(parse_config(cfg).map_err(not_sent)?)
+        let mut config = parse_config(cfg).map_err(not_sent)?;
+        set_tls(cfg, &mut config)?;
+        let client = fred::types::Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = cfg.connect_timeout;
                 // Without it, a pipeline split across cluster nodes waits on delayed ACKs.
@@ -176,6 +206,7 @@ impl Client for FredClient {
         let mut config = Config::from_url_centralized(url).map_err(not_sent)?;
         config.username = cfg.username.clone().or(config.username);
         config.password = cfg.password.clone().or(config.password);
+        set_tls(cfg, &mut config)?;
         let client = fred::types::Builder::from_config(config)
             .with_connection_config(|c| {
                 c.connection_timeout = cfg.connect_timeout;

@@ -29,26 +29,39 @@ impl RedisRsClient {
     /// Connects. Nothing was sent on failure: `Unreachable`, `Unauthorized` or `Misconfigured`
     /// (naming the endpoint), else `Unavailable`.
     pub(crate) async fn connect(cfg: &RedisConfig) -> Result<Self, RepoError> {
-        Self::open(cfg).await.map_err(|e| {
+        let tls = load_tls(cfg)?;
+        Self::open(cfg, tls.as_ref()).await.map_err(|e| {
+            #[cfg(feature = "tls")]
+            if let Some((fault, reason)) = crate::tls::tls_fault(&e) {
+                return crate::client::connect_error(cfg, fault, reason.into());
+            }
             let fault = connect_fault(&e);
             crate::client::connect_error(cfg, fault, Box::new(e))
         })
     }
 
-    async fn open(cfg: &RedisConfig) -> Result<Self, RedisError> {
+    async fn open(cfg: &RedisConfig, tls: Option<&Tls>) -> Result<Self, RedisError> {
         let infos = cfg.urls.iter().map(|u| info(cfg, u));
         let infos: Vec<ConnectionInfo> = infos.collect::<Result<_, RedisError>>()?;
         if cfg.cluster {
-            let b = ClusterClientBuilder::new(infos)
+            #[allow(unused_mut)]
+            let mut b = ClusterClientBuilder::new(infos)
                 .connection_timeout(cfg.connect_timeout)
                 .response_timeout(cfg.response_timeout)
                 .retries(u32::try_from(cfg.reconnect_retries).unwrap_or(u32::MAX));
+            #[cfg(feature = "tls")]
+            if let Some(t) = tls {
+                b = b.certs(certificates(t));
+                if t.insecure {
+                    b = b.tls(redis::TlsMode::Insecure);
+                }
+            }
             return Ok(Self::Cluster(b.build()?.get_async_connection().await?));
         }
         let Some(info) = infos.into_iter().next() else {
             return Err((redis::ErrorKind::InvalidClientConfig, "no Redis URL").into());
         };
-        let client = redis::Client::open(info)?;
+        let client = single(info, tls)?;
         let mcfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(cfg.connect_timeout))
             .set_response_timeout(Some(cfg.response_timeout))
@@ -69,6 +82,60 @@ fn connect_fault(e: &RedisError) -> ConnectFault {
         _ if e.code() == Some("NOPERM") => ConnectFault::Unauthorized,
         _ => ConnectFault::Other,
     }
+}
+
+/// The loaded TLS settings (a stand-in without feature `tls`).
+#[cfg(feature = "tls")]
+type Tls = crate::tls::Loaded;
+#[cfg(not(feature = "tls"))]
+type Tls = std::convert::Infallible;
+
+/// Reads the TLS files of `cfg` (before anything is sent), logging the insecure mode.
+fn load_tls(cfg: &RedisConfig) -> Result<Option<Tls>, RepoError> {
+    #[cfg(feature = "tls")]
+    if let Some(t) = &cfg.tls {
+        let loaded = t.load(&cfg.endpoint())?;
+        if loaded.insecure {
+            crate::tls::warn_insecure(&cfg.endpoint());
+        }
+        return Ok(Some(loaded));
+    }
+    let _ = cfg;
+    Ok(None)
+}
+
+/// redis-rs's form of the TLS settings.
+#[cfg(feature = "tls")]
+fn certificates(t: &Tls) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: t.client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
+            client_cert: cert.clone(),
+            client_key: key.clone(),
+        }),
+        root_cert: t.roots_pem.clone(),
+    }
+}
+
+/// A client of one node, with the TLS settings when there are some.
+fn single(info: ConnectionInfo, tls: Option<&Tls>) -> Result<redis::Client, RedisError> {
+    #[cfg(feature = "tls")]
+    if let Some(t) = tls {
+        let mut info = info;
+        if let redis::ConnectionAddr::TcpTls { host, port, .. } = info.addr().clone() {
+            let insecure = t.insecure;
+            let tls_params = None;
+            let addr = redis::ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure,
+                tls_params,
+            };
+            info = info.set_addr(addr);
+        }
+        return redis::Client::build_with_tls(info, certificates(t));
+    }
+    let _ = tls;
+    redis::Client::open(info)
 }
 
 /// `url`, with the configured credentials overriding its own.
@@ -157,7 +224,8 @@ impl Client for RedisRsClient {
         block: Duration,
     ) -> Result<Box<dyn Dedicated>, RepoError> {
         let not_sent = |e: RedisError| RepoError::Unavailable(Box::new(e));
-        let client = redis::Client::open(info(cfg, url).map_err(not_sent)?).map_err(not_sent)?;
+        let tls = load_tls(cfg)?;
+        let client = single(info(cfg, url).map_err(not_sent)?, tls.as_ref()).map_err(not_sent)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(cfg.connect_timeout))
             .set_response_timeout(Some(cfg.response_timeout.saturating_add(block)));

@@ -44,6 +44,10 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
     /// Reconnection attempts before a request fails with `Unavailable`.
     pub reconnect_retries: usize,
+    /// TLS settings of `rediss://` URLs (`None`: the clients' defaults, the public web roots).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub tls: Option<crate::RedisTls>,
 }
 
 impl RedisConfig {
@@ -58,6 +62,8 @@ impl RedisConfig {
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(5),
             reconnect_retries: 2,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -122,6 +128,15 @@ impl RedisConfig {
         self
     }
 
+    /// Sets the TLS settings of `rediss://` URLs: a private CA, a client certificate, ... (a
+    /// `redis://` URL with TLS settings is refused when connecting).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn with_tls(mut self, tls: crate::RedisTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Sets the number of reconnection attempts.
     pub fn with_reconnect_retries(mut self, retries: usize) -> Self {
         self.reconnect_retries = retries;
@@ -163,6 +178,13 @@ impl RedisConfig {
         for u in &self.urls {
             let parsed = url::Url::parse(u)
                 .map_err(|e| bad(format!("not a URL ({e}): expected redis://host:port")))?;
+            #[cfg(feature = "tls")]
+            if self.tls.is_some() && parsed.scheme() != "rediss" {
+                return Err(bad(format!(
+                    "TLS settings need rediss:// URLs, not {}://",
+                    parsed.scheme()
+                )));
+            }
             if !matches!(parsed.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
                 return Err(bad(format!(
                     "unsupported scheme {:?}: expected redis:// or rediss://",
@@ -202,19 +224,21 @@ pub(crate) fn redact_url(url: &str) -> String {
 
 impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisConfig")
-            .field(
-                "urls",
-                &self.urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
-            )
-            .field("cluster", &self.cluster)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("key_prefix", &self.key_prefix)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("response_timeout", &self.response_timeout)
-            .field("reconnect_retries", &self.reconnect_retries)
-            .finish()
+        let mut d = f.debug_struct("RedisConfig");
+        d.field(
+            "urls",
+            &self.urls.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+        )
+        .field("cluster", &self.cluster)
+        .field("username", &self.username)
+        .field("password", &self.password.as_ref().map(|_| "***"))
+        .field("key_prefix", &self.key_prefix)
+        .field("connect_timeout", &self.connect_timeout)
+        .field("response_timeout", &self.response_timeout)
+        .field("reconnect_retries", &self.reconnect_retries);
+        #[cfg(feature = "tls")]
+        d.field("tls", &self.tls);
+        d.finish()
     }
 }
 

@@ -41,9 +41,14 @@ mod reserve;
 mod scripts;
 #[cfg(feature = "testing")]
 mod testing;
+#[cfg(feature = "tls")]
+mod tls;
 mod wakeups;
 
 pub use config::RedisConfig;
 #[cfg(feature = "testing")]
 pub use inject::{Fault, Target};
 pub use repo::RedisRepository;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use tls::RedisTls;

@@ -25,6 +25,22 @@ struct Raw {
     response_timeout_ms: Option<u64>,
     #[serde(default)]
     reconnect_retries: Option<usize>,
+    #[cfg(feature = "tls")]
+    #[serde(default)]
+    tls: Option<RawTls>,
+}
+
+/// `tls`: PEM files (feature `tls`).
+#[cfg(feature = "tls")]
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    #[serde(default)]
+    ca_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    client_cert_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    client_key_file: Option<std::path::PathBuf>,
 }
 
 /// A timeout of at least 1 ms.
@@ -45,8 +61,13 @@ fn timeout<E: serde::de::Error>(
 /// ```json
 /// { "urls": ["redis://127.0.0.1:6379"], "cluster": false, "username": "sched",
 ///   "password": "...", "key_prefix": "prod", "connect_timeout_ms": 2000,
-///   "response_timeout_ms": 5000, "reconnect_retries": 2 }
+///   "response_timeout_ms": 5000, "reconnect_retries": 2,
+///   "tls": { "ca_file": "/etc/sched/ca.pem", "client_cert_file": "/etc/sched/client.pem",
+///            "client_key_file": "/etc/sched/client.key" } }
 /// ```
+///
+/// `tls` (feature `tls`; every field optional, the certificate and key together) reads its
+/// files when connecting.
 ///
 /// `urls` is required (not empty); a missing field takes its [`from_url`](RedisConfig::from_url)
 /// default; an unknown field, or a timeout of 0, is an error. URLs are checked when connecting.
@@ -71,6 +92,23 @@ impl<'de> Deserialize<'de> for RedisConfig {
         cfg.response_timeout = timeout("response_timeout_ms", response, cfg.response_timeout)?;
         if let Some(n) = raw.reconnect_retries {
             cfg.reconnect_retries = n;
+        }
+        #[cfg(feature = "tls")]
+        if let Some(t) = raw.tls {
+            let mut tls = crate::RedisTls::new();
+            if let Some(ca) = t.ca_file {
+                tls = tls.with_ca_file(ca);
+            }
+            match (t.client_cert_file, t.client_key_file) {
+                (Some(c), Some(k)) => tls = tls.with_client_cert_files(c, k),
+                (None, None) => {}
+                _ => {
+                    return Err(D::Error::custom(
+                        "tls: client_cert_file and client_key_file go together",
+                    ))
+                }
+            }
+            cfg.tls = Some(tls);
         }
         Ok(cfg)
     }
@@ -141,5 +179,16 @@ mod tests {
             let e = parse(json).err().unwrap().to_string();
             assert!(e.contains(expect), "{json}: {e}");
         }
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_files() {
+        let cfg = parse(r#"{"urls": ["rediss://h:6390"], "tls": {"ca_file": "/ca.pem"}}"#).unwrap();
+        assert!(format!("{:?}", cfg.tls).contains("/ca.pem"));
+        let e = parse(r#"{"urls": ["rediss://h"], "tls": {"client_cert_file": "/c.pem"}}"#);
+        assert!(e.err().unwrap().to_string().contains("go together"));
+        let e = parse(r#"{"urls": ["rediss://h"], "tls": {"ca": "/c.pem"}}"#);
+        assert!(e.err().unwrap().to_string().contains("unknown field"));
     }
 }

@@ -14,9 +14,15 @@ const PASSWORD: &str = "SCHED_REDIS_PASSWORD";
 const CONNECT_TIMEOUT: &str = "SCHED_REDIS_CONNECT_TIMEOUT_MS";
 const RESPONSE_TIMEOUT: &str = "SCHED_REDIS_RESPONSE_TIMEOUT_MS";
 const RECONNECT_RETRIES: &str = "SCHED_REDIS_RECONNECT_RETRIES";
+/// PEM file of the CA bundle to trust (feature `tls`).
+const TLS_CA_FILE: &str = "SCHED_REDIS_TLS_CA_FILE";
+/// PEM file of the client certificate (mutual TLS; with [`TLS_CLIENT_KEY`]).
+const TLS_CLIENT_CERT: &str = "SCHED_REDIS_TLS_CLIENT_CERT";
+/// PEM file of the client key (with [`TLS_CLIENT_CERT`]).
+const TLS_CLIENT_KEY: &str = "SCHED_REDIS_TLS_CLIENT_KEY";
 
 /// Every variable [`RedisConfig::from_env_vars`] reads.
-const ALL: [&str; 8] = [
+const ALL: [&str; 11] = [
     URL,
     CLUSTER_URLS,
     PREFIX,
@@ -25,6 +31,9 @@ const ALL: [&str; 8] = [
     CONNECT_TIMEOUT,
     RESPONSE_TIMEOUT,
     RECONNECT_RETRIES,
+    TLS_CA_FILE,
+    TLS_CLIENT_CERT,
+    TLS_CLIENT_KEY,
 ];
 
 /// `Misconfigured`, naming the variable at fault (never its value when it is a secret).
@@ -60,6 +69,8 @@ impl RedisConfig {
     /// | `SCHED_REDIS_USERNAME`, `SCHED_REDIS_PASSWORD` | ACL user and password (override the URL's) |
     /// | `SCHED_REDIS_CONNECT_TIMEOUT_MS`, `SCHED_REDIS_RESPONSE_TIMEOUT_MS` | timeouts in ms, at least 1 (defaults 2000, 5000) |
     /// | `SCHED_REDIS_RECONNECT_RETRIES` | reconnection attempts (default 2) |
+    /// | `SCHED_REDIS_TLS_CA_FILE` | PEM file of the CA bundle to trust instead of the web roots (feature `tls`) |
+    /// | `SCHED_REDIS_TLS_CLIENT_CERT`, `SCHED_REDIS_TLS_CLIENT_KEY` | PEM files of the client certificate and key, both or neither (mutual TLS, feature `tls`) |
     ///
     /// An empty variable counts as unset. Fails with [`RepoError::Misconfigured`], whose
     /// `endpoint` names the variable at fault, when neither URL variable is set, a URL is not a
@@ -137,7 +148,50 @@ impl RedisConfig {
             cfg.reconnect_retries = usize::try_from(n)
                 .map_err(|_| bad(RECONNECT_RETRIES, format!("{n} is too large")))?;
         }
+        tls(&get, &mut cfg)?;
         Ok(cfg)
+    }
+}
+
+/// The TLS variables: files are read when connecting. Without feature `tls` a TLS variable is
+/// refused rather than ignored.
+fn tls(get: &dyn Fn(&str) -> Option<String>, cfg: &mut RedisConfig) -> Result<(), RepoError> {
+    let (ca, cert, key) = (get(TLS_CA_FILE), get(TLS_CLIENT_CERT), get(TLS_CLIENT_KEY));
+    if ca.is_none() && cert.is_none() && key.is_none() {
+        return Ok(());
+    }
+    #[cfg(feature = "tls")]
+    {
+        let mut tls = crate::RedisTls::new();
+        if let Some(ca) = ca {
+            tls = tls.with_ca_file(ca.trim());
+        }
+        match (cert, key) {
+            (Some(cert), Some(key)) => tls = tls.with_client_cert_files(cert.trim(), key.trim()),
+            (Some(_), None) => {
+                return Err(bad(
+                    TLS_CLIENT_KEY,
+                    format!("not set, {TLS_CLIENT_CERT} is"),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    TLS_CLIENT_CERT,
+                    format!("not set, {TLS_CLIENT_KEY} is"),
+                ))
+            }
+            (None, None) => {}
+        }
+        cfg.tls = Some(tls);
+        cfg.check().map_err(|e| bad(TLS_CA_FILE, e))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = (cert, key, cfg);
+        Err(bad(
+            TLS_CA_FILE,
+            "TLS settings need sched-redis's feature `tls`",
+        ))
     }
 }
 
@@ -250,5 +304,34 @@ mod tests {
         misconfigured(e, URL);
         let seeds = format!("redis://a:1,redis://u:{SECRET}@b:2:x");
         misconfigured(from(&[(CLUSTER_URLS, &seeds)]).unwrap_err(), CLUSTER_URLS);
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_files_are_read_and_a_lone_cert_or_key_is_refused() {
+        let url = (URL, "rediss://h:6390");
+        let cfg = from(&[url, (TLS_CA_FILE, "/etc/ca.pem")]).unwrap();
+        let tls = format!("{:?}", cfg.tls);
+        assert!(
+            tls.contains("/etc/ca.pem") && tls.contains("client_cert_and_key: None"),
+            "{tls}"
+        );
+        let cfg = from(&[url, (TLS_CLIENT_CERT, "/c.pem"), (TLS_CLIENT_KEY, "/c.key")]).unwrap();
+        let tls = format!("{:?}", cfg.tls);
+        assert!(tls.contains("\"/c.pem\", \"/c.key\""), "{tls}");
+        misconfigured(
+            from(&[url, (TLS_CLIENT_CERT, "/c.pem")]).unwrap_err(),
+            TLS_CLIENT_KEY,
+        );
+        misconfigured(
+            from(&[url, (TLS_CLIENT_KEY, "/c.key")]).unwrap_err(),
+            TLS_CLIENT_CERT,
+        );
+        let plain = (URL, "redis://h:6379");
+        misconfigured(
+            from(&[plain, (TLS_CA_FILE, "/ca.pem")]).unwrap_err(),
+            TLS_CA_FILE,
+        );
+        assert!(from(&[url]).unwrap().tls.is_none());
     }
 }

@@ -71,6 +71,12 @@ pub async fn fresh(kind: Kind, topology: Topology, test: &str) -> Option<Fresh> 
     Some(Fresh { repo, cfg, kind })
 }
 
+/// A repository on `cfg` (give it a fresh prefix) whose keys are deleted on drop.
+pub async fn fresh_with(kind: Kind, cfg: RedisConfig) -> Fresh {
+    let repo = connect(kind, &cfg).await.expect("connect to redis");
+    Fresh { repo, cfg, kind }
+}
+
 impl Fresh {
     /// The configuration (with its fresh prefix), to open more connections to the same keys.
     pub fn config(&self) -> &RedisConfig {
