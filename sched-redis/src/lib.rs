@@ -9,7 +9,7 @@
 //! Configure with [`RedisConfig::from_url`] / [`RedisConfig::cluster`] and the `with_*`
 //! methods, from the environment ([`RedisConfig::from_env`]: `REDIS_URL` or
 //! `REDIS_CLUSTER_URLS`, `SCHED_REDIS_*`), or by deserializing a `RedisConfig` (feature
-//! `serde`). `examples/quickstart.rs` runs a service end to end on either topology.
+//! `serde`). `examples/redis_quickstart.rs` runs a service end to end on either topology.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sched_core::RepoError> {

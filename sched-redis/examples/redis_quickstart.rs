@@ -4,12 +4,12 @@
 //!
 //! ```text
 //! # one node
-//! REDIS_URL=redis://127.0.0.1:6379 cargo run -p sched-redis --example quickstart
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run -p sched-redis --example redis_quickstart
 //! # Redis Cluster (wins when set)
 //! REDIS_CLUSTER_URLS=redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003 \
-//!     cargo run -p sched-redis --example quickstart
+//!     cargo run -p sched-redis --example redis_quickstart
 //! # the fred client instead of redis-rs
-//! cargo run -p sched-redis --features fred --example quickstart -- fred
+//! cargo run -p sched-redis --features fred --example redis_quickstart -- fred
 //! ```
 //!
 //! Settings: `RedisConfig::from_env` (`SCHED_REDIS_USERNAME`, `SCHED_REDIS_PASSWORD`, timeouts,

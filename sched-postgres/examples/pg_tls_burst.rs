@@ -6,7 +6,7 @@
 //! ```text
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 //! DATABASE_TLS_URL=postgres://postgres@127.0.0.1:5433/test \
-//!   cargo run --release -p sched-postgres --example tls_burst [RUNS]
+//!   cargo run --release -p sched-postgres --example pg_tls_burst [RUNS]
 //! ```
 //!
 //! The two URLs are usually two server instances: same machine and version, but not the same

@@ -4,7 +4,7 @@
 //! `$SCHED_TLS_DIR/ca.pem`); prints min / p50 / p90 of each. `-- fred` uses fred.
 //!
 //! ```text
-//! cargo run --release -p sched-redis --features testing,fred --example tls_burst [-- fred]
+//! cargo run --release -p sched-redis --features testing,fred --example redis_tls_burst [-- fred]
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 

@@ -1,10 +1,10 @@
 //! Quickstart on the in-memory backend: register 4 workers, place a burst of 20 containers with
 //! the `Scheduler`, release them, check every worker's capacity is back, drain and remove the
 //! workers. Exits non-zero on any failure. The same scenario runs against Redis and Postgres in
-//! `sched-redis/examples/quickstart.rs` and `sched-postgres/examples/quickstart.rs`.
+//! `sched-redis/examples/redis_quickstart.rs` and `sched-postgres/examples/pg_quickstart.rs`.
 //!
 //! ```text
-//! cargo run -p sched-memory --example quickstart
+//! cargo run -p sched-memory --example memory_quickstart
 //! ```
 #![allow(clippy::print_stdout)]
 

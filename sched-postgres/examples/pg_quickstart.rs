@@ -4,7 +4,7 @@
 //! (`quickstart_<pid>`), dropped at the end, and exits non-zero on any failure.
 //!
 //! ```text
-//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo run -p sched-postgres --example quickstart
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo run -p sched-postgres --example pg_quickstart
 //! ```
 //!
 //! The other `SCHED_PG_*` variables of `PostgresConfig::from_env` apply too (the schema is
