@@ -74,6 +74,26 @@ pub struct StoreArgs {
     /// Schema of the deployment on PostgreSQL.
     #[arg(long, default_value = sched_postgres::DEFAULT_SCHEMA, global = true)]
     pub schema: String,
+    /// TLS: trust this CA bundle (PEM) for the server's certificate: Redis over `rediss://`,
+    /// PostgreSQL as `sslrootcert` (set `sslmode=verify-full` in the URL).
+    #[arg(long, global = true, value_name = "PEM_FILE")]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// TLS: present this client certificate (PEM; with --tls-client-key).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PEM_FILE",
+        requires = "tls_client_key"
+    )]
+    pub tls_client_cert: Option<std::path::PathBuf>,
+    /// TLS: the client certificate's private key (PEM; with --tls-client-cert).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PEM_FILE",
+        requires = "tls_client_cert"
+    )]
+    pub tls_client_key: Option<std::path::PathBuf>,
     /// Memory backend only: seed the demo state with free-capacity drift on one worker (to
     /// try `audit` and `reconcile`).
     #[arg(long, global = true, hide = true)]

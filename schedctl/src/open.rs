@@ -106,6 +106,10 @@ impl Store {
         .with_prefix(args.prefix.clone())
         .with_timeouts(CONNECT_TIMEOUT, Duration::from_secs(10))
         .with_reconnect_retries(1);
+        let config = match redis_tls(args) {
+            Some(tls) => config.with_tls(tls),
+            None => config,
+        };
         let connected = if args.backend == BackendKind::Redis {
             RedisRepository::connect(&config).await
         } else {
@@ -147,6 +151,14 @@ impl Store {
             .with_max_connections(8)
             .with_acquire_timeout(CONNECT_TIMEOUT)
             .with_application_name("schedctl");
+        let config = match &args.tls_ca_file {
+            Some(ca) => config.with_ssl_root_cert(ca),
+            None => config,
+        };
+        let config = match (&args.tls_client_cert, &args.tls_client_key) {
+            (Some(cert), Some(key)) => config.with_ssl_client_cert(cert, key),
+            _ => config,
+        };
         let addr = match endpoint_of(&url, "--database-url", 5432) {
             Ok(a) if !a.starts_with(':') => a,
             // No host in the URL (a socket, or PGHOST): what the client resolved.
@@ -284,4 +296,20 @@ mod tests {
         .unwrap();
         assert_eq!(secrets(&cli.store), ["p%40ss", "p@ss"]);
     }
+}
+
+/// The Redis TLS settings of `--tls-ca-file` / `--tls-client-cert` / `--tls-client-key`, if
+/// any was given (clap makes the certificate and the key come together).
+fn redis_tls(args: &StoreArgs) -> Option<sched_redis::RedisTls> {
+    if args.tls_ca_file.is_none() && args.tls_client_cert.is_none() {
+        return None;
+    }
+    let mut tls = sched_redis::RedisTls::new();
+    if let Some(ca) = &args.tls_ca_file {
+        tls = tls.with_ca_file(ca);
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_client_cert, &args.tls_client_key) {
+        tls = tls.with_client_cert_files(cert, key);
+    }
+    Some(tls)
 }
