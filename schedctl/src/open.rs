@@ -264,6 +264,22 @@ pub fn secrets(args: &StoreArgs) -> Vec<String> {
         .collect()
 }
 
+/// The Redis TLS settings of `--tls-ca-file` / `--tls-client-cert` / `--tls-client-key`, if
+/// any was given (clap makes the certificate and the key come together).
+fn redis_tls(args: &StoreArgs) -> Option<sched_redis::RedisTls> {
+    if args.tls_ca_file.is_none() && args.tls_client_cert.is_none() {
+        return None;
+    }
+    let mut tls = sched_redis::RedisTls::new();
+    if let Some(ca) = &args.tls_ca_file {
+        tls = tls.with_ca_file(ca);
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_client_cert, &args.tls_client_key) {
+        tls = tls.with_client_cert_files(cert, key);
+    }
+    Some(tls)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,20 +312,4 @@ mod tests {
         .unwrap();
         assert_eq!(secrets(&cli.store), ["p%40ss", "p@ss"]);
     }
-}
-
-/// The Redis TLS settings of `--tls-ca-file` / `--tls-client-cert` / `--tls-client-key`, if
-/// any was given (clap makes the certificate and the key come together).
-fn redis_tls(args: &StoreArgs) -> Option<sched_redis::RedisTls> {
-    if args.tls_ca_file.is_none() && args.tls_client_cert.is_none() {
-        return None;
-    }
-    let mut tls = sched_redis::RedisTls::new();
-    if let Some(ca) = &args.tls_ca_file {
-        tls = tls.with_ca_file(ca);
-    }
-    if let (Some(cert), Some(key)) = (&args.tls_client_cert, &args.tls_client_key) {
-        tls = tls.with_client_cert_files(cert, key);
-    }
-    Some(tls)
 }
