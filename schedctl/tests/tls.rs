@@ -8,7 +8,6 @@ mod common;
 
 use common::stores::{catch, Lib};
 use common::{fresh_name, Run};
-use std::process::Command;
 
 fn tls_dir(test: &str) -> Option<String> {
     sched_tests::env::require_url("SCHED_TLS_DIR", test)
@@ -20,18 +19,7 @@ fn pem(dir: &str, name: &str) -> String {
 
 /// Runs schedctl with `RUST_LOG=trace`, so every log line is in the output too.
 fn traced(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_schedctl"))
-        .args(args)
-        .env_remove("REDIS_URL")
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "trace")
-        .output()
-        .expect("schedctl runs");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    common::schedctl_logging(args, Some("trace"))
 }
 
 #[test]

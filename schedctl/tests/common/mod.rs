@@ -29,13 +29,20 @@ impl Run {
 /// Runs `schedctl args...` with the store variables removed from the environment (each test
 /// passes the store it means explicitly).
 pub fn schedctl(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_schedctl"))
-        .args(args)
+    schedctl_logging(args, None)
+}
+
+/// [`schedctl`] with `RUST_LOG` set to `filter` (its log lines go to stderr), or removed.
+pub fn schedctl_logging(args: &[&str], filter: Option<&str>) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_schedctl"));
+    cmd.args(args)
         .env_remove("REDIS_URL")
-        .env_remove("DATABASE_URL")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("schedctl runs");
+        .env_remove("DATABASE_URL");
+    match filter {
+        Some(f) => cmd.env("RUST_LOG", f),
+        None => cmd.env_remove("RUST_LOG"),
+    };
+    let out = cmd.output().expect("schedctl runs");
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
