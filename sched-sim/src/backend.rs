@@ -4,6 +4,7 @@
 use crate::hist::{Recorder, Summary};
 use crate::locks::{MemoryLocks, PostgresLocks, RedisLocks, WorkerLocks};
 use crate::metered::{CallCounters, Latency, Metered, MeteredLocks};
+use crate::tls::TlsFiles;
 use crate::SimError;
 use clap::ValueEnum;
 use sched_core::{BackendCounters, RepoError, Resources, WorkerRepository, WorkerSpec};
@@ -75,6 +76,8 @@ pub struct BackendOptions {
     pub database_url: Option<String>,
     /// Redis Cluster seed URLs for the cluster backends.
     pub redis_cluster_urls: Vec<String>,
+    /// The `--tls-*` files, for every connection (backends and the simulator's own).
+    pub tls: TlsFiles,
     /// Latency added per call (`--rtt-ms`).
     pub rtt: Duration,
 }
@@ -86,6 +89,7 @@ impl Default for BackendOptions {
             redis_url: None,
             database_url: None,
             redis_cluster_urls: Vec::new(),
+            tls: TlsFiles::default(),
             rtt: Duration::ZERO,
         }
     }
@@ -169,8 +173,12 @@ fn need(url: &Option<String>, what: &str, kind: BackendKind) -> Result<String, S
 }
 
 /// The Redis configuration of `opts` without prefix: a single node (`--redis-url`) or a
-/// cluster (`--redis-cluster-urls`), by kind.
+/// cluster (`--redis-cluster-urls`), by kind, with the `--tls-*` files.
 pub fn redis_config(opts: &BackendOptions) -> Result<RedisConfig, SimError> {
+    redis_config_plain(opts).map(|c| opts.tls.redis_config(c))
+}
+
+fn redis_config_plain(opts: &BackendOptions) -> Result<RedisConfig, SimError> {
     if opts.kind.is_cluster() {
         let urls: Vec<String> = opts
             .redis_cluster_urls
@@ -216,6 +224,8 @@ impl Env {
         namespace: &str,
         create: bool,
     ) -> Result<Env, SimError> {
+        // A missing or wrong TLS file is named now, before anything connects.
+        opts.tls.check()?;
         let unavailable =
             |e: RepoError| SimError::BackendUnavailable(opts.kind.as_str().into(), e.to_string());
         let (parts, handle): (Parts, Handle) = match opts.kind {
@@ -251,11 +261,12 @@ impl Env {
                 let locks: Arc<dyn WorkerLocks> = if opts.kind.is_cluster() {
                     Arc::new(MemoryLocks::new())
                 } else {
-                    Arc::new(
-                        RedisLocks::connect(&config, Arc::clone(&counters), repo.backend_name())
-                            .await
-                            .map_err(unavailable)?,
-                    )
+                    let counters = Arc::clone(&counters);
+                    let name = repo.backend_name();
+                    let locks = RedisLocks::connect(&config, &opts.tls, counters, name)
+                        .await
+                        .map_err(unavailable)?;
+                    Arc::new(locks)
                 };
                 (
                     (Arc::new(repo.clone()), locks, Some(counters)),
@@ -275,6 +286,7 @@ impl Env {
                     // connection) per planned worker at once; stay well below the server's
                     // default max_connections of 100 with both pools.
                     .with_max_connections(pg_pool_size(setup.count));
+                let config = opts.tls.postgres_config(config);
                 let repo = PostgresRepository::connect(config)
                     .await
                     .map_err(unavailable)?;

@@ -5,6 +5,7 @@ use crate::backend::{BackendKind, BackendOptions};
 use crate::scenario::churn::ChurnConfig;
 use crate::scenario::RunConfig;
 use crate::strategy::{StrategyKind, StrategyOptions};
+use crate::tls::TlsFiles;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sched_core::affinity::AffinityMode;
 use sched_core::{Resources, StalePolicy};
@@ -63,6 +64,27 @@ pub struct Common {
     /// Redis Cluster seed URLs, comma-separated (redis-cluster, redis-fred-cluster backends).
     #[arg(long, env = "REDIS_CLUSTER_URLS", value_delimiter = ',', global = true)]
     pub redis_cluster_urls: Vec<String>,
+    /// TLS: trust this CA bundle (PEM) for the server's certificate: Redis over `rediss://`,
+    /// PostgreSQL as `sslrootcert` (set `sslmode=verify-full` in the URL). Every connection
+    /// the simulator opens uses it, its own (floor, peer, locks) included.
+    #[arg(long, global = true, value_name = "PEM_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// TLS: present this client certificate (PEM; with --tls-client-key).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PEM_FILE",
+        requires = "tls_client_key"
+    )]
+    pub tls_client_cert: Option<PathBuf>,
+    /// TLS: the client certificate's private key (PEM; with --tls-client-cert).
+    #[arg(
+        long,
+        global = true,
+        value_name = "PEM_FILE",
+        requires = "tls_client_cert"
+    )]
+    pub tls_client_key: Option<PathBuf>,
     /// Strategy to run.
     #[arg(long, value_enum, default_value_t = StrategyKind::Sched, global = true)]
     pub strategy: StrategyKind,
@@ -342,6 +364,11 @@ impl Common {
             redis_url: self.redis_url.clone(),
             database_url: self.database_url.clone(),
             redis_cluster_urls: self.redis_cluster_urls.clone(),
+            tls: TlsFiles::new(
+                self.tls_ca_file.clone(),
+                self.tls_client_cert.clone(),
+                self.tls_client_key.clone(),
+            ),
             rtt: Duration::from_secs_f64(self.rtt_ms.max(0.0) / 1000.0),
         }
     }

@@ -14,6 +14,17 @@ pub enum SimError {
     /// The backend is not available in this build or could not be reached.
     #[error("backend {0} unavailable: {1}")]
     BackendUnavailable(String, String),
+    /// A `--tls-*` file cannot be read or does not hold what it should (checked before
+    /// anything connects).
+    #[error("TLS: the {flag} file {}: {reason}", path.display())]
+    Tls {
+        /// The flag that named the file.
+        flag: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it (never its content).
+        reason: String,
+    },
     /// Writing output failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

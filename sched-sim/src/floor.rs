@@ -7,6 +7,7 @@ use crate::backend::{BackendKind, Env};
 use crate::hist::{Recorder, Summary};
 use crate::scenario::RunConfig;
 use crate::strategy::peer::{self, PeerSetup};
+use crate::tls::TlsFiles;
 use crate::SimError;
 use sched_core::{
     CapacityReservation, CommitMode, Placement, ResourceReservation, Resources, WorkerRepository,
@@ -37,13 +38,14 @@ pub fn batch_of(placements: &[Placement], size: Resources) -> Vec<CapacityReserv
 
 /// The raw commit: `samples` times, the exact wire commands of `reserve_batch(batch, Partial)`
 /// (from `RedisRepository::reserve_wire`) sent as ONE pipeline on a bare multiplexed redis-rs
-/// connection to `url` and timed; then the containers are released untimed through the
+/// connection to `url` (over TLS with the files of `tls`) and timed; then the containers are released untimed through the
 /// repository, which must find every one of them held (else the raw commit did not commit what
 /// sched would have, and the measurement is refused). `None` when `env` is not single-node
 /// Redis or `batch` is empty.
 pub async fn raw_commit(
     env: &Env,
     url: &str,
+    tls: &TlsFiles,
     batch: &[CapacityReservation],
     samples: u32,
 ) -> Result<Option<Summary>, SimError> {
@@ -58,7 +60,7 @@ pub async fn raw_commit(
         .iter()
         .flat_map(|c| c.reservations.iter().map(|r| r.container_id.clone()))
         .collect();
-    let client = redis::Client::open(url).map_err(redis_err)?;
+    let client = tls.redis_client(url)?;
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
@@ -131,13 +133,14 @@ pub async fn beside(
     match kind {
         BackendKind::Redis | BackendKind::RedisFred => {
             let batch = batch_of(placements, cfg.container_size);
-            f.raw_commit = raw_commit(env, &url, &batch, samples).await?;
+            f.raw_commit = raw_commit(env, &url, &cfg.backend.tls, &batch, samples).await?;
             if f.raw_commit.is_none() {
                 f.notes
                     .push("raw commit not measured: no placements to commit".into());
             }
             let setup = PeerSetup {
                 url,
+                tls: cfg.backend.tls.clone(),
                 prefix: format!("{}-peer", env.namespace),
                 workers: env.worker_ids.len(),
                 capacity: cfg.worker_capacity,

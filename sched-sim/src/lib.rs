@@ -29,5 +29,6 @@ pub mod progress;
 pub mod report;
 pub mod scenario;
 pub mod strategy;
+pub mod tls;
 
 pub use error::SimError;

@@ -14,6 +14,7 @@ use sched_core::{
 use sched_postgres::{PostgresConfig, PostgresRepository};
 use sched_redis::{RedisConfig, RedisRepository};
 use sched_sim::locks::{LockToken, MemoryLocks, PostgresLocks, RedisLocks, WorkerLocks};
+use sched_sim::tls::TlsFiles;
 use sched_tests::env::require_url;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,9 +92,14 @@ async fn redis_locks() {
     let config = RedisConfig::from_url(url).with_prefix(&prefix);
     let repo = RedisRepository::connect(&config).await.unwrap();
     let counters = Arc::new(BackendCounters::default());
-    let locks = RedisLocks::connect(&config, Arc::clone(&counters), "redis")
-        .await
-        .unwrap();
+    let locks = RedisLocks::connect(
+        &config,
+        &TlsFiles::default(),
+        Arc::clone(&counters),
+        "redis",
+    )
+    .await
+    .unwrap();
     let t = locks
         .try_lock("w", Duration::from_secs(10))
         .await
@@ -112,7 +118,7 @@ async fn redis_locks() {
         .await
         .unwrap()
         .expect("free lock");
-    let other = RedisLocks::connect(&config, Arc::default(), "redis")
+    let other = RedisLocks::connect(&config, &TlsFiles::default(), Arc::default(), "redis")
         .await
         .unwrap();
     assert!(other

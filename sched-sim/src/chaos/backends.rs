@@ -91,6 +91,9 @@ const TERMINATE: &str = "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) 
 /// Opens `common.backend` in a fresh namespace (Redis Cluster with the cluster kinds and `--redis-cluster-urls`).
 pub async fn open(common: &Common, args: &ChaosArgs, sizes: Sizes) -> Result<Opened, SimError> {
     let kind = common.backend;
+    let tls = common.backend_options().tls;
+    // A missing or wrong TLS file is named now, before anything connects.
+    tls.check()?;
     let ns = fresh_namespace();
     let tag = format!("chaos-{}", kind.as_str());
     let (repo, real, cleanup, description): Parts = match kind {
@@ -108,9 +111,16 @@ pub async fn open(common: &Common, args: &ChaosArgs, sizes: Sizes) -> Result<Ope
                     kind.as_str()
                 )));
             }
-            let base = RedisConfig::cluster(urls.clone()).with_prefix(&ns);
+            let base = tls.redis_config(RedisConfig::cluster(urls.clone()).with_prefix(&ns));
             let admin = redis(kind, &base).await?;
             let (cfg, real): (RedisConfig, Option<Arc<dyn RealFaults>>) = if args.real_faults {
+                if urls.iter().any(|u| u.starts_with("rediss:")) {
+                    return Err(SimError::Config(
+                        "--real-faults on a Redis Cluster talks plain RESP to every node \
+                         (RedisNodeFaults): not available over TLS (rediss://)"
+                            .into(),
+                    ));
+                }
                 let nodes = tokio::task::block_in_place(|| {
                     RedisNodeFaults::create(
                         urls,
@@ -134,15 +144,26 @@ pub async fn open(common: &Common, args: &ChaosArgs, sizes: Sizes) -> Result<Ope
         }
         BackendKind::Redis | BackendKind::RedisFred => {
             let url = need(&common.redis_url, "--redis-url (or REDIS_URL)", kind)?;
-            let admin = redis(kind, &RedisConfig::from_url(&url).with_prefix(&ns)).await?;
+            let direct = tls.redis_config(RedisConfig::from_url(&url).with_prefix(&ns));
+            let admin = redis(kind, &direct).await?;
             let (cfg, real): (RedisConfig, Option<Arc<dyn RealFaults>>) = if args.real_faults {
                 let proxy = proxy_to(&authority(&url)).await?;
-                let cfg = RedisConfig::from_url(format!("redis://{}", proxy.addr()))
+                // The proxy forwards bytes: TLS goes through it end to end (the server's
+                // certificate must then name the proxy's address, 127.0.0.1).
+                let scheme = if url.starts_with("rediss:") {
+                    "rediss"
+                } else {
+                    "redis"
+                };
+                let cfg = RedisConfig::from_url(format!("{scheme}://{}", proxy.addr()))
                     .with_prefix(&ns)
                     .with_timeouts(Duration::from_secs(2), Duration::from_secs(2));
-                (cfg, Some(Arc::new(ProxyFaults::new(proxy))))
+                (
+                    tls.redis_config(cfg),
+                    Some(Arc::new(ProxyFaults::new(proxy))),
+                )
             } else {
-                (RedisConfig::from_url(&url).with_prefix(&ns), None)
+                (direct, None)
             };
             let repo = redis(kind, &cfg).await?;
             (
@@ -162,6 +183,7 @@ pub async fn open(common: &Common, args: &ChaosArgs, sizes: Sizes) -> Result<Ope
                 .and_then(|c| c.with_schema(&ns))
                 .map_err(|e| SimError::Config(e.to_string()))?
                 .with_max_connections(16);
+            let direct = tls.postgres_config(direct);
             let admin = PostgresRepository::connect(direct.clone())
                 .await
                 .map_err(unavailable(kind))?;
@@ -181,7 +203,7 @@ pub async fn open(common: &Common, args: &ChaosArgs, sizes: Sizes) -> Result<Ope
                     .map_err(unavailable(kind))?;
                 let pool = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(1)
-                    .connect(&url)
+                    .connect_with(tls.pg_connect_options(&url)?)
                     .await
                     .map_err(|e| SimError::BackendUnavailable("postgres".into(), e.to_string()))?;
                 let terminate = FnFaults::new().with(

@@ -8,6 +8,8 @@
 //! `RedisRepository::delete_all_keys` removes leftover locks with the rest of the prefix.
 
 use super::{LockToken, WorkerLocks};
+use crate::tls::TlsFiles;
+use crate::SimError;
 use async_trait::async_trait;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -81,10 +83,12 @@ fn classify(e: RedisError) -> RepoError {
 
 impl RedisLocks {
     /// Connects to the server of `config` (standalone only) with its credentials and timeouts,
-    /// for the key prefix of `config`. Round trips are counted in `counters` under `backend`
-    /// (pass the repository's counters and name).
+    /// for the key prefix of `config`, over TLS with the files of `tls` (a `rediss://` URL;
+    /// `config.tls` is not read: pass the same files the repository got). Round trips are
+    /// counted in `counters` under `backend` (pass the repository's counters and name).
     pub async fn connect(
         config: &RedisConfig,
+        tls: &TlsFiles,
         counters: Arc<BackendCounters>,
         backend: &str,
     ) -> Result<Self, RepoError> {
@@ -104,7 +108,14 @@ impl RedisLocks {
             settings = settings.set_password(p);
         }
         info = info.set_redis_settings(settings);
-        let client = redis::Client::open(info).map_err(unavailable)?;
+        // A bad TLS file is a configuration problem, not the server being out of reach.
+        let client = tls.redis_client(info).map_err(|e| match e {
+            SimError::Tls { .. } | SimError::Config(_) => RepoError::Misconfigured {
+                endpoint: config.endpoint(),
+                reason: e.to_string(),
+            },
+            e => RepoError::Unavailable(e.to_string().into()),
+        })?;
         let mcfg = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.response_timeout))

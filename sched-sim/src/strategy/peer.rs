@@ -7,6 +7,7 @@
 
 use crate::floor::redis_err;
 use crate::hist::{Recorder, Summary};
+use crate::tls::TlsFiles;
 use crate::SimError;
 use sched_core::Resources;
 use std::time::Instant;
@@ -29,6 +30,8 @@ return 1
 pub struct PeerSetup {
     /// Single-node Redis URL.
     pub url: String,
+    /// The `--tls-*` files (with a `rediss://` URL).
+    pub tls: TlsFiles,
     /// Key prefix of the peer's own keys (deleted at the end).
     pub prefix: String,
     /// Workers.
@@ -46,7 +49,7 @@ pub struct PeerSetup {
 /// worker's share as ONE pipeline and times it, checks every worker took its share, and resets
 /// the hashes (untimed). Deletes its keys at the end, also after an error.
 pub async fn measure(setup: &PeerSetup, samples: u32) -> Result<Summary, SimError> {
-    let client = redis::Client::open(setup.url.as_str()).map_err(redis_err)?;
+    let client = setup.tls.redis_client(setup.url.as_str())?;
     let mut conn = client
         .get_multiplexed_async_connection()
         .await

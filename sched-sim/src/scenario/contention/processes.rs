@@ -193,6 +193,8 @@ fn child_args(cfg: &RunConfig, kind: StrategyKind, share: usize, job: &WorkerJob
     if let Some(u) = &b.database_url {
         a.extend(["--database-url".into(), u.clone()]);
     }
+    // The children connect like the parent: same CA, same client certificate.
+    a.extend(b.tls.args());
     a.extend([
         "worker".into(),
         "--namespace".into(),
