@@ -230,9 +230,50 @@ fn postgres_verify_full_with_the_ca() {
         assert_clean(r, &format!("postgres {}", r["strategy"]));
     }
     // Without the CA the server's certificate is not trusted.
-    let run = run(&short(&["--backend", "postgres", "--database-url", &url]));
-    let err = run.refused();
-    assert!(err.contains("certificate"), "{run:#?}");
+    let refused = run(&short(&["--backend", "postgres", "--database-url", &url]));
+    let err = refused.refused();
+    assert!(err.contains("certificate"), "{refused:#?}");
+
+    // The user that logs in by certificate (pg_hba `cert`, CN=sched_cert): with its client
+    // certificate every pool (the repository's and the baselines' locks) gets in...
+    let cert_url = url.replacen("postgres@", "sched_cert@", 1);
+    assert_ne!(cert_url, url, "DATABASE_TLS_URL names the postgres user");
+    let (cert, key) = (
+        format!("{dir}/client-cert-user.pem"),
+        format!("{dir}/client-cert-user.key"),
+    );
+    let args = short(&[
+        "--backend",
+        "postgres",
+        "--database-url",
+        &cert_url,
+        "--tls-ca-file",
+        &ca,
+        "--tls-client-cert",
+        &cert,
+        "--tls-client-key",
+        &key,
+        "--compare",
+    ]);
+    let report = run(&args).json();
+    for r in report["compare"]["runs"].as_array().expect("reports") {
+        assert_clean(r, &format!("postgres by certificate {}", r["strategy"]));
+    }
+    // ... and without it the server refuses the user.
+    let args = short(&[
+        "--backend",
+        "postgres",
+        "--database-url",
+        &cert_url,
+        "--tls-ca-file",
+        &ca,
+    ]);
+    let refused = run(&args);
+    let err = refused.refused();
+    assert!(
+        err.contains("sched_cert") && err.contains("certificate"),
+        "{refused:#?}"
+    );
 }
 
 #[test]
