@@ -38,10 +38,10 @@ pub fn batch_of(placements: &[Placement], size: Resources) -> Vec<CapacityReserv
 
 /// The raw commit: `samples` times, the exact wire commands of `reserve_batch(batch, Partial)`
 /// (from `RedisRepository::reserve_wire`) sent as ONE pipeline on a bare multiplexed redis-rs
-/// connection to `url` (over TLS with the files of `tls`) and timed; then the containers are released untimed through the
-/// repository, which must find every one of them held (else the raw commit did not commit what
-/// sched would have, and the measurement is refused). `None` when `env` is not single-node
-/// Redis or `batch` is empty.
+/// connection to `url` (over TLS with the files of `tls`) and timed; then the containers are
+/// released untimed through the repository, which must find every one of them held (else the
+/// raw commit did not commit what sched would have, and the measurement is refused). `None`
+/// when `env` is not single-node Redis or `batch` is empty.
 pub async fn raw_commit(
     env: &Env,
     url: &str,
