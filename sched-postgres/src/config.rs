@@ -438,5 +438,3 @@ mod env;
 #[cfg(test)]
 mod tests;
 mod tls;
-#[cfg(test)]
-mod tls_tests;

@@ -42,31 +42,13 @@ impl Role {
 
 impl Drop for Role {
     fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        // Inside the test's runtime: clean up on a thread of its own.
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let mut c = PgConnection::connect(&url).await?;
-                // Revokes its grants in this database, so the role can go.
-                for sql in [
-                    format!("DROP OWNED BY \"{name}\""),
-                    format!("DROP ROLE IF EXISTS \"{name}\""),
-                ] {
-                    sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut c)
-                        .await?;
-                }
-                c.close().await
-            })
-        })
-        .join();
-        if !matches!(done, Ok(Ok(()))) {
-            eprintln!("warning: could not drop role {}: {done:?}", self.name);
-        }
+        let name = &self.name;
+        // DROP OWNED revokes its grants in this database, so the role can go.
+        let sql = vec![
+            format!("DROP OWNED BY \"{name}\""),
+            format!("DROP ROLE IF EXISTS \"{name}\""),
+        ];
+        common::cleanup::run_on_drop(&self.url, sql, &format!("role {name}"));
     }
 }
 

@@ -13,7 +13,7 @@ mod tls_common;
 
 use sched_core::{RepoError, Resources, WorkerRepository, WorkerSpec};
 use sched_tests::conformance;
-use tls_common::{connect_err, fresh, names_host_not_secret, server, session};
+use tls_common::{connect_err, fresh, names_host_not_secret, server, session, Tls};
 
 /// The whole suite, one check after another (the concurrent run is left to the plain-TCP
 /// tests: on a loaded 2-core runner its 1 s heartbeat windows are too tight to be worth the risk).
@@ -92,79 +92,37 @@ async fn a_password_user_logs_in_with_its_password() {
     assert!(!format!("{:?}", db.repo.config()).contains(&pw));
 }
 
-/// Every failure: an error that names the host and not the password (the type is asserted by
-/// the tests below).
-#[tokio::test]
-async fn every_tls_failure_names_the_host_and_not_the_secret() {
-    let Some(tls) = server("every_tls_failure_names_the_host_and_not_the_secret") else {
-        return;
+/// How the connection is refused.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    /// The client's configuration is wrong.
+    Misconfigured,
+    /// The server refused the credential.
+    Unauthorized,
+}
+
+const WRONG_PASSWORD: &str = "wrong-password-never-shown";
+
+/// Connects to `url` (at `host`) and checks the refusal every TLS failure shares: of `kind`, not
+/// transient, for an operator, naming `host:port` and `shows`, and never the password of
+/// `sched_pw` nor [`WRONG_PASSWORD`].
+async fn assert_refused(tls: &Tls, url: &str, host: &str, kind: Refused, shows: &str) {
+    let e = connect_err(url).await;
+    eprintln!("{kind:?}: {e:?}\n    {e}");
+    let of_kind = match kind {
+        Refused::Misconfigured => matches!(e, RepoError::Misconfigured { .. }),
+        Refused::Unauthorized => matches!(e, RepoError::Unauthorized { .. }),
     };
-    let pw = tls.password();
-    let other_ca = tls.file("other-ca.pem");
-    let ca = tls.file("ca.pem");
-    let cases = [
-        (
-            "unknown CA",
-            tls.url(
-                "sched_pw",
-                Some(&pw),
-                "127.0.0.1",
-                &[("sslmode", "verify-full"), ("sslrootcert", &other_ca)],
-            ),
-            "127.0.0.1",
-        ),
-        (
-            "wrong host name",
-            tls.url(
-                "sched_pw",
-                Some(&pw),
-                "127.0.0.2",
-                &[("sslmode", "verify-full"), ("sslrootcert", &ca)],
-            ),
-            "127.0.0.2",
-        ),
-        (
-            "missing client certificate",
-            tls.verify_full("sched_cert", None, &[]),
-            "127.0.0.1",
-        ),
-        (
-            "missing CA file",
-            tls.url(
-                "sched_pw",
-                Some(&pw),
-                "127.0.0.1",
-                &[
-                    ("sslmode", "verify-full"),
-                    ("sslrootcert", "/nonexistent/ca.pem"),
-                ],
-            ),
-            "127.0.0.1",
-        ),
-        (
-            "untrusted client certificate",
-            tls.verify_full(
-                "sched_cert",
-                None,
-                &[
-                    ("sslcert", &tls.file("other-client.pem")),
-                    ("sslkey", &tls.file("other-client.key")),
-                ],
-            ),
-            "127.0.0.1",
-        ),
-        (
-            "wrong password",
-            tls.verify_full("sched_pw", Some("wrong-password-never-shown"), &[]),
-            "127.0.0.1",
-        ),
-    ];
-    for (case, url, host) in cases {
-        let e = connect_err(&url).await;
-        eprintln!("{case}: {e:?}\n    {e}");
-        names_host_not_secret(&e, &tls.endpoint(host), &pw);
-        assert!(!e.to_string().contains("wrong-password-never-shown"), "{e}");
-    }
+    assert!(of_kind, "not {kind:?}: {e:?}");
+    assert!(!e.is_transient() && e.needs_operator(), "{e:?}");
+    let endpoint = tls.endpoint(host);
+    names_host_not_secret(&e, &endpoint, &tls.password());
+    names_host_not_secret(&e, &endpoint, WRONG_PASSWORD);
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&endpoint) && msg.contains(shows),
+        "{endpoint}, {shows}: {msg}"
+    );
 }
 
 /// A server certificate from a CA the client does not trust: the configuration is wrong, and
@@ -181,11 +139,14 @@ async fn an_unknown_ca_is_misconfigured() {
         "127.0.0.1",
         &[("sslmode", "verify-full"), ("sslrootcert", &other_ca)],
     );
-    let e = connect_err(&url).await;
-    assert!(matches!(e, RepoError::Misconfigured { .. }), "{e:?}");
-    assert!(!e.is_transient() && e.needs_operator(), "{e:?}");
-    names_host_not_secret(&e, &tls.endpoint("127.0.0.1"), &pw);
-    assert!(e.to_string().contains("UnknownIssuer"), "{e}");
+    assert_refused(
+        &tls,
+        &url,
+        "127.0.0.1",
+        Refused::Misconfigured,
+        "UnknownIssuer",
+    )
+    .await;
 }
 
 /// `verify-full` to a name the server certificate does not cover.
@@ -201,11 +162,8 @@ async fn a_wrong_host_name_is_misconfigured() {
         "127.0.0.2",
         &[("sslmode", "verify-full"), ("sslrootcert", &ca)],
     );
-    let e = connect_err(&url).await;
-    assert!(matches!(e, RepoError::Misconfigured { .. }), "{e:?}");
-    assert!(!e.is_transient() && e.needs_operator(), "{e:?}");
-    names_host_not_secret(&e, &tls.endpoint("127.0.0.2"), &pw);
-    assert!(e.to_string().contains("not valid for name"), "{e}");
+    let fragment = "not valid for name";
+    assert_refused(&tls, &url, "127.0.0.2", Refused::Misconfigured, fragment).await;
 }
 
 /// The certificate user without a certificate: the server refuses it (SQLSTATE 28000).
@@ -214,12 +172,8 @@ async fn a_missing_client_certificate_is_unauthorized() {
     let Some(tls) = server("a_missing_client_certificate_is_unauthorized") else {
         return;
     };
-    let e = connect_err(&tls.verify_full("sched_cert", None, &[])).await;
-    assert!(matches!(e, RepoError::Unauthorized { .. }), "{e:?}");
-    assert!(!e.is_transient() && e.needs_operator(), "{e:?}");
-    let msg = e.to_string();
-    assert!(msg.contains(&tls.endpoint("127.0.0.1")), "{msg}");
-    assert!(msg.contains("sched_cert"), "{msg}");
+    let url = tls.verify_full("sched_cert", None, &[]);
+    assert_refused(&tls, &url, "127.0.0.1", Refused::Unauthorized, "sched_cert").await;
 }
 
 #[tokio::test]
@@ -227,12 +181,8 @@ async fn a_wrong_password_is_unauthorized_and_not_shown() {
     let Some(tls) = server("a_wrong_password_is_unauthorized_and_not_shown") else {
         return;
     };
-    let wrong = "wrong-password-never-shown";
-    let e = connect_err(&tls.verify_full("sched_pw", Some(wrong), &[])).await;
-    assert!(matches!(e, RepoError::Unauthorized { .. }), "{e:?}");
-    assert!(!e.is_transient() && e.needs_operator(), "{e:?}");
-    names_host_not_secret(&e, &tls.endpoint("127.0.0.1"), wrong);
-    assert!(e.to_string().contains("sched_pw"), "{e}");
+    let url = tls.verify_full("sched_pw", Some(WRONG_PASSWORD), &[]);
+    assert_refused(&tls, &url, "127.0.0.1", Refused::Unauthorized, "sched_pw").await;
 }
 
 /// A client certificate the server does not trust (signed by another CA): the server refuses the
@@ -244,12 +194,7 @@ async fn an_untrusted_client_certificate_is_unauthorized() {
     };
     let (cert, key) = (tls.file("other-client.pem"), tls.file("other-client.key"));
     let url = tls.verify_full("sched_cert", None, &[("sslcert", &cert), ("sslkey", &key)]);
-    let e = connect_err(&url).await;
-    assert!(matches!(e, RepoError::Unauthorized { .. }), "{e:?}");
-    assert!(!e.is_transient() && e.needs_operator(), "{e:?}");
-    let msg = e.to_string();
-    assert!(msg.contains(&tls.endpoint("127.0.0.1")), "{msg}");
-    assert!(msg.contains("sched_cert"), "{msg}");
+    assert_refused(&tls, &url, "127.0.0.1", Refused::Unauthorized, "sched_cert").await;
 }
 
 /// `sslrootcert` naming a file that does not exist: a configuration error naming the file.
@@ -265,9 +210,5 @@ async fn a_missing_ca_file_is_misconfigured_and_named() {
         "127.0.0.1",
         &[("sslmode", "verify-full"), ("sslrootcert", missing)],
     );
-    let e = connect_err(&url).await;
-    assert!(matches!(e, RepoError::Misconfigured { .. }), "{e:?}");
-    assert!(!e.is_transient() && e.needs_operator(), "{e:?}");
-    names_host_not_secret(&e, &tls.endpoint("127.0.0.1"), &pw);
-    assert!(e.to_string().contains(missing), "{e}");
+    assert_refused(&tls, &url, "127.0.0.1", Refused::Misconfigured, missing).await;
 }

@@ -144,50 +144,36 @@ async fn cleanup(repo: &RedisRepository, cfg: &RedisConfig) -> Res<usize> {
     let infos = (cfg.urls.iter())
         .map(|u| info(cfg, u))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut deleted = 0;
-    if cfg.cluster {
+    let deleted = if cfg.cluster {
         let client = redis::cluster::ClusterClientBuilder::new(infos).build()?;
         let mut conn = client.get_async_connection().await?;
-        // A cluster sends KEYS to every primary and merges the answers.
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(&pattern)
-            .query_async(&mut conn)
-            .await?;
-        for key in &keys {
-            deleted += redis::cmd("UNLINK")
-                .arg(key)
-                .query_async::<usize>(&mut conn)
-                .await?;
-        }
-        let left: Vec<String> = redis::cmd("KEYS")
-            .arg(&pattern)
-            .query_async(&mut conn)
-            .await?;
-        if !left.is_empty() {
-            return Err(format!("keys left behind: {left:?}").into());
-        }
+        unlink_all(&mut conn, &pattern).await?
     } else {
         let info = infos.into_iter().next().ok_or("no Redis URL")?;
         let mut conn = redis::Client::open(info)?
             .get_multiplexed_async_connection()
             .await?;
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(&pattern)
-            .query_async(&mut conn)
+        unlink_all(&mut conn, &pattern).await?
+    };
+    Ok(deleted)
+}
+
+/// Deletes every key matching `pattern`, one `UNLINK` each (on a cluster each worker's keys and
+/// each container's index key live in slots of their own), then checks that none is left.
+/// Returns the number deleted.
+async fn unlink_all(conn: &mut impl redis::aio::ConnectionLike, pattern: &str) -> Res<usize> {
+    // A cluster sends KEYS to every primary and merges the answers.
+    let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(conn).await?;
+    let mut deleted = 0;
+    for key in &keys {
+        deleted += redis::cmd("UNLINK")
+            .arg(key)
+            .query_async::<usize>(conn)
             .await?;
-        if !keys.is_empty() {
-            deleted = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await?;
-        }
-        let left: Vec<String> = redis::cmd("KEYS")
-            .arg(&pattern)
-            .query_async(&mut conn)
-            .await?;
-        if !left.is_empty() {
-            return Err(format!("keys left behind: {left:?}").into());
-        }
+    }
+    let left: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(conn).await?;
+    if !left.is_empty() {
+        return Err(format!("keys left behind: {left:?}").into());
     }
     Ok(deleted)
 }

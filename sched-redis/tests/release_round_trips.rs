@@ -8,11 +8,12 @@
 #[allow(unused_macros)]
 mod common;
 
-use common::{fresh, kinds, rr, Topology};
+use common::{fresh, kinds, rr, Fresh, Kind, Topology};
 use sched_core::{
     CapacityReservation, CommitMode, ReleaseOutcome, Resources, WorkerRepository, WorkerSpec,
 };
 use sched_redis::RedisRepository;
+use tokio::sync::RwLockReadGuard;
 
 const TOTAL: Resources = Resources::cpu_mem(10_000, 10_000);
 
@@ -21,6 +22,27 @@ async fn register(repo: &RedisRepository, n: usize) {
         let spec = WorkerSpec::new(format!("w{w}"), TOTAL);
         repo.register_worker(&spec).await.unwrap();
     }
+}
+
+/// A repository on a fresh prefix with `workers` workers `w0`, `w1`, ..., and every script
+/// loaded on every node (keep the guard while counting round trips); `None`: skip.
+async fn setup(
+    kind: Kind,
+    topology: Topology,
+    test: &str,
+    workers: usize,
+) -> Option<(Fresh, RwLockReadGuard<'static, ()>)> {
+    let repo = fresh(kind, topology, test).await?;
+    let cache = common::scripts_loaded(topology).await;
+    register(&repo, workers).await;
+    Some((repo, cache))
+}
+
+/// Places and releases one container on each of `workers` workers: every script has run.
+async fn warm_up(repo: &RedisRepository, workers: usize) {
+    let (warm, warm_ids) = burst(workers, 1, "warm");
+    reserve(repo, &warm).await;
+    repo.release_batch(&warm_ids).await.unwrap();
 }
 
 /// `per` containers of 100 on each of `workers` workers, named `<tag><w>-<c>`.
@@ -60,6 +82,13 @@ fn holders(out: &[ReleaseOutcome]) -> Vec<Option<String>> {
         .collect()
 }
 
+/// [`holders`] when each of `ids` (`<tag><w>-<c>`, one-letter tag) is held where [`burst`] put it.
+fn where_burst_put(ids: &[String]) -> Vec<Option<String>> {
+    (ids.iter())
+        .map(|c| Some(format!("w{}", &c[1..2])))
+        .collect()
+}
+
 async fn all_free(repo: &RedisRepository, workers: usize) {
     for w in 0..workers {
         let a = repo.audit(&format!("w{w}")).await.unwrap();
@@ -74,15 +103,10 @@ async fn all_free(repo: &RedisRepository, workers: usize) {
 /// nothing is released twice (one round trip: the index, found empty).
 async fn placed_here(topology: Topology) {
     for kind in kinds() {
-        let Some(repo) = fresh(kind, topology, "release_placed_here").await else {
+        let Some((repo, _cache)) = setup(kind, topology, "release_placed_here", 4).await else {
             return;
         };
-        let _cache = common::scripts_loaded(topology).await;
-        register(&repo, 4).await;
-        // Warm every script on every node.
-        let (warm, warm_ids) = burst(4, 1, "warm");
-        reserve(&repo, &warm).await;
-        repo.release_batch(&warm_ids).await.unwrap();
+        warm_up(&repo, 4).await;
 
         let (batch, ids) = burst(4, 3, "c");
         reserve(&repo, &batch).await;
@@ -126,14 +150,10 @@ async fn placed_here_cluster() {
 /// releases them from where they are now.
 async fn not_placed_here(topology: Topology) {
     for kind in kinds() {
-        let Some(repo) = fresh(kind, topology, "release_not_placed_here").await else {
+        let Some((repo, _cache)) = setup(kind, topology, "release_not_placed_here", 4).await else {
             return;
         };
-        let _cache = common::scripts_loaded(topology).await;
-        register(&repo, 4).await;
-        let (warm, warm_ids) = burst(4, 1, "warm");
-        reserve(&repo, &warm).await;
-        repo.release_batch(&warm_ids).await.unwrap();
+        warm_up(&repo, 4).await;
         let other = common::connect(kind, repo.config()).await.unwrap();
 
         let (batch, ids) = burst(4, 2, "c");
@@ -141,10 +161,7 @@ async fn not_placed_here(topology: Topology) {
         let (out, rt) = release(&other, &ids).await;
         let expected = if repo.is_cluster() { 3 } else { 2 };
         assert_eq!(rt, expected, "{kind:?} {topology:?}");
-        let want: Vec<Option<String>> = (ids.iter())
-            .map(|c| Some(format!("w{}", &c[1..2])))
-            .collect();
-        assert_eq!(holders(&out), want);
+        assert_eq!(holders(&out), where_burst_put(&ids));
         all_free(&repo, 4).await;
 
         // Moved: placed on w<k> by `repo`, then on w<k+1> by `other`.
@@ -205,21 +222,17 @@ async fn not_placed_here_cluster() {
 #[tokio::test]
 async fn old_token_hint_leaves_no_claim_cluster() {
     for kind in kinds() {
-        let Some(repo) = fresh(kind, Topology::Cluster, "release_old_token").await else {
+        let Some((repo, _cache)) = setup(kind, Topology::Cluster, "release_old_token", 2).await
+        else {
             return;
         };
-        let _cache = common::scripts_loaded(Topology::Cluster).await;
-        register(&repo, 2).await;
         let other = common::connect(kind, repo.config()).await.unwrap();
         let (batch, ids) = burst(2, 2, "c");
         reserve(&repo, &batch).await;
         other.release_batch(&ids).await.unwrap();
         reserve(&other, &batch).await;
         let (out, rt) = release(&repo, &ids).await;
-        let want: Vec<Option<String>> = (ids.iter())
-            .map(|c| Some(format!("w{}", &c[1..2])))
-            .collect();
-        assert_eq!(holders(&out), want);
+        assert_eq!(holders(&out), where_burst_put(&ids));
         assert_eq!(repo.cleanup_failures(), 0);
         // The scripts, the compare-and-delete by the hinted value (nothing deleted), then the
         // clean-up of a removed ledger's claims: read, fence, delete.

@@ -22,6 +22,26 @@ fn traced(args: &[&str]) -> Run {
     common::schedctl_logging(args, Some("trace"))
 }
 
+/// `schedctl <base> <url_flag> <url> workers`: with `--tls-ca-file <ca>` (traced) the empty
+/// deployment lists no workers; without it the server's certificate is refused and schedctl
+/// says so. Returns the refused run.
+fn trusted_only_with_the_ca(base: &[&str], url_flag: &str, url: &str, ca: &str) -> Run {
+    let mut args = base.to_vec();
+    args.extend([url_flag, url, "--tls-ca-file", ca, "workers", "--json"]);
+    let run = traced(&args).expect(0);
+    assert_eq!(
+        run.json()["workers"].as_array().map(Vec::len),
+        Some(0),
+        "{run:?}"
+    );
+    let mut args = base.to_vec();
+    args.extend([url_flag, url, "workers"]);
+    let run = common::schedctl(&args);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("certificate"), "{run:?}");
+    run
+}
+
 #[test]
 fn redis_with_the_private_ca_and_a_client_certificate() {
     let Some(dir) = tls_dir("redis_with_the_private_ca_and_a_client_certificate") else {
@@ -37,28 +57,8 @@ fn redis_with_the_private_ca_and_a_client_certificate() {
     let prefix = fresh_name("tls");
     for backend in ["redis", "redis-fred"] {
         let base = ["--backend", backend, "--prefix", &prefix];
-        // The private CA: an empty deployment lists no workers.
-        let mut args = base.to_vec();
-        args.extend([
-            "--redis-url",
-            &url,
-            "--tls-ca-file",
-            &ca,
-            "workers",
-            "--json",
-        ]);
-        let run = traced(&args).expect(0);
-        assert_eq!(
-            run.json()["workers"].as_array().map(Vec::len),
-            Some(0),
-            "{run:?}"
-        );
-        // Without it the server's certificate is refused, and schedctl says so.
-        let mut args = base.to_vec();
-        args.extend(["--redis-url", &url, "workers"]);
-        let run = common::schedctl(&args);
-        assert_ne!(run.code, 0, "{run:?}");
-        assert!(run.stderr.contains("certificate"), "{backend}: {run:?}");
+        // The private CA: trusted with it, refused (naming the server) without it.
+        let run = trusted_only_with_the_ca(&base, "--redis-url", &url, &ca);
         assert!(run.stderr.contains("127.0.0.1:6390"), "{backend}: {run:?}");
         // The port that requires a client certificate: with one it works, without it it is
         // refused.
@@ -105,27 +105,7 @@ async fn postgres_verify_full_with_the_ca_flag() {
     let result = catch(async {
         let verify = format!("{url}?sslmode=verify-full");
         let base = ["--backend", "postgres", "--schema", &schema];
-        let mut args = base.to_vec();
-        args.extend([
-            "--database-url",
-            &verify,
-            "--tls-ca-file",
-            &ca,
-            "workers",
-            "--json",
-        ]);
-        let run = traced(&args).expect(0);
-        assert_eq!(
-            run.json()["workers"].as_array().map(Vec::len),
-            Some(0),
-            "{run:?}"
-        );
-        // Without the CA the server's certificate is not trusted.
-        let mut args = base.to_vec();
-        args.extend(["--database-url", &verify, "workers"]);
-        let run = common::schedctl(&args);
-        assert_ne!(run.code, 0, "{run:?}");
-        assert!(run.stderr.contains("certificate"), "{run:?}");
+        trusted_only_with_the_ca(&base, "--database-url", &verify, &ca);
     })
     .await;
     lib.finish(result).await;
@@ -148,34 +128,21 @@ fn secrets_never_reach_the_output_or_the_logs() {
         .replacen("/test", "/test?sslmode=verify-full", 1);
     assert!(pg_url.contains(&secret) && redis_url.contains(&secret));
     let runs = [
+        ("redis", "--redis-url", &redis_url),
+        ("redis-fred", "--redis-url", &redis_url),
+        ("postgres", "--database-url", &pg_url),
+    ]
+    .map(|(backend, url_flag, url)| {
         traced(&[
             "--backend",
-            "redis",
-            "--redis-url",
-            &redis_url,
+            backend,
+            url_flag,
+            url,
             "--tls-ca-file",
             &ca,
             "workers",
-        ]),
-        traced(&[
-            "--backend",
-            "redis-fred",
-            "--redis-url",
-            &redis_url,
-            "--tls-ca-file",
-            &ca,
-            "workers",
-        ]),
-        traced(&[
-            "--backend",
-            "postgres",
-            "--database-url",
-            &pg_url,
-            "--tls-ca-file",
-            &ca,
-            "workers",
-        ]),
-    ];
+        ])
+    });
     for run in runs {
         assert_ne!(run.code, 0, "wrong credentials are refused: {run:?}");
         assert!(

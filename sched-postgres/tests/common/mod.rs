@@ -2,6 +2,8 @@
 //! (CASCADE) when the test ends, even if it panics.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod cleanup;
+
 use sched_postgres::{PostgresConfig, PostgresRepository};
 use sqlx::{Connection, PgConnection};
 
@@ -171,31 +173,9 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let url = self.url.clone();
-        let schema = self.schema.clone();
-        // Drop runs inside the test's runtime: do the async clean-up on a thread of its own.
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let mut c = PgConnection::connect(&url).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-                )))
-                .execute(&mut c)
-                .await?;
-                c.close().await
-            })
-        })
-        .join();
-        if !matches!(done, Ok(Ok(()))) {
-            eprintln!(
-                "warning: could not drop test schema {}: {done:?}",
-                self.schema
-            );
-        }
+        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
+        let what = format!("test schema {}", self.schema);
+        cleanup::run_on_drop(&self.url, vec![sql], &what);
     }
 }
 

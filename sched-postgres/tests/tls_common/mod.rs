@@ -8,9 +8,11 @@
     missing_docs
 )]
 
+#[path = "../common/cleanup.rs"]
+mod cleanup;
+
 use sched_core::RepoError;
 use sched_postgres::{PostgresConfig, PostgresRepository};
-use sqlx::{Connection, PgConnection};
 use std::path::PathBuf;
 
 pub const VAR: &str = "DATABASE_TLS_URL";
@@ -116,25 +118,9 @@ pub async fn fresh(url: &str) -> TlsDb {
 
 impl Drop for TlsDb {
     fn drop(&mut self) {
-        let (url, schema) = (self.url.clone(), self.schema.clone());
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let mut c = PgConnection::connect(&url).await?;
-                let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut c)
-                    .await?;
-                c.close().await
-            })
-        })
-        .join();
-        if !matches!(done, Ok(Ok(()))) {
-            eprintln!("warning: could not drop schema {}: {done:?}", self.schema);
-        }
+        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);
+        let what = format!("schema {}", self.schema);
+        cleanup::run_on_drop(&self.url, vec![sql], &what);
     }
 }
 

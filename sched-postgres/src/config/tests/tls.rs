@@ -1,7 +1,7 @@
-//! Unit tests of the TLS settings of [`PostgresConfig`](super::PostgresConfig).
+//! Unit tests of the TLS settings of [`PostgresConfig`](crate::PostgresConfig).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use super::tls::{TlsInputs, TlsSource};
-use super::*;
+use crate::config::tls::{TlsInputs, TlsSource};
+use crate::config::*;
 use sqlx::ConnectOptions;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
-//! Unit tests of [`PostgresConfig`](super::PostgresConfig).
+//! Unit tests of [`PostgresConfig`](super::PostgresConfig); its TLS settings in [`tls`].
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use super::*;
+
+mod tls;
 
 #[test]
 fn debug_redacts_password() {
