@@ -4,7 +4,7 @@
 use crate::backend::{BackendKind, BackendOptions};
 use crate::scenario::churn::ChurnConfig;
 use crate::scenario::RunConfig;
-use crate::strategy::{StrategyKind, StrategyOptions};
+use crate::strategy::{CallMode, StrategyKind, StrategyOptions};
 use crate::tls::TlsFiles;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sched_core::affinity::AffinityMode;
@@ -94,6 +94,10 @@ pub struct Common {
     /// Affinity variant for sched.
     #[arg(long, value_enum, default_value_t = AffinityArg::Balanced, global = true)]
     pub affinity: AffinityArg,
+    /// How a burst reaches sched: `each` container by its own `schedule()` call from its own
+    /// task (the original scenario), or the whole burst as one `schedule_batch()` call.
+    #[arg(long, value_enum, default_value_t = CallMode::Each, global = true)]
+    pub calls: CallMode,
     /// Containers per burst.
     #[arg(long, default_value_t = 100, global = true)]
     pub containers: usize,
@@ -386,6 +390,7 @@ impl Common {
             seed: self.seed,
             strategy: StrategyOptions {
                 affinity: self.affinity.into(),
+                calls: self.calls,
                 cache_ttl: Duration::from_millis(self.cache_ttl_ms),
                 ..StrategyOptions::default()
             },

@@ -1,12 +1,14 @@
 //! The floors printed next to each burst report, measured in the same run: the store's bare
 //! round trip ([`Env::floor`]), the same commit sent raw ([`raw_commit`]: the wire commands of
 //! `reserve_batch` as one pipeline on a bare redis-rs connection, single-node Redis only), and
-//! the beta9-style peer ([`crate::strategy::peer`]).
+//! the beta9-style peer ([`crate::strategy::peer`]), and the callers' own cost ([`callers`]:
+//! as many tasks as the burst has callers, spawned, released and joined with no work).
 
 use crate::backend::{BackendKind, Env};
 use crate::hist::{Recorder, Summary};
 use crate::scenario::RunConfig;
 use crate::strategy::peer::{self, PeerSetup};
+use crate::strategy::{run_each, CallMode};
 use crate::tls::TlsFiles;
 use crate::SimError;
 use sched_core::{
@@ -108,6 +110,9 @@ pub struct Floors {
     pub raw_commit: Option<Summary>,
     /// The beta9-style peer (single-node Redis).
     pub peer: Option<Summary>,
+    /// The callers alone: the burst's tasks spawned, released and joined with no work
+    /// (`--calls each` only; any backend).
+    pub callers: Option<Summary>,
     /// Why a yardstick is missing.
     pub notes: Vec<String>,
 }
@@ -128,6 +133,9 @@ pub async fn beside(
         return Ok(f);
     }
     let samples = cfg.repeat.max(3);
+    if cfg.strategy.calls == CallMode::Each {
+        f.callers = Some(callers(cfg.containers, cfg.effective_concurrency(), samples).await);
+    }
     let kind = env.kind;
     let url = cfg.backend.redis_url.clone().unwrap_or_default();
     match kind {
@@ -163,4 +171,22 @@ pub async fn beside(
             .push("memory: no raw commit or peer; the floor is one metered get_worker".into()),
     }
     Ok(f)
+}
+
+/// The harness's share of a `--calls each` burst: `containers` tasks spawned, released at once
+/// and joined exactly as the burst's callers are (the strategies' `run_each`), each doing
+/// nothing, `samples` times. No store is involved.
+pub async fn callers(containers: usize, concurrency: usize, samples: u32) -> Summary {
+    let mut rec = Recorder::new();
+    for _ in 0..samples {
+        let reqs: Vec<_> = (0..containers)
+            .map(|i| {
+                sched_core::ContainerRequest::new(format!("callers-{i}"), Resources::default())
+            })
+            .collect();
+        let started = Instant::now();
+        let _ = run_each(reqs, concurrency, |r| async move { Err(r.id) }).await;
+        rec.record(started.elapsed());
+    }
+    rec.summary()
 }

@@ -5,6 +5,7 @@ use crate::scenario::churn::ChurnReport;
 use crate::scenario::contention::ContentionReport;
 use crate::scenario::scale::ScalePoint;
 use crate::scenario::sustained::SustainedReport;
+use crate::strategy::{CallMode, StrategyKind};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -92,8 +93,18 @@ impl Output {
 fn strategy_text(s: &mut String, r: &StrategyReport) {
     let _ = writeln!(
         s,
-        "== {} on {} ({} containers onto {} workers, {} concurrent callers, rtt {} ms, affinity {:?}) ==",
-        r.strategy, r.backend, r.containers, r.workers, r.concurrency, r.rtt_ms, r.affinity
+        "== {} on {} ({} containers onto {} workers, {}, rtt {} ms, affinity {:?}) ==",
+        r.strategy,
+        r.backend,
+        r.containers,
+        r.workers,
+        match r.calls {
+            CallMode::Batch if r.strategy == StrategyKind::Sched =>
+                "one schedule_batch call".to_owned(),
+            _ => format!("{} concurrent callers", r.concurrency),
+        },
+        r.rtt_ms,
+        r.affinity
     );
     let bt = &r.burst_time;
     let _ = writeln!(
@@ -118,6 +129,13 @@ fn strategy_text(s: &mut String, r: &StrategyReport) {
             s,
             "peer            beta9 (script per worker, pipelined) p50 {:.3} ms (min {:.3}) -> burst / peer x{:.2}",
             peer.p50_ms, peer.min_ms, x
+        );
+    }
+    if let (Some(c), Some(x)) = (&r.callers, r.burst_p50_over_floor_and_callers) {
+        let _ = writeln!(
+            s,
+            "callers         {} tasks spawned and joined, no work p50 {:.3} ms -> burst / (floor + callers) x{:.2}",
+            r.containers, c.p50_ms, x
         );
     }
     for n in &r.notes {

@@ -11,7 +11,7 @@ use sched_sim::metered::Metered;
 use sched_sim::report::Output;
 use sched_sim::scenario::burst::{self, StrategyReport};
 use sched_sim::scenario::{contention, scale, sustained, RunConfig};
-use sched_sim::strategy::StrategyKind;
+use sched_sim::strategy::{CallMode, StrategyKind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -168,15 +168,17 @@ async fn sustained_releases_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sustained_over_capacity_rejects_only_at_capacity() {
-    // Three times more demand than capacity, long lifetimes: the workers fill up, and the
-    // rejections come while they are full, which is OK.
+    // Three times more demand than capacity, lifetimes most of the run: the workers fill up
+    // within the first bursts and stay full, and the rejections come while they are full,
+    // which is OK. (With lifetimes of a third of the run, a loaded machine could release
+    // before the next burst came, and see no rejection at all.)
     let mut c = cfg(1);
     c.workers = 2;
     let s = sustained::SustainedConfig {
-        duration: Duration::from_millis(300),
+        duration: Duration::from_millis(400),
         schedulers: 2,
         burst_size: 8,
-        lifetime: Duration::from_millis(100),
+        lifetime: Duration::from_millis(300),
         load: 3.0,
     };
     let r = sustained::run(&c, &s, StrategyKind::Sched).await.unwrap();
@@ -228,6 +230,10 @@ fn cli_defaults_and_flags() {
     assert!(cli.command.is_none());
     let c = cli.common.run_config(20);
     assert_eq!((c.containers, c.workers, c.repeat), (100, 20, 20));
+    assert_eq!(c.strategy.calls, CallMode::Each);
+    let cli = Cli::try_parse_from(["sched-sim", "--calls", "batch"]).unwrap();
+    assert_eq!(cli.common.run_config(20).strategy.calls, CallMode::Batch);
+    assert!(Cli::try_parse_from(["sched-sim", "--calls", "some"]).is_err());
     let cli = Cli::try_parse_from([
         "sched-sim",
         "--compare",
@@ -312,14 +318,40 @@ async fn memory_burst_notes_its_floor() {
         .unwrap();
     assert_clean(&r);
     assert_yardsticks(&r);
+    assert_eq!(r.calls, CallMode::Each);
+    let callers = r.callers.expect("callers measured with --calls each");
+    assert!(callers.count >= 3 && callers.p50_ms > 0.0);
+    let x = r.burst_p50_over_floor_and_callers.unwrap();
+    assert!((x - r.burst_time.p50_ms / (r.floor.p50_ms + callers.p50_ms)).abs() < 1e-9);
     let text = Output::Burst {
         report: Box::new(r),
     }
     .to_text();
     assert!(
-        text.contains("round trip") && text.contains("note"),
+        text.contains("round trip") && text.contains("note") && text.contains("callers"),
         "{text}"
     );
+    assert!(text.contains("100 concurrent callers"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_calls_place_each_burst_in_one_call() {
+    let mut c = cfg(3);
+    c.strategy.calls = CallMode::Batch;
+    let r = burst::run_strategy(&c, StrategyKind::Sched).await.unwrap();
+    assert_clean(&r);
+    assert_eq!(r.calls, CallMode::Batch);
+    // One schedule_batch of 100 onto 20 with room everywhere: one reserve_batch call.
+    assert_eq!(r.per_burst.reserve_calls, 1.0);
+    assert_eq!(r.per_burst.atomic_sections, 20.0);
+    // No caller tasks to measure.
+    assert!(r.callers.is_none() && r.burst_p50_over_floor_and_callers.is_none());
+    let text = Output::Burst {
+        report: Box::new(r),
+    }
+    .to_text();
+    assert!(text.contains("one schedule_batch call"), "{text}");
+    assert!(!text.contains("callers   "), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

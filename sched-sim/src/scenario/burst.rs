@@ -9,7 +9,7 @@ use crate::floor::{self, Floors};
 use crate::hist::{Recorder, Summary};
 use crate::metered::Calls;
 use crate::progress::Progress;
-use crate::strategy::{self, StrategyKind, StrategyStats};
+use crate::strategy::{self, CallMode, StrategyKind, StrategyStats};
 use crate::SimError;
 use sched_core::affinity::AffinityMode;
 use sched_core::Placement;
@@ -51,6 +51,9 @@ pub struct StrategyReport {
     pub containers: usize,
     /// Concurrent callers per burst.
     pub concurrency: usize,
+    /// How the burst reached `sched` (`each`: a call per container; `batch`: one call).
+    #[serde(default)]
+    pub calls: CallMode,
     /// Bursts measured (after one unmeasured cold burst).
     pub bursts: u32,
     /// Injected round-trip time.
@@ -82,6 +85,14 @@ pub struct StrategyReport {
     pub peer: Option<Summary>,
     /// Burst p50 as a multiple of the peer's p50.
     pub burst_p50_over_peer: Option<f64>,
+    /// The callers alone: the burst's tasks spawned, released and joined with no work
+    /// (`--calls each`).
+    #[serde(default)]
+    pub callers: Option<Summary>,
+    /// Burst p50 as a multiple of (floor p50 + callers p50): what the scheduler adds beyond the
+    /// store's floor and the caller tasks the scenario itself spawns.
+    #[serde(default)]
+    pub burst_p50_over_floor_and_callers: Option<f64>,
     /// Why a yardstick is missing on this backend.
     pub notes: Vec<String>,
     /// Backend traffic per burst.
@@ -255,6 +266,7 @@ pub fn report(
         workers: env.worker_ids.len(),
         containers: cfg.containers,
         concurrency: cfg.effective_concurrency(),
+        calls: cfg.strategy.calls,
         bursts: t.bursts,
         rtt_ms: env.rtt.as_secs_f64() * 1000.0,
         requested: t.requested,
@@ -270,6 +282,10 @@ pub fn report(
         burst_p50_over_round_trip: ratio(burst_time.p50_ms, floors.round_trip.p50_ms),
         peer: floors.peer,
         burst_p50_over_peer: floors.peer.map(|p| ratio(burst_time.p50_ms, p.p50_ms)),
+        callers: floors.callers,
+        burst_p50_over_floor_and_callers: floors
+            .callers
+            .map(|c| ratio(burst_time.p50_ms, floor.p50_ms + c.p50_ms)),
         notes: floors.notes,
         per_burst: PerBurst {
             round_trips: t.calls.round_trips as f64 / n,

@@ -204,10 +204,13 @@ async fn run_in(
                 };
                 let reqs = requests(&tag, b, burst_size, size);
                 b += 1;
+                let held_before = held.load(Ordering::Relaxed);
                 let start = Instant::now();
                 let out = strat.place_burst(reqs, burst_size).await;
                 t.lat.record(start.elapsed());
-                let held_now = held.load(Ordering::Relaxed);
+                // A rejection may come from the store while full and the count drop before we
+                // read it (releases run meanwhile): the burst saw the larger of the two.
+                let held_now = held.load(Ordering::Relaxed).max(held_before);
                 let mut ids = Vec::new();
                 for r in out {
                     match r {

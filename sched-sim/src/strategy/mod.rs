@@ -159,6 +159,8 @@ pub type PlaceResult = Result<Placement, String>;
 pub struct StrategyOptions {
     /// Spreading for `sched` (`seed` always rotates, `naive` never spreads).
     pub affinity: AffinityMode,
+    /// How a burst reaches `sched` (the baselines place container by container either way).
+    pub calls: CallMode,
     /// Read-cache TTL for `seed` and `sched` (zero: no cache).
     pub cache_ttl: Duration,
     /// Lock expiry for the lock-based strategies.
@@ -167,10 +169,23 @@ pub struct StrategyOptions {
     pub deadline: Duration,
 }
 
+/// How a burst's containers reach the `sched` strategy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallMode {
+    /// One `schedule()` call per container, each from its own task, all at once: the original
+    /// scenario; group commit turns them into one commit.
+    #[default]
+    Each,
+    /// One `schedule_batch()` call for the whole burst, from one task.
+    Batch,
+}
+
 impl Default for StrategyOptions {
     fn default() -> Self {
         StrategyOptions {
             affinity: AffinityMode::Balanced,
+            calls: CallMode::Each,
             cache_ttl: Duration::from_millis(500),
             lock_ttl: Duration::from_secs(5),
             deadline: Duration::from_secs(60),

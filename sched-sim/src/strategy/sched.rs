@@ -1,7 +1,9 @@
 //! `sched`: sched-core's [`Scheduler`] with its defaults: lock-free per-worker atomic commits,
 //! group commit of concurrent `schedule()` calls, write-through cache and affinity.
 
-use super::{run_each, PlaceResult, Strategy, StrategyKind, StrategyOptions, StrategyStats};
+use super::{
+    run_each, CallMode, PlaceResult, Strategy, StrategyKind, StrategyOptions, StrategyStats,
+};
 use async_trait::async_trait;
 use sched_core::{ContainerRequest, RepoError, Scheduler, SchedulerConfig, WorkerRepository};
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use std::sync::Arc;
 /// The sched strategy. See the [module docs](self).
 pub struct Sched {
     sched: Scheduler<Arc<dyn WorkerRepository>>,
+    calls: CallMode,
 }
 
 impl Sched {
@@ -19,6 +22,7 @@ impl Sched {
             .with_cache_ttl(opts.cache_ttl);
         Sched {
             sched: Scheduler::new(repo, config),
+            calls: opts.calls,
         }
     }
 
@@ -43,6 +47,15 @@ impl Strategy for Sched {
         // scheduler registers it then) and awaited in the task once the burst is released: the
         // callers arrive together. With fewer concurrent callers, a call is made only once its
         // task holds a caller slot.
+        if self.calls == CallMode::Batch {
+            return self
+                .sched
+                .schedule_batch(requests)
+                .await
+                .into_iter()
+                .map(|r| r.map_err(|e| e.to_string()))
+                .collect();
+        }
         let together = concurrency == 0 || concurrency >= requests.len();
         run_each(requests, concurrency, |r| {
             let call = if together {
