@@ -295,8 +295,19 @@ fn sustained_text(s: &mut String, reports: &[SustainedReport]) {
     for r in reports {
         let _ = writeln!(
             s,
-            "== sustained {} on {}: {} schedulers, bursts of {}, rtt {} ms, {:.1} s, demand {} of {} slots ==",
-            r.strategy, r.backend, r.schedulers, r.burst_size, r.rtt_ms, r.seconds, r.demand_slots, r.capacity_slots
+            "== sustained {} on {}: {} schedulers, bursts of {} ({}), rtt {} ms, {:.1} s, demand {} of {} slots ==",
+            r.strategy,
+            r.backend,
+            r.schedulers,
+            r.burst_size,
+            match r.calls {
+                CallMode::Batch if r.strategy == StrategyKind::Sched => "one schedule_batch call each",
+                _ => "a call per container",
+            },
+            r.rtt_ms,
+            r.seconds,
+            r.demand_slots,
+            r.capacity_slots
         );
         let _ = writeln!(
             s,

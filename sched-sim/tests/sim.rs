@@ -146,24 +146,28 @@ async fn sustained_releases_everything() {
         lifetime: Duration::from_millis(20),
         load: 0.8,
     };
-    let r = sustained::run(&cfg(1), &s, StrategyKind::Sched)
-        .await
-        .unwrap();
-    assert!(r.placed > 0);
-    assert_eq!(r.duplicate_placements, 0);
-    assert!(r.audit.is_clean());
-    assert_eq!(r.audit.ledger_entries, 0, "every container was released");
-    // Within capacity: everything placeable was placed, nothing rejected, OK.
-    assert_eq!(r.capacity_slots, 20 * 16);
-    assert!(r.demand_slots <= r.capacity_slots);
-    assert_eq!(
-        (r.rejected_at_capacity, r.rejected_below_capacity, r.errors),
-        (0, 0, 0),
-        "{:?}",
-        r.failures
-    );
-    assert!(r.ok && r.is_ok());
-    assert_eq!(Output::Sustained { reports: vec![r] }.problems(), 0);
+    // A burst as 10 calls from 10 tasks, and as one schedule_batch call.
+    for calls in [CallMode::Each, CallMode::Batch] {
+        let mut c = cfg(1);
+        c.strategy.calls = calls;
+        let r = sustained::run(&c, &s, StrategyKind::Sched).await.unwrap();
+        assert!(r.placed > 0, "{calls:?}");
+        assert_eq!(r.calls, calls);
+        assert_eq!(r.duplicate_placements, 0);
+        assert!(r.audit.is_clean());
+        assert_eq!(r.audit.ledger_entries, 0, "every container was released");
+        // Within capacity: everything placeable was placed, nothing rejected, OK.
+        assert_eq!(r.capacity_slots, 20 * 16);
+        assert!(r.demand_slots <= r.capacity_slots);
+        assert_eq!(
+            (r.rejected_at_capacity, r.rejected_below_capacity, r.errors),
+            (0, 0, 0),
+            "{calls:?}: {:?}",
+            r.failures
+        );
+        assert!(r.ok && r.is_ok());
+        assert_eq!(Output::Sustained { reports: vec![r] }.problems(), 0);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ use super::{requests, RunConfig};
 use crate::audit::{audit, AuditSummary};
 use crate::backend::Env;
 use crate::hist::{Recorder, Summary};
-use crate::strategy::{self, StrategyKind, StrategyStats};
+use crate::strategy::{self, CallMode, StrategyKind, StrategyStats};
 use crate::SimError;
 use sched_core::Resources;
 use serde::{Deserialize, Serialize};
@@ -80,6 +80,9 @@ pub struct SustainedReport {
     pub schedulers: usize,
     /// Containers per burst.
     pub burst_size: usize,
+    /// How each burst reached `sched` (`each`: a call per container; `batch`: one call).
+    #[serde(default)]
+    pub calls: CallMode,
     /// Injected round-trip time.
     pub rtt_ms: f64,
     /// Measured duration.
@@ -297,6 +300,7 @@ async fn run_in(
         backend: env.kind.as_str().into(),
         schedulers: instances,
         burst_size,
+        calls: cfg.strategy.calls,
         rtt_ms: env.rtt.as_secs_f64() * 1000.0,
         seconds,
         capacity_slots: slots,
