@@ -70,6 +70,14 @@ fn run(args: &[String]) -> Run {
     sim(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
+/// A short burst on `backend` at `url` (given with `url_flag`), with the TLS flags `tls` and
+/// any `extra` flags.
+fn on(backend: &str, url_flag: &str, url: &str, tls: &[&str], extra: &[&str]) -> Run {
+    run(&short(
+        &[&["--backend", backend, url_flag, url], tls, extra].concat(),
+    ))
+}
+
 /// The TLS directory, or `None` (a printed skip) outside CI.
 fn tls_dir(test: &str) -> Option<String> {
     require_url("SCHED_TLS_DIR", test)
@@ -106,30 +114,14 @@ fn redis_with_the_private_ca() {
     };
     let (url, ca) = (var("REDIS_TLS_URL"), format!("{dir}/ca.pem"));
     for backend in ["redis", "redis-fred"] {
-        let args = short(&[
-            "--backend",
-            backend,
-            "--redis-url",
-            &url,
-            "--tls-ca-file",
-            &ca,
-        ]);
-        let report = run(&args).json();
+        let report = on(backend, "--redis-url", &url, &["--tls-ca-file", &ca], &[]).json();
         let r = &report["report"];
         assert_clean(r, backend);
         assert_floors(r, backend);
     }
     // The baselines take the simulator's Redis locks, over TLS too.
-    let args = short(&[
-        "--backend",
-        "redis",
-        "--redis-url",
-        &url,
-        "--tls-ca-file",
-        &ca,
-        "--compare",
-    ]);
-    let report = run(&args).json();
+    let ca_flag = ["--tls-ca-file", ca.as_str()];
+    let report = on("redis", "--redis-url", &url, &ca_flag, &["--compare"]).json();
     let reports = report["compare"]["runs"].as_array().expect("reports");
     assert_eq!(reports.len(), 3, "{report}");
     for r in reports {
@@ -155,32 +147,20 @@ fn redis_mutual_tls_with_a_client_certificate() {
         format!("{dir}/client.pem"),
         format!("{dir}/client.key"),
     );
+    let with_cert = [
+        "--tls-ca-file",
+        &ca,
+        "--tls-client-cert",
+        &cert,
+        "--tls-client-key",
+        &key,
+    ];
     for backend in ["redis", "redis-fred"] {
-        let args = short(&[
-            "--backend",
-            backend,
-            "--redis-url",
-            &url,
-            "--tls-ca-file",
-            &ca,
-            "--tls-client-cert",
-            &cert,
-            "--tls-client-key",
-            &key,
-        ]);
-        let report = run(&args).json();
+        let report = on(backend, "--redis-url", &url, &with_cert, &[]).json();
         assert_clean(&report["report"], backend);
         assert_floors(&report["report"], backend);
         // Without the certificate the server refuses us, and sched-sim says so.
-        let args = short(&[
-            "--backend",
-            backend,
-            "--redis-url",
-            &url,
-            "--tls-ca-file",
-            &ca,
-        ]);
-        let run = run(&args);
+        let run = on(backend, "--redis-url", &url, &with_cert[..2], &[]);
         let err = run.refused();
         assert!(err.contains("certificate"), "{backend}: {run:#?}");
     }
@@ -193,15 +173,8 @@ fn redis_cluster_with_the_private_ca() {
     };
     let (urls, ca) = (var("REDIS_TLS_CLUSTER_URLS"), format!("{dir}/ca.pem"));
     for backend in ["redis-cluster", "redis-fred-cluster"] {
-        let args = short(&[
-            "--backend",
-            backend,
-            "--redis-cluster-urls",
-            &urls,
-            "--tls-ca-file",
-            &ca,
-        ]);
-        let report = run(&args).json();
+        let ca_flag = ["--tls-ca-file", ca.as_str()];
+        let report = on(backend, "--redis-cluster-urls", &urls, &ca_flag, &[]).json();
         assert_clean(&report["report"], backend);
     }
 }
@@ -214,23 +187,15 @@ fn postgres_verify_full_with_the_ca() {
     let url = format!("{}?sslmode=verify-full", var("DATABASE_TLS_URL"));
     let ca = format!("{dir}/ca.pem");
     // All three strategies: the baselines' lock pool connects like the repository.
-    let args = short(&[
-        "--backend",
-        "postgres",
-        "--database-url",
-        &url,
-        "--tls-ca-file",
-        &ca,
-        "--compare",
-    ]);
-    let report = run(&args).json();
+    let ca_flag = ["--tls-ca-file", ca.as_str()];
+    let report = on("postgres", "--database-url", &url, &ca_flag, &["--compare"]).json();
     let reports = report["compare"]["runs"].as_array().expect("reports");
     assert_eq!(reports.len(), 3, "{report}");
     for r in reports {
         assert_clean(r, &format!("postgres {}", r["strategy"]));
     }
     // Without the CA the server's certificate is not trusted.
-    let refused = run(&short(&["--backend", "postgres", "--database-url", &url]));
+    let refused = on("postgres", "--database-url", &url, &[], &[]);
     let err = refused.refused();
     assert!(err.contains("certificate"), "{refused:#?}");
 
@@ -242,33 +207,33 @@ fn postgres_verify_full_with_the_ca() {
         format!("{dir}/client-cert-user.pem"),
         format!("{dir}/client-cert-user.key"),
     );
-    let args = short(&[
-        "--backend",
-        "postgres",
-        "--database-url",
-        &cert_url,
+    let with_cert = [
         "--tls-ca-file",
         &ca,
         "--tls-client-cert",
         &cert,
         "--tls-client-key",
         &key,
-        "--compare",
-    ]);
-    let report = run(&args).json();
+    ];
+    let report = on(
+        "postgres",
+        "--database-url",
+        &cert_url,
+        &with_cert,
+        &["--compare"],
+    )
+    .json();
     for r in report["compare"]["runs"].as_array().expect("reports") {
         assert_clean(r, &format!("postgres by certificate {}", r["strategy"]));
     }
     // ... and without it the server refuses the user.
-    let args = short(&[
-        "--backend",
+    let refused = on(
         "postgres",
         "--database-url",
         &cert_url,
-        "--tls-ca-file",
-        &ca,
-    ]);
-    let refused = run(&args);
+        &with_cert[..2],
+        &[],
+    );
     let err = refused.refused();
     assert!(
         err.contains("sched_cert") && err.contains("certificate"),
@@ -320,7 +285,7 @@ fn without_the_ca_the_server_certificate_is_refused() {
     let url = var("REDIS_TLS_URL");
     let authority = url.trim_start_matches("rediss://").to_owned();
     for backend in ["redis", "redis-fred"] {
-        let run = run(&short(&["--backend", backend, "--redis-url", &url]));
+        let run = on(backend, "--redis-url", &url, &[], &[]);
         let err = run.refused();
         assert!(err.contains(&authority), "{backend}: {run:#?}");
         assert!(
