@@ -7,7 +7,8 @@
 //! from the schema, hashed when long, so schemas never hear each other) and `LISTEN`s on it.
 //! The stream yields `()` for each notification naming the worker and ends when the connection
 //! is lost or fails; sched-core's watch then subscribes again and re-reads the ledger, so
-//! nothing is lost. Dropping the stream closes the connection.
+//! nothing is lost. Dropping the stream closes the connection (outside any tokio runtime, where
+//! sqlx cannot close it, the connection is left to the operating system instead of panicking).
 
 use crate::config::PostgresConfig;
 use crate::error::{acquire_error, statement_error, Failure};
@@ -22,8 +23,19 @@ use std::sync::Arc;
 /// A listening connection and the private pool it came from. Dropped, it closes the pool first,
 /// so the listener's connection is closed (not kept idle) once sqlx has taken it back.
 struct Subscription {
-    listener: PgListener,
+    /// `Some` until the subscription is dropped.
+    listener: Option<PgListener>,
     pool: PgPool,
+}
+
+impl Subscription {
+    /// The next notification; `Ok(None)` when the connection is gone.
+    async fn recv(&mut self) -> Result<Option<sqlx::postgres::PgNotification>, sqlx::Error> {
+        match self.listener.as_mut() {
+            Some(l) => l.try_recv().await,
+            None => Ok(None),
+        }
+    }
 }
 
 impl Drop for Subscription {
@@ -31,6 +43,21 @@ impl Drop for Subscription {
         // `close` marks the pool closed at once; the returned future only waits for the
         // connections to come back, which the listener's own drop (next) does.
         drop(self.pool.close());
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            drop(listener);
+        } else {
+            // sqlx's `PgListener::drop` spawns its `UNLISTEN` on the current runtime and panics
+            // without one (a stream dropped after its runtime shut down, or from a plain
+            // thread). No task could run there anyway: the connection is left to the operating
+            // system (closed at exit; the server ends the session when the socket closes).
+            tracing::debug!(
+                "wake-up stream dropped outside a tokio runtime: its connection is not closed"
+            );
+            std::mem::forget(listener);
+        }
     }
 }
 
@@ -65,17 +92,19 @@ pub(crate) async fn subscribe(
         // A lost connection ends the stream (the watch re-subscribes and re-reads) instead of
         // reconnecting silently behind a gap in which notifications were lost.
         listener.eager_reconnect(false);
-        let mut sub = Subscription { listener, pool };
         repo.counters.round_trips(BACKEND, 2);
         let channel: String = sqlx::query_scalar("SELECT sched_wake_channel()")
-            .fetch_one(&mut sub.listener)
+            .fetch_one(&mut listener)
             .await
             .map_err(|e| read_error(e, config))?;
-        sub.listener
+        listener
             .listen(&channel)
             .await
             .map_err(|e| read_error(e, config))?;
-        Ok::<_, RepoError>(sub)
+        Ok::<_, RepoError>(Subscription {
+            listener: Some(listener),
+            pool,
+        })
     };
     let sub = match config.call_timeout {
         Some(limit) => tokio::time::timeout(limit, listen).await.map_err(|_| {
@@ -88,7 +117,7 @@ pub(crate) async fn subscribe(
         let worker = Arc::clone(&worker);
         async move {
             loop {
-                match sub.listener.try_recv().await {
+                match sub.recv().await {
                     Ok(Some(n)) if n.payload() == &*worker => return Some(((), sub)),
                     Ok(Some(_)) => {}
                     Ok(None) => {

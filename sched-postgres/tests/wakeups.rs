@@ -216,3 +216,28 @@ async fn long_schema_names_get_distinct_hashed_channels() {
         r.drop_schema().await.unwrap();
     }
 }
+
+/// A wake-up stream that outlives its runtime (held in a struct dropped after shutdown, or
+/// handed to a plain thread) drops without a panic. sqlx's `PgListener::drop` spawns on the
+/// current runtime and panicked here ("this functionality requires a Tokio context").
+#[test]
+fn a_stream_dropped_outside_any_runtime_does_not_panic() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some((db, wake)) = rt.block_on(async {
+        let db = common::setup("a_stream_dropped_outside_any_runtime_does_not_panic").await?;
+        db.repo
+            .register_worker(&WorkerSpec::new("a", TOTAL))
+            .await
+            .unwrap();
+        let wake = db.repo.reservation_wakeups("a").await.unwrap();
+        Some((db, wake))
+    }) else {
+        return;
+    };
+    drop(rt);
+    assert!(tokio::runtime::Handle::try_current().is_err());
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(wake)));
+    assert!(dropped.is_ok(), "dropping the stream panicked");
+    // Dropped inside a runtime, it still closes its connection (the other tests check that).
+    drop(db);
+}
