@@ -8,7 +8,7 @@ use crate::backend::{BackendKind, Env};
 use crate::hist::{Recorder, Summary};
 use crate::scenario::RunConfig;
 use crate::strategy::peer::{self, PeerSetup};
-use crate::strategy::{run_each, CallMode};
+use crate::strategy::{run_each, CallMode, PlaceError};
 use crate::tls::TlsFiles;
 use crate::SimError;
 use sched_core::{
@@ -185,7 +185,10 @@ pub async fn callers(containers: usize, concurrency: usize, samples: u32) -> Sum
             })
             .collect();
         let started = Instant::now();
-        let _ = run_each(reqs, concurrency, |r| async move { Err(r.id) }).await;
+        let _ = run_each(reqs, concurrency, |r| async move {
+            Err(PlaceError::other(r.id))
+        })
+        .await;
         rec.record(started.elapsed());
     }
     rec.summary()

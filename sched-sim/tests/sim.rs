@@ -4,14 +4,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use clap::Parser;
-use sched_core::{Resources, WorkerRepository};
+use sched_core::{
+    AttemptError, RepoError, Resources, ScheduleError, Unplaceable, WorkerRepository,
+};
 use sched_sim::backend::{BackendKind, BackendOptions, Env, WorkerSetup};
 use sched_sim::cli::{Cli, Command};
 use sched_sim::metered::Metered;
 use sched_sim::report::Output;
 use sched_sim::scenario::burst::{self, StrategyReport};
-use sched_sim::scenario::{contention, scale, sustained, RunConfig};
-use sched_sim::strategy::{CallMode, StrategyKind};
+use sched_sim::scenario::{contention, requests, scale, sustained, RunConfig};
+use sched_sim::strategy::StrategyOptions;
+use sched_sim::strategy::{self, CallMode, PlaceError, PlaceErrorKind, StrategyKind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -204,12 +207,58 @@ async fn sustained_over_capacity_rejects_only_at_capacity() {
     let mut early = r;
     early.rejected_below_capacity = 1;
     assert!(!early.is_ok());
-    assert!(sustained::is_capacity_rejection(
-        "no capacity for \"c1\": no eligible worker has room"
-    ));
-    assert!(!sustained::is_capacity_rejection(
-        "backend: connection refused"
-    ));
+    // The run tells the two apart by the typed kind, not the message.
+    let full = PlaceError::from(ScheduleError::NoCapacity {
+        container_id: "c1".into(),
+        cause: Unplaceable::NoCapacity,
+    });
+    assert_eq!(full.kind(), PlaceErrorKind::Capacity);
+    let down = PlaceError::from(ScheduleError::RetriesExhausted {
+        container_id: "c1".into(),
+        attempts: 5,
+        last: AttemptError::ReadWorkers(Arc::new(RepoError::Unavailable(
+            "connection refused".into(),
+        ))),
+    });
+    assert_eq!(down.kind(), PlaceErrorKind::Other);
+}
+
+/// Every strategy marks the containers it had no room for as capacity failures, at the source:
+/// 2 workers × 4 slots, a burst of 12 places 8 and fails 4, all `Capacity`, with the same
+/// message text as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_capacity_bursts_fail_as_capacity_in_every_strategy() {
+    for kind in StrategyKind::ALL {
+        let env = Env::open(
+            &BackendOptions::default(),
+            &WorkerSetup {
+                count: 2,
+                capacity: Resources::cpu_mem(1000, 1024),
+            },
+        )
+        .await
+        .unwrap();
+        let strat = strategy::build(
+            kind,
+            env.repo.clone(),
+            env.locks.clone(),
+            StrategyOptions::default(),
+        )
+        .unwrap();
+        let reqs = requests(&format!("cap-{kind}"), 0, 12, Resources::cpu_mem(250, 256));
+        let out = strat.place_burst(reqs, 12).await;
+        let failed: Vec<PlaceError> = out.into_iter().filter_map(Result::err).collect();
+        assert_eq!(failed.len(), 4, "{kind}: {failed:?}");
+        for e in &failed {
+            assert_eq!(e.kind(), PlaceErrorKind::Capacity, "{kind}: {e}");
+            let text = e.to_string();
+            assert!(
+                text.contains("no eligible worker has room") || text.contains("insufficient"),
+                "{kind}: {text}"
+            );
+        }
+        env.cleanup().await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

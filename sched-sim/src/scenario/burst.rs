@@ -210,7 +210,7 @@ pub async fn run_on(
                 Ok(p) => placements.push(p),
                 Err(e) => {
                     if t.failures.len() < 5 {
-                        t.failures.push(e);
+                        t.failures.push(e.to_string());
                     }
                 }
             }

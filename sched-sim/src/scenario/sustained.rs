@@ -6,8 +6,9 @@
 //! after `--lifetime-ms`. At the end, once every container is released, the audit expects
 //! empty ledgers and zero drift.
 //!
-//! Each failed container is either *rejected for capacity* (the store had no room) or an
-//! *error*. A rejection counts as justified only when the containers held at that moment,
+//! Each failed container is either *rejected for capacity* (the store had no room: its
+//! [`PlaceError`](crate::strategy::PlaceError) is of kind
+//! [`Capacity`](crate::strategy::PlaceErrorKind::Capacity)) or an *error*. A rejection counts as justified only when the containers held at that moment,
 //! plus what the other instances may have had in flight, reached the capacity; the run is OK
 //! only with no errors and no unjustified rejection (see [`SustainedReport::is_ok`]).
 
@@ -61,12 +62,6 @@ pub fn capacity_slots(workers: usize, capacity: Resources, size: Resources) -> u
         .min(fit(capacity.gpu_count, size.gpu_count));
     let per = if per == u64::MAX { 0 } else { per };
     per.saturating_mul(workers as u64)
-}
-
-/// True when a placement failure says the store had no room (rather than an error).
-pub fn is_capacity_rejection(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("no capacity") || m.contains("has room") || m.contains("insufficient")
 }
 
 /// What one strategy sustained.
@@ -219,7 +214,7 @@ async fn run_in(
                     match r {
                         Ok(p) => ids.push(p.container_id),
                         Err(e) => {
-                            if !is_capacity_rejection(&e) {
+                            if !e.is_capacity() {
                                 t.errors += 1;
                             } else if held_now + slack >= slots {
                                 t.at_capacity += 1;
@@ -228,7 +223,7 @@ async fn run_in(
                                 t.below_capacity += 1;
                             }
                             if t.failures.len() < 3 {
-                                t.failures.push(e);
+                                t.failures.push(e.to_string());
                             }
                         }
                     }

@@ -12,12 +12,14 @@
 
 pub mod naive;
 pub mod peer;
+pub mod place_error;
 pub mod sched;
 pub mod seed;
 
 use crate::locks::WorkerLocks;
 use async_trait::async_trait;
 use clap::ValueEnum;
+pub use place_error::{PlaceError, PlaceErrorKind};
 use sched_core::affinity::AffinityMode;
 use sched_core::{ContainerRequest, Placement, RepoError, WorkerRepository};
 use serde::{Deserialize, Serialize};
@@ -151,8 +153,8 @@ impl AtomicStats {
     }
 }
 
-/// The outcome of one container: where it went, or why not.
-pub type PlaceResult = Result<Placement, String>;
+/// The outcome of one container: where it went, or why not (typed: see [`PlaceError`]).
+pub type PlaceResult = Result<Placement, PlaceError>;
 
 /// Settings shared by the strategies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,7 +272,10 @@ where
     let _ = go.send(true);
     let mut out = Vec::with_capacity(handles.len());
     for h in handles {
-        out.push(h.await.unwrap_or_else(|e| Err(format!("task failed: {e}"))));
+        out.push(
+            h.await
+                .unwrap_or_else(|e| Err(PlaceError::other(format!("task failed: {e}")))),
+        );
     }
     out
 }

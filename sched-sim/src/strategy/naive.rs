@@ -9,7 +9,7 @@
 //! 5. write one reservation (`reserve_batch` with one worker part of one container);
 //! 6. unlock.
 
-use super::{jitter_sleep, run_each, AtomicStats, PlaceResult, Strategy, StrategyKind};
+use super::{jitter_sleep, run_each, AtomicStats, PlaceError, PlaceResult, Strategy, StrategyKind};
 use super::{StrategyOptions, StrategyStats};
 use crate::locks::WorkerLocks;
 use async_trait::async_trait;
@@ -62,14 +62,13 @@ impl Inner {
             ..PlanConfig::default()
         };
         let mut attempts = 0u32;
-        let mut last = String::new();
+        // Why the latest attempt failed (an insufficient-capacity rejection keeps its kind).
+        let mut last: Option<PlaceError> = None;
         loop {
             attempts += 1;
             if started.elapsed() > self.opts.deadline {
-                return Err(format!(
-                    "{}: gave up after {attempts} attempts: {last}",
-                    req.id
-                ));
+                let last = last.unwrap_or_else(|| PlaceError::other(""));
+                return Err(last.context(format!("{}: gave up after {attempts} attempts", req.id)));
             }
             if attempts > 1 {
                 self.stats.retries(1);
@@ -79,7 +78,7 @@ impl Inner {
             let workers = match self.repo.list_workers(None).await {
                 Ok(w) => w,
                 Err(e) => {
-                    last = format!("list_workers: {e}");
+                    last = Some(PlaceError::other(format!("list_workers: {e}")));
                     jitter_sleep(1000, 3000).await;
                     continue;
                 }
@@ -89,7 +88,10 @@ impl Inner {
                 .iter()
                 .find(|w| eligible(w, &req, &cfg) && w.free.fits(&req.resources))
             else {
-                return Err(format!("{}: no eligible worker has room", req.id));
+                return Err(PlaceError::capacity(format!(
+                    "{}: no eligible worker has room",
+                    req.id
+                )));
             };
             // 3. lock it
             let mut token = None;
@@ -104,14 +106,17 @@ impl Inner {
                         jitter_sleep(500, 2500).await;
                     }
                     Err(e) => {
-                        last = format!("try_lock: {e}");
+                        last = Some(PlaceError::other(format!("try_lock: {e}")));
                         break;
                     }
                 }
             }
             let Some(token) = token else {
-                if last.is_empty() {
-                    last = format!("lock on {} stayed busy", pick.id);
+                if last.is_none() {
+                    last = Some(PlaceError::other(format!(
+                        "lock on {} stayed busy",
+                        pick.id
+                    )));
                 }
                 continue;
             };
@@ -120,7 +125,7 @@ impl Inner {
                 Ok(Some(w)) => w.is_available() && w.free.fits(&req.resources),
                 Ok(None) => false,
                 Err(e) => {
-                    last = format!("get_worker: {e}");
+                    last = Some(PlaceError::other(format!("get_worker: {e}")));
                     false
                 }
             };
@@ -164,14 +169,16 @@ impl Inner {
                     }
                     Some(Err(rej)) => {
                         self.stats.conflict();
-                        last = rej.to_string();
+                        last = Some(PlaceError::from_rejection(&rej));
                     }
-                    None => last = "reserve_batch returned no result".into(),
+                    None => last = Some(PlaceError::other("reserve_batch returned no result")),
                 },
-                Err(RepoError::InvalidInput(e)) => return Err(format!("{}: {e}", req.id)),
+                Err(RepoError::InvalidInput(e)) => {
+                    return Err(PlaceError::other(format!("{}: {e}", req.id)))
+                }
                 // A lost reply is safe to retry: the one-holder rule turns a second placement
                 // into AlreadyReserved, which is reported as placed.
-                Err(e) => last = format!("reserve_batch: {e}"),
+                Err(e) => last = Some(PlaceError::other(format!("reserve_batch: {e}"))),
             }
         }
     }

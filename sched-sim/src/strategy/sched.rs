@@ -2,7 +2,8 @@
 //! group commit of concurrent `schedule()` calls, write-through cache and affinity.
 
 use super::{
-    run_each, CallMode, PlaceResult, Strategy, StrategyKind, StrategyOptions, StrategyStats,
+    run_each, CallMode, PlaceError, PlaceResult, Strategy, StrategyKind, StrategyOptions,
+    StrategyStats,
 };
 use async_trait::async_trait;
 use sched_core::{ContainerRequest, RepoError, Scheduler, SchedulerConfig, WorkerRepository};
@@ -53,7 +54,7 @@ impl Strategy for Sched {
                 .schedule_batch(requests)
                 .await
                 .into_iter()
-                .map(|r| r.map_err(|e| e.to_string()))
+                .map(|r| r.map_err(PlaceError::from))
                 .collect();
         }
         let together = concurrency == 0 || concurrency >= requests.len();
@@ -68,7 +69,7 @@ impl Strategy for Sched {
                     Ok(call) => call.await,
                     Err((s, r)) => s.schedule(r).await,
                 }
-                .map_err(|e| e.to_string())
+                .map_err(PlaceError::from)
             }
         })
         .await

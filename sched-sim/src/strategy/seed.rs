@@ -10,8 +10,9 @@
 //! 4. write each worker's part under its lock, one `reserve_batch` call per worker;
 //! 5. unlock every worker; re-plan what was rejected (bounded attempts).
 
+use super::StrategyOptions;
 use super::StrategyStats;
-use super::{jitter_sleep, AtomicStats, PlaceResult, Strategy, StrategyKind, StrategyOptions};
+use super::{jitter_sleep, AtomicStats, PlaceError, PlaceResult, Strategy, StrategyKind};
 use crate::locks::{LockToken, WorkerLocks};
 use async_trait::async_trait;
 use sched_core::affinity::{hash_container_id, rotation_offset, AffinityMode};
@@ -80,18 +81,20 @@ impl Seed {
         Ok((workers, false))
     }
 
-    async fn lock(&self, worker_id: &str, until: Instant) -> Result<LockToken, String> {
+    async fn lock(&self, worker_id: &str, until: Instant) -> Result<LockToken, PlaceError> {
         loop {
             match self.locks.try_lock(worker_id, self.opts.lock_ttl).await {
                 Ok(Some(t)) => return Ok(t),
                 Ok(None) => {
                     self.stats.lock_failure();
                     if Instant::now() > until {
-                        return Err(format!("lock on {worker_id} stayed busy"));
+                        return Err(PlaceError::other(format!(
+                            "lock on {worker_id} stayed busy"
+                        )));
                     }
                     jitter_sleep(500, 2500).await;
                 }
-                Err(e) => return Err(format!("try_lock {worker_id}: {e}")),
+                Err(e) => return Err(PlaceError::other(format!("try_lock {worker_id}: {e}"))),
             }
         }
     }
@@ -165,7 +168,8 @@ impl Strategy for Seed {
     ) -> Vec<PlaceResult> {
         let started = Instant::now();
         let mut results: Vec<Option<PlaceResult>> = (0..requests.len()).map(|_| None).collect();
-        let mut last: Vec<String> = vec![String::new(); requests.len()];
+        // Why each container's latest attempt failed (a capacity rejection keeps its kind).
+        let mut last: Vec<PlaceError> = vec![PlaceError::other(""); requests.len()];
         let mut pending: Vec<usize> = (0..requests.len()).collect();
         let mut rechecked = false;
         let mut attempt = 0u32;
@@ -179,7 +183,7 @@ impl Strategy for Seed {
                 Ok(w) => w,
                 Err(e) => {
                     for &i in &pending {
-                        last[i] = format!("list_workers: {e}");
+                        last[i] = PlaceError::other(format!("list_workers: {e}"));
                     }
                     continue;
                 }
@@ -196,10 +200,10 @@ impl Strategy for Seed {
                 } else {
                     for &k in &unplaced {
                         let i = pending[k];
-                        results[i] = Some(Err(format!(
+                        results[i] = Some(Err(PlaceError::capacity(format!(
                             "{}: no eligible worker has room",
                             requests[i].id
-                        )));
+                        ))));
                     }
                 }
             }
@@ -248,7 +252,7 @@ impl Strategy for Seed {
                                 rejected = true;
                                 self.stats.conflict();
                                 for &i in &idxs[n..] {
-                                    last[i] = rej.to_string();
+                                    last[i] = PlaceError::from_rejection(&rej);
                                     next.push(i);
                                 }
                             }
@@ -271,7 +275,7 @@ impl Strategy for Seed {
                                         }));
                                     }
                                     _ => {
-                                        last[i] = rej.to_string();
+                                        last[i] = PlaceError::from_rejection(&rej);
                                         next.push(i);
                                     }
                                 }
@@ -281,13 +285,14 @@ impl Strategy for Seed {
                     },
                     Err(RepoError::InvalidInput(e)) => {
                         for &i in idxs {
-                            results[i] = Some(Err(format!("{}: {e}", requests[i].id)));
+                            results[i] =
+                                Some(Err(PlaceError::other(format!("{}: {e}", requests[i].id))));
                         }
                     }
                     Err(e) => {
                         rejected = true;
                         for &i in idxs {
-                            last[i] = format!("reserve_batch: {e}");
+                            last[i] = PlaceError::other(format!("reserve_batch: {e}"));
                             next.push(i);
                         }
                     }
@@ -304,12 +309,13 @@ impl Strategy for Seed {
         results
             .into_iter()
             .enumerate()
-            .map(|(i, r)| {
+            .zip(last)
+            .map(|((i, r), last)| {
                 r.unwrap_or_else(|| {
-                    Err(format!(
-                        "{}: gave up after {attempt} attempts: {}",
-                        requests[i].id, last[i]
-                    ))
+                    Err(last.context(format!(
+                        "{}: gave up after {attempt} attempts",
+                        requests[i].id
+                    )))
                 })
             })
             .collect()

@@ -129,7 +129,7 @@ pub async fn run_worker(
     for r in results {
         match r {
             Ok(p) => output.placements.push((p.container_id, p.worker_id)),
-            Err(e) => output.failures.push(e),
+            Err(e) => output.failures.push(e.to_string()),
         }
     }
     env.cleanup().await?;
