@@ -2,7 +2,7 @@
 //! decides it (never by searching the message), so a scenario can tell "no worker had room"
 //! from a failure.
 
-use sched_core::{AttemptError, Rejection, ScheduleError};
+use sched_core::{AttemptError, Rejection, ScheduleError, Unplaceable};
 
 /// What kind of failure a [`PlaceError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,13 +83,17 @@ pub fn rejection_kind(rejection: &Rejection) -> PlaceErrorKind {
     }
 }
 
-/// [`Capacity`](PlaceErrorKind::Capacity) for [`ScheduleError::NoCapacity`] (either cause: no
-/// eligible worker, or none with room) and for [`ScheduleError::RetriesExhausted`] whose last
-/// attempt was rejected with [`Rejection::InsufficientCapacity`];
-/// [`Other`](PlaceErrorKind::Other) for everything else.
+/// [`Capacity`](PlaceErrorKind::Capacity) for [`ScheduleError::NoCapacity`] when eligible
+/// workers had no room, and for [`ScheduleError::RetriesExhausted`] whose last attempt was
+/// rejected with [`Rejection::InsufficientCapacity`]; [`Other`](PlaceErrorKind::Other) for
+/// everything else, `NoCapacity` with no eligible worker included (a filter or a worker's
+/// status, not a full store).
 pub fn schedule_error_kind(e: &ScheduleError) -> PlaceErrorKind {
     match e {
-        ScheduleError::NoCapacity { .. } => PlaceErrorKind::Capacity,
+        ScheduleError::NoCapacity {
+            cause: Unplaceable::NoCapacity,
+            ..
+        } => PlaceErrorKind::Capacity,
         ScheduleError::RetriesExhausted {
             last: AttemptError::Rejected(rejection),
             ..
@@ -107,7 +111,7 @@ impl From<ScheduleError> for PlaceError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sched_core::{RepoError, ResourceKind, Unplaceable};
+    use sched_core::{RepoError, ResourceKind};
     use std::sync::Arc;
 
     fn insufficient() -> Rejection {
@@ -129,15 +133,18 @@ mod tests {
 
     #[test]
     fn no_capacity_and_exhausted_on_capacity_are_capacity() {
-        for cause in [Unplaceable::NoCapacity, Unplaceable::NoEligibleWorker] {
+        for (cause, kind) in [
+            (Unplaceable::NoCapacity, PlaceErrorKind::Capacity),
+            (Unplaceable::NoEligibleWorker, PlaceErrorKind::Other),
+        ] {
             let e = ScheduleError::NoCapacity {
                 container_id: "c".into(),
                 cause,
             };
             let text = e.to_string();
             let p = PlaceError::from(e);
-            assert_eq!(p.kind(), PlaceErrorKind::Capacity);
-            assert!(p.is_capacity());
+            assert_eq!(p.kind(), kind, "{cause:?}");
+            assert_eq!(p.is_capacity(), kind == PlaceErrorKind::Capacity);
             // Display is unchanged: reports print the same text as before.
             assert_eq!(p.to_string(), text);
             assert_eq!(p.message(), text);
