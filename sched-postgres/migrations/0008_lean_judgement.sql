@@ -22,7 +22,9 @@
 -- onto 20 workers, min / median; before (0007) and after runs interleaved, 2026-12-01):
 -- 1.07 / 1.09 ms per call before (10.7 / 10.9 µs per container), 0.96 / 0.96 ms after (9.6 /
 -- 9.6 µs) in 3 + 3 runs at load average 1.2; 1.10 / 1.11 -> 1.02 / 1.05 ms in another 3 + 3 at
--- 1.2-1.5; 1.12 / 1.22 -> 1.02 / 1.09 ms in 7 + 7 at 4.6-7 (other builds on the 2 cores). The
+-- 1.2-1.5; 1.07 / 1.09 -> 0.99 / 1.00 ms in 4 + 4 at 0.7-0.9; 1.12 / 1.22 -> 1.02 / 1.09 ms in
+-- 7 + 7 at 4.6-7 (other builds on the 2 cores). So about 10 µs per container, not reliably
+-- under it (runs of the same build differ by up to ±7 % here). The
 -- judging statement alone, run 1000 times in a loop on the same burst: ~20-30 % less time
 -- (0.65-0.8 -> 0.5-0.57 ms under load), about 0.1 ms of it the answer built as text.
 
