@@ -5,7 +5,9 @@
 -- Cluster fence (ARCHITECTURE.md): an update keeps the fence epoch `f`; a new worker starts at
 -- the tombstone's epoch + 1, so no script from before a removal runs after a re-registration.
 -- KEYS[1] worker state hash, KEYS[2] worker ledger hash, KEYS[3] worker tombstone ('v f', or 'v'
--- from before the fence).
+-- from before the fence); on one node also KEYS[4] the worker set and KEYS[5] its generations
+-- hash: a registration enlists the id in the same atomic step (enlist.lua; on a cluster the caller
+-- runs enlist.lua after this script, since those keys are on another slot).
 -- Lifecycle (sched-core/src/rules.rs `register`): stores the heartbeat timeout ('hbt', absent when
 -- liveness is not tracked) and stale policy ('os'); registering counts as a heartbeat: 'hb' is the
 -- server's TIME in ms.
@@ -47,4 +49,8 @@ redis.call('HSET', st, 'id', ARGV[1], 'pool', ARGV[2], 'status', ARGV[3], 'prio'
   'os', ARGV[12], 'hb', fmt(now))
 if ARGV[5] ~= '' then redis.call('HSET', st, 'gpu', ARGV[5]) end
 if ARGV[11] ~= '' then redis.call('HSET', st, 'hbt', ARGV[11]) end
+if KEYS[5] then
+  redis.call('HINCRBY', KEYS[5], ARGV[1], 1)
+  redis.call('SADD', KEYS[4], ARGV[1])
+end
 return {'ok', fmt(v), fmt(free[1]), fmt(free[2]), fmt(free[3]), fmt(f), fmt(now)}

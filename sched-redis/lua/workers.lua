@@ -4,10 +4,12 @@
 -- atomic step. The state keys must be declared, so the caller declares the ids it expects (the
 -- set as it last saw it); when the set holds an id not declared, nothing is read and the script
 -- answers 'retry' with the set, to be run again declaring those.
--- KEYS[1] the worker set, KEYS[1 + i] the state hash of ARGV[i].
+-- An id in the set whose state is gone was removed: it is answered with its generation, for
+-- prune.lua to drop it from the set (ARCHITECTURE.md, "The worker set").
+-- KEYS[1] the worker set, KEYS[2] its generations hash, KEYS[2 + i] the state hash of ARGV[i].
 -- ARGV[i] a worker id.
--- Returns {'retry', {ids of the set}} or {now, {HGETALL of each declared state that is in the set,
--- in ARGV order (empty: removed, the id stays in the set)}}.
+-- Returns {'retry', {ids of the set}} or {now, {HGETALL of each declared state that is in the set
+-- and not removed, in ARGV order}, {removed id, its generation or '', ...}}.
 local members = redis.call('SMEMBERS', KEYS[1])
 local declared = {}
 for i = 1, #ARGV do declared[ARGV[i]] = i end
@@ -18,8 +20,16 @@ for _, id in ipairs(members) do
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local out = {}
+local out, removed = {}, {}
 for i = 1, #ARGV do
-  if inset[ARGV[i]] then out[#out + 1] = redis.call('HGETALL', KEYS[1 + i]) end
+  if inset[ARGV[i]] then
+    local h = redis.call('HGETALL', KEYS[2 + i])
+    if #h > 0 then
+      out[#out + 1] = h
+    else
+      removed[#removed + 1] = ARGV[i]
+      removed[#removed + 1] = redis.call('HGET', KEYS[2], ARGV[i]) or ''
+    end
+  end
 end
-return {string.format('%.0f', now), out}
+return {string.format('%.0f', now), out, removed}

@@ -83,6 +83,12 @@ impl Keys {
     pub(crate) fn workers(&self) -> String {
         format!("{{{}:workers}}", self.prefix)
     }
+
+    /// The generation of each id in the worker set (same slot as the set): bumped by every
+    /// registration, so a prune can tell a re-registered id from a removed one.
+    pub(crate) fn worker_gens(&self) -> String {
+        format!("{{{}:workers}}:gen", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -97,7 +103,13 @@ mod tests {
         assert_eq!(k.state("{a}"), "{p%7Bx%7D:w:%7Ba%7D}:state");
         assert_eq!(k.index("c:1"), "{p%7Bx%7D:c:c%3A1}");
         // Exactly one '{' and one '}' in every key: the hash tag is the whole tagged part.
-        for key in [k.state("{a}"), k.ledger("}{"), k.index("{{"), k.workers()] {
+        for key in [
+            k.state("{a}"),
+            k.ledger("}{"),
+            k.index("{{"),
+            k.workers(),
+            k.worker_gens(),
+        ] {
             assert_eq!(key.matches('{').count(), 1, "{key}");
             assert_eq!(key.matches('}').count(), 1, "{key}");
         }

@@ -54,18 +54,20 @@ impl WorkerRepository for RedisRepository {
             .chain(resource_args(&spec.total))
             .chain([timeout, spec.on_stale.as_str().to_owned()])
             .collect();
-        // The id goes into the set first (same pipeline): list_workers never misses a worker.
-        let ops = vec![
-            Op::cmd("SADD", vec![k.workers(), id.clone()]),
-            Op::script(
-                &scripts::REGISTER,
-                [k.worker(id), vec![k.tomb(id)]].concat(),
-                args,
-            ),
-        ];
-        let a: Vec<Value> = get(&self.run_as::<Value>(ops, true).await?[1])?;
+        // The id enters the worker set once its state exists ("The worker set" in
+        // ARCHITECTURE.md): on one node in the same script, on a cluster by enlist.lua after it.
+        let mut keys = [k.worker(id), vec![k.tomb(id)]].concat();
+        let cluster = self.is_cluster();
+        if !cluster {
+            keys.extend([k.workers(), k.worker_gens()]);
+        }
+        let op = Op::script(&scripts::REGISTER, keys, args);
+        let a: Vec<Value> = self.run_one(op, true).await?;
         match a.field::<String>(0)?.as_str() {
             "ok" => {
+                if cluster {
+                    self.enlist(id).await?;
+                }
                 self.learn(id, a.field(5)?);
                 self.remember_worker(id);
                 Ok(Worker {
@@ -306,16 +308,25 @@ impl RedisRepository {
         }
         let mut ids = self.known_workers();
         for _ in 0..LIST_ATTEMPTS {
-            let keys = std::iter::once(k.workers()).chain(ids.iter().map(|id| k.state(id)));
+            let set = [k.workers(), k.worker_gens()].into_iter();
+            let keys = set.chain(ids.iter().map(|id| k.state(id)));
             let op = Op::script(&scripts::WORKERS, keys.collect(), ids.clone());
-            let (head, rest): (String, Value) = self.run_one(op, false).await?;
+            let reply: Vec<Value> = self.run_one(op, false).await?;
+            let head: String = reply.field(0)?;
             if head == "retry" {
-                ids = get(&rest)?;
+                ids = reply.field(1)?;
                 self.set_known_workers(&ids);
                 continue;
             }
             let now = (head.parse::<u64>()).map_err(|e| bad(format!("workers.lua TIME: {e}")))?;
-            let states: Vec<Hash> = get(&rest)?;
+            let states: Vec<Hash> = reply.field(1)?;
+            let removed: Vec<String> = reply.field(2)?;
+            if !removed.is_empty() {
+                let gone: Vec<&String> = removed.iter().step_by(2).collect();
+                ids.retain(|id| !gone.contains(&id));
+                self.set_known_workers(&ids);
+                self.prune(removed).await;
+            }
             return Ok(states.into_iter().map(|m| (now, m)).collect());
         }
         // Registrations keep racing the one-step read: read the set, then each worker (each
@@ -324,16 +335,68 @@ impl RedisRepository {
         self.read_workers_listed().await
     }
 
-    /// The worker set, then every worker in it with the server's clock (`worker.lua` each, one
-    /// pipeline): two round trips, each worker read atomically on its own.
+    /// The worker set with its generations, then every worker in it with the server's clock
+    /// (`worker.lua` each, one pipeline): two round trips, each worker read atomically on its
+    /// own. Ids whose state is gone are pruned from the set.
     async fn read_workers_listed(&self) -> Result<Vec<(u64, Hash)>, RepoError> {
-        let op = Op::cmd("SMEMBERS", vec![self.keys.workers()]);
-        let ids: Vec<String> = self.run_one(op, false).await?;
+        let k = &self.keys;
+        let ops = vec![
+            Op::cmd("SMEMBERS", vec![k.workers()]),
+            Op::cmd("HGETALL", vec![k.worker_gens()]),
+        ];
+        let replies: Vec<Value> = self.run_as(ops, false).await?;
+        let ids: Vec<String> = replies.field(0)?;
+        let mut gens: Hash = replies.field(1)?;
         if !self.is_cluster() {
             self.set_known_workers(&ids);
         }
         let ops = ids.iter().map(|id| self.read_worker(id));
-        self.run_as(ops.collect(), false).await
+        let read: Vec<(u64, Hash)> = self.run_as(ops.collect(), false).await?;
+        let removed = ids.iter().zip(&read).filter(|(_, (_, m))| m.is_empty());
+        let removed = removed.flat_map(|(id, _)| [id.clone(), gens.remove(id).unwrap_or_default()]);
+        self.prune(removed.collect()).await;
+        Ok(read)
+    }
+
+    /// enlist.lua (cluster): the registered worker's id into the worker set. Its state exists
+    /// by now, so a failure here leaves the registration applied: `Ambiguous`, not `Unavailable`.
+    async fn enlist(&self, id: &str) -> Result<(), RepoError> {
+        let k = &self.keys;
+        let op = Op::script(
+            &scripts::ENLIST,
+            vec![k.workers(), k.worker_gens()],
+            vec![id.to_owned()],
+        );
+        match self.run_one::<Value>(op, true).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_transient() && !e.is_ambiguous() => Err(RepoError::Ambiguous(
+                format!("worker {id:?} registered, not yet listed: {e}").into(),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// prune.lua: drops the ids `list_workers` found removed (pairs of id and generation as
+    /// read) from the worker set. Best effort: a failure only leaves them for the next listing.
+    async fn prune(&self, removed: Vec<String>) {
+        if removed.is_empty() {
+            return;
+        }
+        match self.try_prune(removed).await {
+            Ok(n) => tracing::debug!(dropped = n, "removed workers pruned from the worker set"),
+            Err(e) => tracing::debug!(error = %e, "pruning removed workers failed; left for later"),
+        }
+    }
+
+    /// prune.lua itself: how many ids it dropped.
+    pub(crate) async fn try_prune(&self, removed: Vec<String>) -> Result<u64, RepoError> {
+        let k = &self.keys;
+        let mut keys = vec![k.workers(), k.worker_gens()];
+        if !self.is_cluster() {
+            keys.extend(removed.iter().step_by(2).map(|id| k.state(id)));
+        }
+        self.run_one(Op::script(&scripts::PRUNE, keys, removed), true)
+            .await
     }
 
     /// One node: the worker ids `list_workers` declares (the set as last seen).

@@ -35,6 +35,8 @@ script!(UNCLAIM, "unclaim.lua");
 script!(FENCE, "fence.lua");
 script!(WORKER, "worker.lua");
 script!(WORKERS, "workers.lua");
+script!(ENLIST, "enlist.lua");
+script!(PRUNE, "prune.lua");
 script!(RENEW, "renew.lua");
 script!(EXPIRE, "expire.lua");
 script!(HEARTBEAT, "heartbeat.lua");

@@ -16,6 +16,30 @@ impl RedisRepository {
         self.keys.pattern()
     }
 
+    /// The ids in the worker set and its generations hash: what `list_workers` reads, removed
+    /// ids not yet pruned included (to test that removals do not pile up there).
+    pub async fn worker_set(&self) -> Result<(Vec<String>, BTreeMap<String, String>), RepoError> {
+        let k = &self.keys;
+        let set = Op::cmd("SMEMBERS", vec![k.workers()]);
+        let gens = Op::cmd("HGETALL", vec![k.worker_gens()]);
+        let (mut ids, gens): (Vec<String>, BTreeMap<String, String>) = (
+            self.run_one(set, false).await?,
+            self.run_one(gens, false).await?,
+        );
+        ids.sort();
+        Ok((ids, gens))
+    }
+
+    /// Runs the prune `list_workers` runs for ids it found removed, with the generations as
+    /// given (id, generation or ""), as if it had read them earlier; returns how many ids were
+    /// dropped from the worker set.
+    pub async fn prune_worker_set(&self, seen: &[(&str, &str)]) -> Result<u64, RepoError> {
+        let pairs = seen
+            .iter()
+            .flat_map(|(id, g)| [(*id).to_owned(), (*g).to_owned()]);
+        self.try_prune(pairs.collect()).await
+    }
+
     /// Overwrites a worker's stored free capacity without touching the ledger, to simulate
     /// drift (for testing `audit` and `reconcile`). Returns false for an unknown worker.
     pub async fn corrupt_free(&self, worker_id: &str, free: Resources) -> Result<bool, RepoError> {

@@ -340,6 +340,67 @@ macro_rules! redis_suite {
             assert_eq!(d.read_calls, 2);
         }
 
+        /// Removed workers leave the worker set: the next `list_workers` prunes them, so a
+        /// listing reads what is registered, not every id ever registered; an id registered
+        /// again is listed again, also by another repository.
+        #[tokio::test]
+        async fn removed_workers_are_pruned_from_the_worker_set() {
+            let Some(repo) = make("removed_workers_are_pruned").await else {
+                return;
+            };
+            let spec = |w: usize| WorkerSpec::new(format!("w{w:02}"), Resources::cpu_mem(100, 100));
+            for w in 0..12 {
+                repo.register_worker(&spec(w)).await.unwrap();
+            }
+            for w in 0..10 {
+                assert!(repo.remove_worker(&format!("w{w:02}")).await.unwrap());
+            }
+            assert_eq!(repo.worker_set().await.unwrap().0.len(), 12, "pruned by a listing");
+            let listed = |ws: Vec<sched_core::Worker>| -> Vec<String> {
+                ws.into_iter().map(|w| w.id).collect()
+            };
+            assert_eq!(listed(repo.list_workers(None).await.unwrap()), ["w10", "w11"]);
+            let (set, gens) = repo.worker_set().await.unwrap();
+            assert_eq!(set, ["w10", "w11"]);
+            assert_eq!(gens.keys().collect::<Vec<_>>(), ["w10", "w11"]);
+
+            let again = repo.register_worker(&spec(3)).await.unwrap();
+            assert_eq!(again.resource_version, 2, "continues the removed worker's version");
+            let other = common::connect($kind, repo.config()).await.unwrap();
+            for r in [&repo.repo, &other] {
+                let ws = listed(r.list_workers(None).await.unwrap());
+                assert_eq!(ws, ["w03", "w10", "w11"]);
+            }
+            assert_eq!(repo.worker_set().await.unwrap().0, ["w03", "w10", "w11"]);
+        }
+
+        /// The prune is fenced by the id's generation: a listing that saw an id removed does not
+        /// drop it once it was registered again (the race of a listing with a registration).
+        #[tokio::test]
+        async fn a_prune_keeps_an_id_registered_since_it_was_read() {
+            let Some(repo) = make("a_prune_keeps_a_reregistered_id").await else {
+                return;
+            };
+            let spec = WorkerSpec::new("w", Resources::cpu_mem(100, 100));
+            repo.register_worker(&spec).await.unwrap();
+            assert!(repo.remove_worker("w").await.unwrap());
+            let seen = repo.worker_set().await.unwrap().1["w"].clone();
+            // Registered again between the listing's read and its prune.
+            repo.register_worker(&spec).await.unwrap();
+            assert_eq!(repo.prune_worker_set(&[("w", &seen)]).await.unwrap(), 0);
+            assert_eq!(repo.worker_set().await.unwrap().0, ["w"]);
+            assert_eq!(repo.list_workers(None).await.unwrap().len(), 1);
+            // Removed again: the generation as now read lets it go.
+            assert!(repo.remove_worker("w").await.unwrap());
+            let now = repo.worker_set().await.unwrap().1["w"].clone();
+            assert_ne!(now, seen);
+            assert_eq!(repo.prune_worker_set(&[("w", &now)]).await.unwrap(), 1);
+            assert!(repo.worker_set().await.unwrap().0.is_empty());
+            assert!(repo.list_workers(None).await.unwrap().is_empty());
+            // An id never seen by the store: nothing to drop, no error.
+            assert_eq!(repo.prune_worker_set(&[("nope", "")]).await.unwrap(), 0);
+        }
+
         /// `SCRIPT FLUSH` behind the repository's back: the next call answers NOSCRIPT, loads the
         /// scripts and retries, once, and the result is right.
         #[tokio::test]
