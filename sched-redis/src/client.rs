@@ -9,6 +9,103 @@ use sched_core::{BoxError, RepoError};
 /// One command's reply: a value, or the server's error reply to that one command.
 pub(crate) type Reply = Result<redis::Value, String>;
 
+/// A command's words packed in one buffer: one allocation for a burst's ~900 words instead of
+/// one `String` each, written in place (keys, numbers) and handed to fred as slices of one
+/// shared buffer (`client_fred.rs`). Every word is UTF-8 (only `&str` and digits go in).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Args {
+    data: Vec<u8>,
+    /// End offset of each word in `data`.
+    ends: Vec<usize>,
+}
+
+impl Args {
+    /// Room for `words` words of `bytes` bytes in all.
+    pub(crate) fn with_capacity(words: usize, bytes: usize) -> Self {
+        let (data, ends) = (Vec::with_capacity(bytes), Vec::with_capacity(words));
+        Args { data, ends }
+    }
+
+    /// Appends one word.
+    pub(crate) fn push(&mut self, word: &str) {
+        self.data.extend_from_slice(word.as_bytes());
+        self.end();
+    }
+
+    /// Appends `n` in decimal (what `n.to_string()` would send).
+    pub(crate) fn push_u64(&mut self, n: u64) {
+        self.append_u64(n);
+        self.end();
+    }
+
+    /// Appends `n` in decimal, or the empty word for `None`.
+    pub(crate) fn push_opt(&mut self, n: Option<u64>) {
+        if let Some(n) = n {
+            self.append_u64(n);
+        }
+        self.end();
+    }
+
+    /// Appends `piece` to the word being written (finished by [`end`](Self::end)).
+    pub(crate) fn append(&mut self, piece: &str) {
+        self.data.extend_from_slice(piece.as_bytes());
+    }
+
+    /// Appends `n` in decimal to the word being written.
+    pub(crate) fn append_u64(&mut self, mut n: u64) {
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.data.extend_from_slice(&buf[i..]);
+    }
+
+    /// Finishes the word being written.
+    pub(crate) fn end(&mut self) {
+        self.ends.push(self.data.len());
+    }
+
+    /// The word at `i`.
+    pub(crate) fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.data.get(start..end)
+    }
+
+    /// Each word's byte range in [`bytes`](Self::bytes), in order.
+    pub(crate) fn ranges(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(self.ends.iter().copied()).map(|(s, e)| s..e)
+    }
+
+    /// Every word, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.ranges().map(|r| &self.data[r])
+    }
+
+    /// The whole buffer (the words back to back).
+    #[cfg(feature = "fred")]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for Args {
+    fn from_iter<I: IntoIterator<Item = S>>(words: I) -> Self {
+        let mut a = Args::default();
+        for w in words {
+            a.push(w.as_ref());
+        }
+        a
+    }
+}
+
 /// One command of a pipeline: `name [script] args...`.
 #[derive(Debug, Clone)]
 pub(crate) struct Op {
@@ -17,43 +114,54 @@ pub(crate) struct Op {
     /// The script of an `EVALSHA` (sent as its SHA1) or `EVAL` (sent as its body).
     pub(crate) script: Option<&'static Script>,
     /// After the script: `numkeys keys... argv...`; without one, the key comes first.
-    pub(crate) args: Vec<String>,
+    pub(crate) args: Args,
 }
 
 impl Op {
     /// `name args...`.
     pub(crate) fn cmd(name: &'static str, args: Vec<String>) -> Self {
         let script = None;
+        let args = args.into_iter().collect();
         Op { name, script, args }
     }
 
     /// `EVALSHA sha numkeys keys... argv...`.
     pub(crate) fn script(script: &'static Script, keys: Vec<String>, argv: Vec<String>) -> Self {
-        // Moved, not cloned: a burst's script carries about 8 arguments per container.
-        let mut args = Vec::with_capacity(1 + keys.len() + argv.len());
-        args.push(keys.len().to_string());
-        args.extend(keys);
-        args.extend(argv);
+        let bytes = (keys.iter().chain(&argv)).map(String::len).sum::<usize>() + 8;
+        let mut args = Args::with_capacity(1 + keys.len() + argv.len(), bytes);
+        args.push_u64(keys.len() as u64);
+        keys.iter().chain(&argv).for_each(|w| args.push(w));
+        Self::packed(script, args)
+    }
+
+    /// `EVALSHA sha` and `args` (already `numkeys keys... argv...`).
+    pub(crate) fn packed(script: &'static Script, args: Args) -> Self {
         let (name, script) = ("EVALSHA", Some(script));
         Op { name, script, args }
     }
 
-    /// Everything after the command name, as sent.
-    pub(crate) fn wire_args(&self) -> impl Iterator<Item = &str> {
-        let head = match self.script {
+    /// The script's SHA1 or body (`EVAL`), sent before [`args`](Self::args); none for a plain
+    /// command.
+    pub(crate) fn head(&self) -> Option<&'static str> {
+        match self.script {
             Some(s) if self.name == "EVAL" => Some(s.body),
             s => s.map(|s| s.sha.as_str()),
-        };
-        head.into_iter().chain(self.args.iter().map(String::as_str))
+        }
+    }
+
+    /// Everything after the command name, as sent.
+    pub(crate) fn wire_args(&self) -> impl Iterator<Item = &[u8]> {
+        let head = self.head().map(str::as_bytes);
+        head.into_iter().chain(self.args.iter())
     }
 
     /// The key a cluster routes this command by (a script's first key; none: any node).
     #[cfg(feature = "fred")]
-    pub(crate) fn route_key(&self) -> Option<&str> {
+    pub(crate) fn route_key(&self) -> Option<&[u8]> {
         match self.script {
-            Some(_) if self.args.first().is_some_and(|n| n == "0") => None,
-            Some(_) => self.args.get(1).map(String::as_str),
-            None => self.args.first().map(String::as_str),
+            Some(_) if self.args.get(0) == Some(b"0") => None,
+            Some(_) => self.args.get(1),
+            None => self.args.get(0),
         }
     }
 }

@@ -167,15 +167,44 @@ fn convert(v: Value) -> V {
     }
 }
 
+/// `op` as fred's command and arguments. The words go as slices of one shared buffer: one copy
+/// per op, not one allocation per word.
+fn command(op: &Op) -> (CustomCommand, Vec<Value>) {
+    let hash = op.route_key().map_or(ClusterHash::Random, Into::into);
+    let buf = fred::bytes::Bytes::copy_from_slice(op.args.bytes());
+    let head = op.head().map(Value::from_static_str);
+    let words = op.args.ranges().map(|r| Value::Bytes(buf.slice(r)));
+    let args = head.into_iter().chain(words).collect();
+    (CustomCommand::new_static(op.name, hash, false), args)
+}
+
+/// One command's outcome as its [`Reply`]: a lost or refused request fails the call, a server
+/// error reply is that command's `Err`.
+fn reply(r: Result<Value, Error>, write: bool) -> Result<Reply, RepoError> {
+    match r {
+        Ok(Value::Queued) => Ok(Err("unexpected QUEUED".to_owned())),
+        Ok(v) => Ok(Ok(convert(v))),
+        Err(e) if lost(&e) || *e.kind() == ErrorKind::Backpressure => Err(classify(e, write)),
+        Err(e) => Ok(Err(e.details().to_owned())),
+    }
+}
+
 #[async_trait]
 impl Client for FredClient {
     async fn pipeline(&self, ops: &[Op], write: bool) -> Result<Vec<Reply>, RepoError> {
+        if let [op] = ops {
+            // One command (a burst on one node): sent as such, without the pipeline's buffer,
+            // its copy of every buffered command and its shared response buffer.
+            let (cmd, args) = command(op);
+            return Ok(vec![reply(
+                self.0.custom::<Value, Value>(cmd, args).await,
+                write,
+            )?]);
+        }
         let pipe = self.0.pipeline();
         for op in ops {
-            let hash = op.route_key().map_or(ClusterHash::Random, Into::into);
-            let args: Vec<Value> = op.wire_args().map(Value::from).collect();
+            let (cmd, args) = command(op);
             // Queuing on a pipeline only buffers the command; errors show up in try_all.
-            let cmd = CustomCommand::new_static(op.name, hash, false);
             let queued: Result<Value, Error> = pipe.custom(cmd, args).await;
             queued.map_err(|e| classify(e, write))?;
         }
@@ -187,13 +216,7 @@ impl Client for FredClient {
                 None => RepoError::Backend("pipeline reply count mismatch".into()),
             });
         }
-        let reply = |r: Result<Value, Error>| match r {
-            Ok(Value::Queued) => Ok(Err("unexpected QUEUED".to_owned())),
-            Ok(v) => Ok(Ok(convert(v))),
-            Err(e) if lost(&e) || *e.kind() == ErrorKind::Backpressure => Err(classify(e, write)),
-            Err(e) => Ok(Err(e.details().to_owned())),
-        };
-        results.into_iter().map(reply).collect()
+        results.into_iter().map(|r| reply(r, write)).collect()
     }
 
     async fn dedicated(

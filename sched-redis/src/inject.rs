@@ -95,8 +95,7 @@ impl RedisRepository {
             Some(("w", id)) => self.keys.state(id),
             Some((_, id)) => self.keys.index(id),
         };
-        let keys = &op.args;
-        name.eq_ignore_ascii_case(t.op) && keys.iter().any(|a| a == &key)
+        name.eq_ignore_ascii_case(t.op) && op.args.iter().any(|a| a == key.as_bytes())
     }
 
     /// The fault armed for this round trip, if any (consumed).

@@ -1,6 +1,7 @@
 //! Key names (ARCHITECTURE.md, "Key layout"): ids are percent-encoded, so they never break the
 //! layout or the hash tags.
 
+use crate::client::Args;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// Every byte outside `[A-Za-z0-9._-]` is percent-encoded in a key.
@@ -80,6 +81,28 @@ impl Keys {
         format!("{{{}:c:{}}}", self.prefix, encode(container_id))
     }
 
+    /// Appends `{P:w:<worker>}:<part>` to `a` as one word, written in place (as
+    /// [`state`](Self::state) and the others spell it).
+    pub(crate) fn push_part(&self, a: &mut Args, worker_id: &str, part: &str) {
+        a.append("{");
+        a.append(&self.prefix);
+        a.append(":w:");
+        utf8_percent_encode(worker_id, ID).for_each(|s| a.append(s));
+        a.append("}:");
+        a.append(part);
+        a.end();
+    }
+
+    /// Appends a container's index key (as [`index`](Self::index) spells it) to `a`.
+    pub(crate) fn push_index(&self, a: &mut Args, container_id: &str) {
+        a.append("{");
+        a.append(&self.prefix);
+        a.append(":c:");
+        utf8_percent_encode(container_id, ID).for_each(|s| a.append(s));
+        a.append("}");
+        a.end();
+    }
+
     pub(crate) fn workers(&self) -> String {
         format!("{{{}:workers}}", self.prefix)
     }
@@ -103,6 +126,11 @@ mod tests {
         assert_eq!(k.state("{a}"), "{p%7Bx%7D:w:%7Ba%7D}:state");
         assert_eq!(k.index("c:1"), "{p%7Bx%7D:c:c%3A1}");
         // Exactly one '{' and one '}' in every key: the hash tag is the whole tagged part.
+        let mut a = Args::default();
+        k.push_part(&mut a, "{a}", "state");
+        k.push_index(&mut a, "c:1");
+        assert_eq!(a.get(0), Some(k.state("{a}").as_bytes()));
+        assert_eq!(a.get(1), Some(k.index("c:1").as_bytes()));
         for key in [
             k.state("{a}"),
             k.ledger("}{"),

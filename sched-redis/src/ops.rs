@@ -173,8 +173,8 @@ impl WorkerRepository for RedisRepository {
         }
         let mut held = Vec::new();
         let mut results = Vec::with_capacity(batch.len());
-        for (cr, a) in batch.iter().zip(&parts) {
-            let (r, charged) = outcome(cr, get(a)?)?;
+        for (cr, a) in batch.iter().zip(parts) {
+            let (r, charged) = outcome(cr, crate::codec::decode_owned(Ok(a))?)?;
             if !charged.is_empty() {
                 let w: Arc<str> = Arc::from(cr.worker_id.as_str());
                 let ids = charged.iter().filter_map(|&i| cr.reservations.get(i));

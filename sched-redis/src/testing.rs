@@ -72,9 +72,9 @@ impl RedisRepository {
         Ok(crate::reserve::burst_groups(batch)
             .map(|g| {
                 let op = crate::reserve::reserve_burst(self, g, mode);
-                std::iter::once(op.name)
+                std::iter::once(op.name.as_bytes())
                     .chain(op.wire_args())
-                    .map(str::to_owned)
+                    .map(|w| String::from_utf8_lossy(w).into_owned())
                     .collect()
             })
             .collect())
