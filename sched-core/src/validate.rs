@@ -5,7 +5,8 @@ use crate::{
     CapacityReservation, ContainerRequest, InvalidInput, ResourceKind, ResourceReservation,
     Resources, WorkerSpec,
 };
-use std::collections::HashSet;
+// foldhash: these sets see every id of every call (SipHash showed in profiles); seeded per process.
+use foldhash::{HashSet, HashSetExt};
 
 /// Longest id (worker, container, pool, GPU type) accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 512;

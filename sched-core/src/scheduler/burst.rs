@@ -83,7 +83,7 @@ impl<'a, R: WorkerRepository> Burst<'a, R> {
         let mut results: Vec<Option<Result<Placement, ScheduleError>>> =
             (0..n).map(|_| None).collect();
         let mut same_as = vec![None; n];
-        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(n);
+        let mut seen: foldhash::HashMap<&str, usize> = foldhash::HashMapExt::with_capacity(n);
         let mut pending = Vec::with_capacity(n);
         for (i, r) in requests.iter().enumerate() {
             let verdict = validate_request(r).and_then(|()| match seen.get(r.id.as_str()) {
