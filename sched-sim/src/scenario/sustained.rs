@@ -141,7 +141,10 @@ impl SustainedReport {
 #[derive(Debug, Default)]
 struct Tally {
     lat: Recorder,
-    placed: Vec<String>,
+    /// Containers placed.
+    placed: u64,
+    /// Their ids, handed back by the release tasks (for the duplicate check, after the run).
+    ids: Vec<String>,
     at_capacity: u64,
     below_capacity: u64,
     errors: u64,
@@ -229,7 +232,7 @@ async fn run_in(
                     }
                 }
                 held.fetch_add(ids.len() as u64, Ordering::Relaxed);
-                t.placed.extend(ids.iter().cloned());
+                t.placed += ids.len() as u64;
                 // Permits of failed containers come back now, the rest after release.
                 let mut permit = permit;
                 drop(permit.split(burst_size - ids.len()));
@@ -240,21 +243,25 @@ async fn run_in(
                     let r = st.release(&ids).await;
                     held.fetch_sub(ids.len() as u64, Ordering::Relaxed);
                     drop(permit);
-                    r
+                    // The ids come back for the duplicate check: no copy per placement.
+                    (r, ids)
                 }));
             }
             let placing_ended = Instant::now();
             for r in releases {
                 match r.await {
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "release failed");
-                        t.errors += 1;
+                    Ok((r, ids)) => {
+                        if let Err(e) = r {
+                            tracing::warn!(error = %e, "release failed");
+                            t.errors += 1;
+                        }
+                        t.ids.extend(ids);
                     }
                     Err(e) => {
+                        // Its ids are lost to the duplicate check; the error fails the run.
                         tracing::warn!(error = %e, "release task failed");
                         t.errors += 1;
                     }
-                    Ok(Ok(())) => {}
                 }
             }
             (t, strat.stats(), placing_ended)
@@ -262,6 +269,7 @@ async fn run_in(
     }
     let mut lat = Recorder::new();
     let mut all = Vec::new();
+    let mut placed = 0u64;
     let (mut at_cap, mut below, mut errors) = (0, 0, 0);
     let mut failures = Vec::new();
     let mut stats = StrategyStats::default();
@@ -271,7 +279,8 @@ async fn run_in(
             .await
             .map_err(|e| SimError::Config(format!("scheduler task failed: {e}")))?;
         lat.merge(&t.lat);
-        all.extend(t.placed);
+        all.extend(t.ids);
+        placed += t.placed;
         at_cap += t.at_capacity;
         below += t.below_capacity;
         errors += t.errors;
@@ -288,7 +297,6 @@ async fn run_in(
     let mut seen = HashSet::new();
     let duplicate_placements = all.iter().filter(|c| !seen.insert(c.as_str())).count() as u64;
     let audit = audit(&*env.raw, &env.worker_ids, &[]).await?;
-    let placed = all.len() as u64;
     let per = placed.max(1) as f64;
     let mut report = SustainedReport {
         strategy: kind,
